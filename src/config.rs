@@ -1,0 +1,403 @@
+//! Configuration: built-in defaults ← main file ← drop-ins ← `TUTORD_*` environment.
+//!
+//! The main file is `/etc/tutord/tutord.toml` (`--config` replaces it); drop-ins are the
+//! `*.toml` files of `<main file>.d/`, applied in name order, so `--config /tmp/t.toml` also
+//! reads `/tmp/t.toml.d/` and tests never touch `/etc`. Environment variables name a key as
+//! `TUTORD_<SECTION>__<KEY>` (double underscore between section and key, e.g.
+//! `TUTORD_DAEMON__LOG_LEVEL=debug`); `TUTORD_*` variables without the double underscore are
+//! not configuration and are ignored, so tooling variables cannot break the daemon.
+//!
+//! Every layer is checked on its own before they are merged, so an error names the file (or
+//! variable) it came from, the key, and the reason. `config/tutord.toml` documents every key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use config::{Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+
+/// The main configuration file on the board.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tutord/tutord.toml";
+/// Prefix of configuration environment variables.
+const ENV_PREFIX: &str = "TUTORD";
+
+/// The daemon's whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub store: StoreConfig,
+    pub platform: PlatformConfig,
+}
+
+/// `[daemon]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Log verbosity; `RUST_LOG` overrides it when set. Default `info`.
+    pub log_level: LogLevel,
+    /// Where the SQLite database and caches live. Default `/var/lib/tutord`
+    /// (systemd's `StateDirectory=`); `tutord --state-dir` overrides it.
+    pub state_dir: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            log_level: LogLevel::Info,
+            state_dir: PathBuf::from("/var/lib/tutord"),
+        }
+    }
+}
+
+/// `[store]`: the SQLite database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// How long a statement waits for a lock held by another connection (e.g. `sqlite3`
+    /// opened by a person diagnosing the board), in milliseconds. 1..=60000, default 5000.
+    pub busy_timeout_ms: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+/// `[platform]`: where the hardware is described.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformConfig {
+    /// Root under which `/proc` and `/sys` are read. Default `/`; tests and board bring-up
+    /// point it at a copy of a board's files.
+    pub root: PathBuf,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("/"),
+        }
+    }
+}
+
+/// Log levels, as `RUST_LOG` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "error" => LogLevel::Error,
+            "warn" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the configuration could not be loaded. `origin` is a file path or
+/// `environment variable TUTORD_…`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{origin}: cannot read: {source}")]
+    Read {
+        origin: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: unknown key `{key}` (see /usr/share/doc/tutord/tutord.toml for the keys)")]
+    UnknownKey { origin: String, key: String },
+    #[error("{origin}: {reason}")]
+    Invalid { origin: String, reason: String },
+    #[error("{origin}: key `{key}`: {reason}")]
+    OutOfRange {
+        origin: String,
+        key: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Checks the values serde cannot: ranges. Returns the key and the reason.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let ms = self.store.busy_timeout_ms;
+        if !(1..=60_000).contains(&ms) {
+            return Err((
+                "store.busy_timeout_ms".into(),
+                format!("{ms} is out of range 1..=60000"),
+            ));
+        }
+        if !self.daemon.state_dir.is_absolute() {
+            return Err((
+                "daemon.state_dir".into(),
+                format!(
+                    "{} is not an absolute path",
+                    self.daemon.state_dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where configuration comes from; every path is injectable for tests.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The main file.
+    pub main: PathBuf,
+    /// Whether a missing main file is an error (true when named on the command line).
+    pub main_required: bool,
+    /// The environment to read `TUTORD_*` variables from.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Sources {
+    /// The board's sources: `--config` or the default file, and the process environment.
+    pub fn from_process(config_arg: Option<&Path>) -> Self {
+        Self {
+            main: config_arg
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+            main_required: config_arg.is_some(),
+            env: std::env::vars().collect(),
+        }
+    }
+
+    /// `<main>.d/`, the drop-in directory.
+    pub fn dropin_dir(&self) -> PathBuf {
+        let mut s = self.main.clone().into_os_string();
+        s.push(".d");
+        PathBuf::from(s)
+    }
+}
+
+/// One layer of configuration, already read, with a name for messages.
+struct Layer {
+    origin: String,
+    kind: LayerKind,
+}
+
+enum LayerKind {
+    Toml(String),
+    Env(BTreeMap<String, String>),
+}
+
+/// Loads and checks the whole configuration.
+pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+    let layers = read_layers(sources)?;
+    let known = known_keys();
+    for layer in &layers {
+        check_layer(layer, &known)?;
+    }
+    let mut builder = defaults_builder();
+    for layer in &layers {
+        builder = add_layer(builder, layer);
+    }
+    // Every layer passed on its own, so the merge can only fail on a combination, which the
+    // checks above make impossible today; name all sources if it ever happens.
+    let merged = builder
+        .build()
+        .and_then(|c| c.try_deserialize::<Config>())
+        .map_err(|e| ConfigError::Invalid {
+            origin: "merged configuration".into(),
+            reason: e.to_string(),
+        })?;
+    if let Err((key, reason)) = merged.validate() {
+        return Err(ConfigError::OutOfRange {
+            origin: "merged configuration".into(),
+            key,
+            reason,
+        });
+    }
+    Ok(merged)
+}
+
+/// Parses one TOML document on top of the defaults; for unit tests and `tutorctl`.
+pub fn parse_toml(origin: &str, text: &str) -> Result<Config, ConfigError> {
+    let layer = Layer {
+        origin: origin.to_string(),
+        kind: LayerKind::Toml(text.to_string()),
+    };
+    check_layer(&layer, &known_keys())?;
+    defaults_builder()
+        .add_source(File::from_str(text, FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Invalid {
+            origin: origin.into(),
+            reason: e.to_string(),
+        })
+}
+
+fn read_layers(sources: &Sources) -> Result<Vec<Layer>, ConfigError> {
+    let mut layers = Vec::new();
+    match std::fs::read_to_string(&sources.main) {
+        Ok(text) => layers.push(Layer {
+            origin: sources.main.display().to_string(),
+            kind: LayerKind::Toml(text),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !sources.main_required => {}
+        Err(e) => {
+            return Err(ConfigError::Read {
+                origin: sources.main.display().to_string(),
+                source: e,
+            });
+        }
+    }
+    let dir = sources.dropin_dir();
+    let mut dropins = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect::<Vec<_>>(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(ConfigError::Read {
+                origin: dir.display().to_string(),
+                source: e,
+            });
+        }
+    };
+    dropins.sort();
+    for path in dropins {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+            origin: path.display().to_string(),
+            source: e,
+        })?;
+        layers.push(Layer {
+            origin: path.display().to_string(),
+            kind: LayerKind::Toml(text),
+        });
+    }
+    let env = config_env(&sources.env);
+    if !env.is_empty() {
+        let names = env.keys().cloned().collect::<Vec<_>>().join(", ");
+        layers.push(Layer {
+            origin: format!("environment ({names})"),
+            kind: LayerKind::Env(env),
+        });
+    }
+    Ok(layers)
+}
+
+/// The `TUTORD_<SECTION>__<KEY>` variables of an environment.
+fn config_env(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    env.iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(ENV_PREFIX)
+                .and_then(|rest| rest.strip_prefix('_'))
+                .is_some_and(|rest| rest.contains("__"))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn defaults_builder() -> config::ConfigBuilder<config::builder::DefaultState> {
+    let defaults = toml::to_string(&Config::default()).expect("defaults serialize to TOML");
+    config::Config::builder().add_source(File::from_str(&defaults, FileFormat::Toml))
+}
+
+fn add_layer(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    layer: &Layer,
+) -> config::ConfigBuilder<config::builder::DefaultState> {
+    match &layer.kind {
+        LayerKind::Toml(text) => builder.add_source(File::from_str(text, FileFormat::Toml)),
+        LayerKind::Env(vars) => builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars.clone().into_iter().collect())),
+        ),
+    }
+}
+
+/// Checks one layer on top of the defaults: unknown keys, types, ranges.
+fn check_layer(layer: &Layer, known: &[String]) -> Result<(), ConfigError> {
+    let keys = match &layer.kind {
+        LayerKind::Toml(text) => {
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                        origin: layer.origin.clone(),
+                        reason: format!("not valid TOML: {}", e.to_string().trim_end()),
+                    })?;
+            let mut keys = Vec::new();
+            flatten_keys("", &toml::Value::Table(table), &mut keys);
+            keys
+        }
+        LayerKind::Env(vars) => vars
+            .keys()
+            .map(|k| k[ENV_PREFIX.len() + 1..].to_lowercase().replace("__", "."))
+            .collect(),
+    };
+    if let Some(key) = keys.into_iter().find(|k| !known.contains(k)) {
+        return Err(ConfigError::UnknownKey {
+            origin: layer.origin.clone(),
+            key,
+        });
+    }
+    let cfg: Config = add_layer(defaults_builder(), layer)
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Invalid {
+            origin: layer.origin.clone(),
+            reason: e.to_string(),
+        })?;
+    cfg.validate()
+        .map_err(|(key, reason)| ConfigError::OutOfRange {
+            origin: layer.origin.clone(),
+            key,
+            reason,
+        })
+}
+
+/// Every dotted key of the configuration, from the serialized defaults.
+fn known_keys() -> Vec<String> {
+    let value = toml::Value::try_from(Config::default()).expect("defaults serialize to TOML");
+    let mut keys = Vec::new();
+    flatten_keys("", &value, &mut keys);
+    keys
+}
+
+fn flatten_keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_keys(&path, v, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,94 @@
+//! `tutorctl`'s library side: a D-Bus client of `org.tutord.Tutor1`, like `systemctl` is of
+//! systemd. It talks D-Bus only.
+
+pub mod proxy;
+pub mod render;
+
+use std::collections::HashMap;
+
+use zbus::{Connection, OwnedVariant};
+
+use crate::bus;
+use crate::cli::BusChoice;
+pub use proxy::TutorProxy;
+
+/// What can go wrong for a client; every message is one line for a person.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("cannot connect to the {bus}: {source}")]
+    Connect { bus: BusChoice, source: zbus::Error },
+    #[error("tutord is not running: nobody owns {name} on the {bus}")]
+    NotRunning { name: &'static str, bus: BusChoice },
+    #[error("{0}")]
+    Call(String),
+}
+
+impl CtlError {
+    fn call(e: zbus::Error) -> Self {
+        // Named errors read best as "Name: message"; zbus's Display already does that for
+        // method errors.
+        CtlError::Call(match e {
+            zbus::Error::MethodError(name, Some(msg), _) => format!("{name}: {msg}"),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// A connected client.
+pub struct Client {
+    proxy: TutorProxy<'static>,
+}
+
+impl Client {
+    /// Connects and checks that tutord owns its name, so "not running" is told apart from
+    /// "the call failed".
+    pub async fn connect(bus_choice: &BusChoice) -> Result<Self, CtlError> {
+        let conn: Connection =
+            bus_choice
+                .builder()
+                .build()
+                .await
+                .map_err(|source| CtlError::Connect {
+                    bus: bus_choice.clone(),
+                    source,
+                })?;
+        let dbus = zbus::fdo::DBusProxy::new(&conn)
+            .await
+            .map_err(CtlError::call)?;
+        let owned = dbus
+            .name_has_owner(bus::NAME.try_into().expect("valid bus name"))
+            .await
+            .map_err(|e| CtlError::call(e.into()))?;
+        if !owned {
+            return Err(CtlError::NotRunning {
+                name: bus::NAME,
+                bus: bus_choice.clone(),
+            });
+        }
+        let proxy = TutorProxy::new(&conn).await.map_err(CtlError::call)?;
+        Ok(Self { proxy })
+    }
+
+    pub async fn status(&self) -> Result<render::StatusView, CtlError> {
+        let p = &self.proxy;
+        Ok(render::StatusView {
+            state: p.state().await.map_err(CtlError::call)?,
+            status_text: p.status_text().await.map_err(CtlError::call)?,
+            progress: p.progress().await.map_err(CtlError::call)?,
+            board: p.board().await.map_err(CtlError::call)?,
+            version: p.version().await.map_err(CtlError::call)?,
+            last_error: p.last_error().await.map_err(CtlError::call)?,
+        })
+    }
+
+    pub async fn diagnostics(&self) -> Result<HashMap<String, OwnedVariant>, CtlError> {
+        self.proxy.diagnostics().await.map_err(CtlError::call)
+    }
+
+    pub async fn set_log_level(&self, level: &str) -> Result<(), CtlError> {
+        self.proxy
+            .set_log_level(level)
+            .await
+            .map_err(CtlError::call)
+    }
+}

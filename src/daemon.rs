@@ -1,0 +1,347 @@
+//! Boot and shutdown: the one place that owns the daemon's lifetime.
+//!
+//! Boot: config (done by `main`) → store → bus name → platform → READY. Each step sends a
+//! `STATUS=` line, updates the `State`/`StatusText` properties and logs. Later steps (tuning,
+//! benchmark, model load, voice) slot in between platform and READY.
+//!
+//! Shutdown (SIGTERM/SIGINT): `STOPPING=1`, record a clean stop, release the bus name, exit 0.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use zbus::Connection;
+use zbus::object_server::InterfaceRef;
+
+use crate::bus::{self, Status, Tutor};
+use crate::cli::BusChoice;
+use crate::config::{Config, LogLevel};
+use crate::diagnostics::Value;
+use crate::events;
+use crate::logging::LogControl;
+use crate::notify::Notifier;
+use crate::platform::{self, Paths};
+use crate::state::State;
+use crate::store::{Store, StoreError};
+
+/// Why the daemon could not start or run. `main` maps each to an exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot connect to the {bus}: {source}")]
+    BusConnect { bus: BusChoice, source: zbus::Error },
+    #[error(
+        "cannot own {name} on the {bus}: {source} (is another tutord running, and does the D-Bus \
+         policy /usr/share/dbus-1/system.d/org.tutord.Tutor1.conf allow this user to own it?)"
+    )]
+    BusName {
+        name: &'static str,
+        bus: BusChoice,
+        source: zbus::Error,
+    },
+    #[error("D-Bus: {0}")]
+    Bus(#[from] zbus::Error),
+    #[error("cannot install a signal handler: {0}")]
+    Signals(std::io::Error),
+}
+
+impl DaemonError {
+    /// The process exit status, from sysexits(3) so systemd and people can tell kinds apart.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Store(_) => 73, // EX_CANTCREAT
+            DaemonError::BusConnect { .. } | DaemonError::BusName { .. } => 69, // EX_UNAVAILABLE
+            DaemonError::Bus(_) | DaemonError::Signals(_) => 70, // EX_SOFTWARE
+        }
+    }
+}
+
+/// What the daemon was started with.
+pub struct Options {
+    pub config: Config,
+    pub bus: BusChoice,
+    /// Where the config was read from, for diagnostics.
+    pub config_path: PathBuf,
+}
+
+/// Shared, read-mostly state the bus adapters read from.
+pub struct Context {
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub bus: BusChoice,
+    pub notifier: Notifier,
+    log: LogControl,
+    log_level: Mutex<String>,
+    store: Mutex<Store>,
+    started: Instant,
+}
+
+impl Context {
+    /// Builds the `Diagnostics()` answer.
+    pub fn diagnostics(&self, status: &Status) -> Vec<(String, Value)> {
+        let mut d: Vec<(String, Value)> = vec![
+            ("version".into(), crate::VERSION.into()),
+            ("pid".into(), std::process::id().into()),
+            (
+                "uptime_seconds".into(),
+                self.started.elapsed().as_secs_f64().into(),
+            ),
+            ("state".into(), status.state.as_str().into()),
+            ("status_text".into(), status.status_text.clone().into()),
+            ("board".into(), status.board.clone().into()),
+            (
+                "config_file".into(),
+                self.config_path.display().to_string().into(),
+            ),
+            (
+                "state_dir".into(),
+                self.config.daemon.state_dir.display().to_string().into(),
+            ),
+            ("bus".into(), self.bus.to_string().into()),
+            (
+                "log_sink".into(),
+                format!("{:?}", self.log.sink).to_lowercase().into(),
+            ),
+            ("log_level".into(), lock(&self.log_level).clone().into()),
+            (
+                "watchdog_usec".into(),
+                self.notifier
+                    .watchdog_timeout()
+                    .map_or(0, |d| d.as_micros() as u64)
+                    .into(),
+            ),
+        ];
+        let store = lock(&self.store);
+        d.push(("database".into(), store.path().display().to_string().into()));
+        d.push(("boot_id".into(), store.boot_id().into()));
+        d.push((
+            "previous_boot_unclean".into(),
+            store.previous_boot_unclean().into(),
+        ));
+        if let Some(p) = store.recovered_from() {
+            d.push((
+                "database_recovered_to".into(),
+                p.display().to_string().into(),
+            ));
+        }
+        // A store error must not hide the rest of the diagnostics: report it in place.
+        match store.schema_version() {
+            Ok(v) => d.push(("schema_version".into(), v.into())),
+            Err(e) => d.push(("store_error".into(), e.to_string().into())),
+        }
+        match store.boots_total() {
+            Ok(n) => d.push(("boots_total".into(), n.into())),
+            Err(e) => d.push(("store_error".into(), e.to_string().into())),
+        }
+        d
+    }
+
+    /// Changes the log level at run time.
+    pub fn set_log_level(&self, level: LogLevel) -> Result<(), String> {
+        self.log.set_level(level)?;
+        *lock(&self.log_level) = level.as_str().to_string();
+        tracing::info!("log level set to {}", level.as_str());
+        Ok(())
+    }
+}
+
+/// Locks a mutex, taking the data even if a panicking thread poisoned it: the data are plain
+/// values that stay consistent, and the daemon must keep serving.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Publishes boot progress to systemd, D-Bus and the journal in one go.
+struct Reporter {
+    iface: InterfaceRef<Tutor>,
+    notifier: Notifier,
+}
+
+impl Reporter {
+    async fn step(&self, state: State, text: &str, progress: f64) {
+        self.notifier.status(text);
+        tracing::info!(tutord_state = state.as_str(), "{text}");
+        let mut status = self.iface.get().await.status().clone();
+        status.state = state;
+        status.status_text = text.to_string();
+        status.progress = progress;
+        self.publish(status).await;
+    }
+
+    async fn set_board(&self, board: &str) {
+        let mut status = self.iface.get().await.status().clone();
+        status.board = board.to_string();
+        self.publish(status).await;
+    }
+
+    async fn publish(&self, status: Status) {
+        // A failed PropertiesChanged emission (bus hiccup) must not stop the boot; the
+        // properties themselves are still right when read.
+        if let Err(e) = Tutor::publish(&self.iface, status).await {
+            tracing::warn!("cannot emit PropertiesChanged: {e}");
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns after cleanup.
+pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
+    let boot_started = Instant::now();
+    let notifier = Notifier::from_env();
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    tracing::info!(
+        message_id = events::STARTED,
+        tutord_version = crate::VERSION,
+        config_file = %opts.config_path.display(),
+        state_dir = %opts.config.daemon.state_dir.display(),
+        "tutord {} starting",
+        crate::VERSION
+    );
+
+    notifier.status("Opening the database");
+    let busy = Duration::from_millis(opts.config.store.busy_timeout_ms.into());
+    let store = Store::open(&opts.config.daemon.state_dir, busy)?;
+    if store.previous_boot_unclean() {
+        tracing::warn!(
+            database = %store.path().display(),
+            "the previous run did not stop cleanly (crash, kill or power cut)"
+        );
+    }
+
+    let ctx = Arc::new(Context {
+        log_level: Mutex::new(opts.config.daemon.log_level.as_str().to_string()),
+        config: opts.config,
+        config_path: opts.config_path,
+        bus: opts.bus.clone(),
+        notifier: notifier.clone(),
+        log,
+        store: Mutex::new(store),
+        started: boot_started,
+    });
+
+    notifier.status("Connecting to D-Bus");
+    let conn = connect(&opts.bus, Tutor::new(ctx.clone())).await?;
+    let iface = conn
+        .object_server()
+        .interface::<_, Tutor>(bus::PATH)
+        .await?;
+    let reporter = Reporter {
+        iface: iface.clone(),
+        notifier: notifier.clone(),
+    };
+
+    reporter
+        .step(State::Booting, "Detecting the board", 0.5)
+        .await;
+    let board = platform::detect_board(&Paths::new(&ctx.config.platform.root));
+    reporter.set_board(board.as_str()).await;
+    tracing::info!(board = board.as_str(), "board: {}", board.as_str());
+
+    let boot_ms = boot_started.elapsed().as_millis() as u64;
+    if let Err(e) = lock(&ctx.store).record_ready() {
+        tracing::error!("{e}");
+    }
+    reporter.step(State::Ready, "Ready", 1.0).await;
+    notifier.ready("Ready");
+    tracing::info!(
+        message_id = events::READY,
+        boot_ms,
+        board = board.as_str(),
+        "tutord ready on the {} after {boot_ms} ms",
+        opts.bus
+    );
+
+    // Watchdog: ping at half of WATCHDOG_USEC, and only after a round trip through the bus
+    // and our own object server succeeded, so a wedged connection stops the pings and
+    // systemd restarts us. Without a watchdog the tick is effectively never.
+    let interval = notifier
+        .watchdog_interval()
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let signal_name = loop {
+        tokio::select! {
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            _ = tick.tick() => {
+                if notifier.watchdog_interval().is_none() {
+                    continue;
+                }
+                match self_check(&conn, interval / 2).await {
+                    Ok(()) => notifier.watchdog(),
+                    Err(e) => tracing::warn!(
+                        message_id = events::WATCHDOG_SKIPPED,
+                        "liveness check failed, not pinging the watchdog: {e}"
+                    ),
+                }
+            }
+        }
+    };
+
+    let stop_started = Instant::now();
+    notifier.stopping("Stopping");
+    tracing::info!(
+        message_id = events::STOPPING,
+        signal = signal_name,
+        "stopping on {signal_name}"
+    );
+    if let Err(e) = lock(&ctx.store).record_clean_stop() {
+        tracing::error!("{e}");
+    }
+    // Give the name back before exiting so a restarted tutord can take it at once.
+    if let Err(e) = conn.release_name(bus::NAME).await {
+        tracing::debug!("releasing {}: {e}", bus::NAME);
+    }
+    drop(conn);
+    tracing::info!(
+        message_id = events::STOPPED,
+        stop_ms = stop_started.elapsed().as_millis() as u64,
+        "tutord stopped"
+    );
+    Ok(())
+}
+
+/// Connects, serves the interface and takes the well-known name.
+async fn connect(bus_choice: &BusChoice, tutor: Tutor) -> Result<Connection, DaemonError> {
+    // Serve first, then ask for the name: a client that sees the name appear can call at once.
+    let conn = bus_choice
+        .builder()
+        .serve_at(bus::PATH, tutor)
+        .build()
+        .await
+        .map_err(|source| DaemonError::BusConnect {
+            bus: bus_choice.clone(),
+            source,
+        })?;
+    conn.request_name(bus::NAME)
+        .await
+        .map_err(|source| DaemonError::BusName {
+            name: bus::NAME,
+            bus: bus_choice.clone(),
+            source,
+        })?;
+    Ok(conn)
+}
+
+/// A `Peer.Ping` to ourselves through the bus daemon: proves the connection, the bus and our
+/// object server's dispatch all work.
+async fn self_check(conn: &Connection, timeout: Duration) -> Result<(), String> {
+    let me = conn
+        .unique_name()
+        .ok_or("no unique name on the bus")?
+        .to_owned();
+    let call = conn.call_method(
+        Some(me.as_str()),
+        bus::PATH,
+        Some("org.freedesktop.DBus.Peer"),
+        "Ping",
+        &(),
+    );
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}

@@ -1,0 +1,47 @@
+//! Journal `MESSAGE_ID`s of the key events. Each is explained in systemd/tutord.catalog, so
+//! `journalctl -x -u tutord` says what happened and what to do; keep the two in step (a unit
+//! test checks that every ID here has a catalog entry).
+//!
+//! Log them as a `message_id` field: the journald layer upper-cases field names, so it lands
+//! as `MESSAGE_ID`.
+
+/// tutord started and read its configuration.
+pub const STARTED: &str = "e857ec717d554ab2be6aeb11bcf9b047";
+/// tutord finished booting and serves on D-Bus (READY=1 was sent).
+pub const READY: &str = "f080c398c64642f39af0abb35b8dc87b";
+/// tutord got SIGTERM/SIGINT and is shutting down.
+pub const STOPPING: &str = "42a46c6fbcd341fa841a8a7891c1ca65";
+/// tutord finished its cleanup and exits.
+pub const STOPPED: &str = "5c5cd2130f5c4169967ce837c87c46e5";
+/// The configuration is invalid; tutord exits with status 78.
+pub const CONFIG_INVALID: &str = "13ac16771a2d4a8f89e58090d92b7136";
+/// The database was unreadable; it was moved aside and a new one started.
+pub const STORE_RECOVERED: &str = "4a44fc049b2e4bf594c17595e0c7ef6f";
+/// The main loop failed its liveness check, so the watchdog was not pinged.
+pub const WATCHDOG_SKIPPED: &str = "a4b1700ba0944a4f8fbda60ca398447b";
+
+/// Every ID with its name, for the catalog check.
+pub const ALL: &[(&str, &str)] = &[
+    ("STARTED", STARTED),
+    ("READY", READY),
+    ("STOPPING", STOPPING),
+    ("STOPPED", STOPPED),
+    ("CONFIG_INVALID", CONFIG_INVALID),
+    ("STORE_RECOVERED", STORE_RECOVERED),
+    ("WATCHDOG_SKIPPED", WATCHDOG_SKIPPED),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_event_has_a_catalog_entry() {
+        let catalog = include_str!("../systemd/tutord.catalog");
+        for (name, id) in super::ALL {
+            assert_eq!(id.len(), 32, "{name}");
+            assert!(
+                catalog.contains(&format!("-- {id}\n")),
+                "systemd/tutord.catalog lacks an entry for {name} ({id})"
+            );
+        }
+    }
+}

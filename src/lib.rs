@@ -1,0 +1,20 @@
+//! tutord: an offline voice tutor appliance daemon.
+//!
+//! The binaries (`tutord`, `tutorctl`) are thin; everything they do lives here so that it can
+//! be tested without a board, a system bus or root. See docs/architecture.md for the picture.
+
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod diagnostics;
+pub mod events;
+pub mod logging;
+pub mod notify;
+pub mod platform;
+pub mod state;
+pub mod store;
+
+/// The daemon's version, as reported on D-Bus and in the journal.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,80 @@
+//! `tutord`: arguments → config → logging → `daemon::run`. Everything else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tutord::cli::BusChoice;
+use tutord::config::{self, LogLevel, Sources};
+use tutord::{daemon, events, logging};
+
+/// The tutor appliance daemon.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Main configuration file, instead of /etc/tutord/tutord.toml; drop-ins are read from
+    /// PATH.d/.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Bus to serve on: system, session, or a D-Bus address such as unix:path=/tmp/bus.
+    #[arg(long, value_name = "BUS", default_value = "system")]
+    bus: BusChoice,
+    /// State directory (database, caches), instead of the config's daemon.state_dir.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// sysexits(3) EX_CONFIG: systemd's unit has RestartPreventExitStatus=78, so a bad config
+/// is reported once instead of restarted in a loop.
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let sources = Sources::from_process(args.config.as_deref());
+    let mut config = match config::load(&sources) {
+        Ok(c) => c,
+        Err(e) => {
+            logging::init(LogLevel::Info);
+            tracing::error!(
+                message_id = events::CONFIG_INVALID,
+                "invalid configuration: {e}"
+            );
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if let Some(dir) = args.state_dir {
+        if !dir.is_absolute() {
+            logging::init(LogLevel::Info);
+            tracing::error!(
+                message_id = events::CONFIG_INVALID,
+                "invalid configuration: --state-dir {} is not an absolute path",
+                dir.display()
+            );
+            return ExitCode::from(EX_CONFIG);
+        }
+        config.daemon.state_dir = dir;
+    }
+    let log = logging::init(config.daemon.log_level);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(71); // EX_OSERR
+        }
+    };
+    let opts = daemon::Options {
+        config,
+        bus: args.bus,
+        config_path: sources.main,
+    };
+    match runtime.block_on(daemon::run(opts, log)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
