@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
 use zbus::Connection;
+use zbus::fdo::{RequestNameFlags, RequestNameReply};
 use zbus::object_server::InterfaceRef;
 
 use crate::bus::{self, Status, Tutor};
@@ -315,14 +316,22 @@ async fn connect(bus_choice: &BusChoice, tutor: Tutor) -> Result<Connection, Dae
             bus: bus_choice.clone(),
             source,
         })?;
-    conn.request_name(bus::NAME)
-        .await
-        .map_err(|source| DaemonError::BusName {
-            name: bus::NAME,
-            bus: bus_choice.clone(),
-            source,
-        })?;
-    Ok(conn)
+    // DO_NOT_QUEUE: a second tutord must fail loudly, not wait silently in the name's queue.
+    let reply = conn
+        .request_name_with_flags(bus::NAME, RequestNameFlags::DO_NOT_QUEUE)
+        .await;
+    let taken = |source| DaemonError::BusName {
+        name: bus::NAME,
+        bus: bus_choice.clone(),
+        source,
+    };
+    match reply {
+        Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => Ok(conn),
+        Ok(other) => Err(taken(zbus::Error::Failure(format!(
+            "the bus answered {other:?}: another process owns the name"
+        )))),
+        Err(e) => Err(taken(e)),
+    }
 }
 
 /// A `Peer.Ping` to ourselves through the bus daemon: proves the connection, the bus and our

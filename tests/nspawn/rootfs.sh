@@ -22,7 +22,7 @@ if [ -f "$HERE/packages" ]; then
     extra=$(sed -e 's/#.*//' "$HERE/packages" | tr -s ' \t\n' '\n' | sed '/^$/d' | sort -u | paste -sd, -)
     [ -n "$extra" ] && INCLUDE=$INCLUDE,$extra
 fi
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 RECIPE="tutord-nspawn-rootfs v${RECIPE_VERSION} suite=${SUITE} variant=${VARIANT} include=${INCLUDE}"
 
 CACHE=${TUTORD_TEST_CACHE:-/var/cache/tutord-test}
@@ -95,14 +95,31 @@ fi
 rm -rf --one-file-system "$CACHE/rootfs-${SUITE}.tmp."* "$CACHE/rootfs-${SUITE}.old."*
 
 TMP=$(mktemp -d "$CACHE/rootfs-${SUITE}.tmp.XXXXXX")
-cleanup() { [ -n "${TMP:-}" ] && rm -rf --one-file-system "$TMP"; }
+chmod 0755 "$TMP"   # mktemp makes it 0700: the container's / must be traversable by its users
+DB_PID=
+cleanup() {
+    # interrupted: stop debootstrap (its own process group) before removing its target
+    if [ -n "$DB_PID" ]; then
+        kill -TERM -- "-$DB_PID" 2>/dev/null || true
+        wait "$DB_PID" 2>/dev/null || true
+    fi
+    if [ -n "${TMP:-}" ]; then rm -rf --one-file-system "$TMP"; fi
+}
 trap cleanup EXIT
+trap "exit 1" INT TERM HUP
 
 log "building $SUITE rootfs from $MIRROR into $TMP (this takes a minute or two, once)"
 start=$(date +%s)
-if ! debootstrap --variant="$VARIANT" --include="$INCLUDE" "$SUITE" "$TMP" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1; then
+# In the background, in its own process group, so that a signal to this script stops it at once.
+setsid debootstrap --variant="$VARIANT" --include="$INCLUDE" "$SUITE" "$TMP" "$MIRROR" \
+    </dev/null >"$CACHE/debootstrap.log" 2>&1 &
+DB_PID=$!
+rc=0
+wait "$DB_PID" || rc=$?
+DB_PID=
+if [ "$rc" != 0 ]; then
     tail -n 30 "$CACHE/debootstrap.log" >&2
-    die "debootstrap failed (full log: $CACHE/debootstrap.log)"
+    die "debootstrap failed with $rc (full log: $CACHE/debootstrap.log)"
 fi
 
 # Small adjustments for a fast, quiet boot under nspawn.

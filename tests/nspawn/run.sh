@@ -23,6 +23,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NAME=tutord-nspawn-$$
 FAILED=0
 DUMPED=
+STARTED=
 NSPAWN_PID=
 CPID=
 WORK=
@@ -33,6 +34,7 @@ say()  { echo "run.sh: $*"; }
 ok()   { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; FAILED=1; }
 die()  { echo "FAIL: $*"; exit 1; }
+oneline() { printf '%s' "$*" | tr -s '\n' ' '; }
 
 [ $# -eq 2 ] || { echo "usage: $0 BINDIR SYSTEMD_DIR" >&2; exit 2; }
 BINDIR=$(cd "$1" 2>/dev/null && pwd) || die "BINDIR $1 does not exist"
@@ -181,6 +183,7 @@ stop_container() {
 }
 
 dump_logs() {
+    [ -n "$STARTED" ] || return 0
     echo "---- journalctl -u tutord (container) ----"
     [ -n "$CPID" ] && kill -0 "$CPID" 2>/dev/null && cx journalctl -u tutord --no-pager -o short-precise 2>&1 | tail -n 200
     echo "---- journalctl -b -p warning (container, last 60) ----"
@@ -242,6 +245,7 @@ t0=$(date +%s%N)
 systemd-nspawn -D "$ROOT" --boot --register=no --keep-unit --console=pipe --volatile=overlay \
     --machine="$NAME" "${BINDS[@]}" </dev/null >"$NSPAWN_LOG" 2>&1 &
 NSPAWN_PID=$!
+STARTED=1
 
 for i in $(seq 100); do
     CPID=$(find_container_init) && break
@@ -265,8 +269,6 @@ case "$state" in
 esac
 
 # ---------------------------------------------------------------- preparation
-# What a package's postinst would do. The files are already in place at boot, so
-# systemd-sysusers/-tmpfiles ran at boot already; running them again is a no-op then.
 if ldd_out=$(cx ldd /usr/bin/tutord 2>&1); then
     missing=$(printf '%s\n' "$ldd_out" | awk '/not found/ { print $1 }')
     if [ -n "$missing" ]; then
@@ -275,7 +277,7 @@ if ldd_out=$(cx ldd /usr/bin/tutord 2>&1); then
             p=$(dpkg -S "*/$lib" 2>/dev/null | head -n1 | cut -d: -f1)
             pkgs="$pkgs ${p:-?($lib)}"
         done
-        die "tutord needs shared libraries missing from the rootfs: $(echo $missing); add the Debian packages to tests/nspawn/packages:$pkgs"
+        die "tutord needs shared libraries missing from the rootfs: $(oneline "$missing"); add the Debian packages to tests/nspawn/packages:$pkgs"
     fi
     ok "tutord's shared libraries are all present in the rootfs"
 else
@@ -283,6 +285,8 @@ else
     ok "tutord is not dynamically linked ($(printf '%s' "$ldd_out" | head -n1 | sed 's/^[[:space:]]*//'))"
 fi
 
+# What a package's postinst would do. The files are already in place at boot, so
+# systemd-sysusers/-tmpfiles ran at boot already; running them again is a no-op then.
 prep() {  # DESCRIPTION CMD...
     local d=$1 out; shift
     if out=$(cx "$@" 2>&1); then ok "$d"; else fail "$d: $(printf '%s' "$out" | tail -n 5)"; fi
@@ -334,7 +338,7 @@ else
     exit 1
 fi
 st=$(cx systemctl is-active tutord)
-[ "$st" = active ] && ok "is-active tutord = active" || fail "is-active tutord = $st"
+if [ "$st" = active ]; then ok "is-active tutord = active"; else fail "is-active tutord = $st"; fi
 
 status_text=$(cx systemctl show -p StatusText --value tutord)
 if [ -z "$status_text" ]; then
@@ -352,7 +356,11 @@ case "$out" in
     *) fail "busctl call ... Diagnostics: $out" ;;
 esac
 out=$(cx busctl get-property org.tutord.Tutor1 /org/tutord/Tutor1 org.tutord.Tutor1 State 2>&1)
-[ "$out" = 's "ready"' ] && ok "busctl get-property State = $out" || fail "busctl get-property State: $out (expected s \"ready\")"
+if [ "$out" = 's "ready"' ]; then
+    ok "busctl get-property State = $out"
+else
+    fail "busctl get-property State: $out (expected s \"ready\")"
+fi
 
 # ---------------------------------------------------------------- journal
 # The daemon's own entries (not systemd's job messages about the unit, which carry MESSAGE_IDs too).
@@ -365,7 +373,7 @@ done
 if [ -n "$own" ]; then
     ids=$(printf '%s\n' "$own" | grep -o '"MESSAGE_ID":"[0-9a-f]*"' | cut -d'"' -f4 | sort -u)
     fields=$(printf '%s\n' "$own" | head -n1 | grep -o '"[A-Z0-9_]*":' | tr -d '":' | grep -v '^_' | sort -u | tr '\n' ' ')
-    ok "journal has the daemon's entries with MESSAGE_ID ($(echo $ids)); fields: $fields"
+    ok "journal has the daemon's entries with MESSAGE_ID ($(oneline "$ids")); fields: $fields"
 else
     if cx journalctl _SYSTEMD_UNIT=tutord.service -o json --no-pager 2>/dev/null | grep -q '"F_MESSAGE_ID"'; then
         fail "tutord logs F_MESSAGE_ID, not MESSAGE_ID: tracing-journald prefixes user fields with F_ by default; use Layer::new()?.with_field_prefix(None)"
@@ -391,7 +399,7 @@ if [ -f "$SYSTEMD_DIR/tutord.catalog" ] && [ -n "$ids" ]; then
     if [ -n "$found" ]; then
         ok "journalctl -x shows the catalog text for $found"
     else
-        fail "journalctl -x -u tutord shows no catalog text for any logged MESSAGE_ID ($(echo $ids)) from tutord.catalog"
+        fail "journalctl -x -u tutord shows no catalog text for any logged MESSAGE_ID ($(oneline "$ids")) from tutord.catalog"
     fi
 fi
 
@@ -422,6 +430,6 @@ if kill -0 "$NSPAWN_PID" 2>/dev/null; then
 else
     wait "$NSPAWN_PID"; rc=$?
     NSPAWN_PID=
-    [ "$rc" = 0 ] && ok "container powered off (nspawn exit 0, $(elapsed) s in all)" || fail "systemd-nspawn exited with $rc"
+    if [ "$rc" = 0 ]; then ok "container powered off (nspawn exit 0, $(elapsed) s in all)"; else fail "systemd-nspawn exited with $rc"; fi
 fi
 [ "$FAILED" = 0 ] || exit 1

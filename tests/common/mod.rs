@@ -1,0 +1,321 @@
+//! Test harness: a real `dbus-daemon` on a private socket, the real `tutord` binary, and a
+//! `NOTIFY_SOCKET` the test itself listens on.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TUTORD: &str = env!("CARGO_BIN_EXE_tutord");
+pub const TUTORCTL: &str = env!("CARGO_BIN_EXE_tutorctl");
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A dbus-daemon child process on `<dir>/bus`; killed on drop.
+pub struct Bus {
+    child: Child,
+    pub address: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Bus {
+    /// A session-like bus where everyone may do anything: for behaviour tests.
+    pub fn open() -> Bus {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("bus");
+        let conf = dir.path().join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        Self::start(dir, &conf, &socket)
+    }
+
+    /// A bus configured like Debian's system bus (its own system.conf, with the socket moved
+    /// and only the project's policy included), so the policy is really enforced.
+    pub fn system_like() -> Bus {
+        let dir = tempfile::tempdir().unwrap();
+        // Others (the `nobody` caller) must reach the socket for the policy to be what
+        // refuses them, not the directory's permissions.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("bus");
+        let policy_dir = dir.path().join("system.d");
+        std::fs::create_dir(&policy_dir).unwrap();
+        std::fs::copy(
+            Path::new(REPO).join("systemd/org.tutord.Tutor1.conf"),
+            policy_dir.join("org.tutord.Tutor1.conf"),
+        )
+        .unwrap();
+        let system = std::fs::read_to_string("/usr/share/dbus-1/system.conf")
+            .expect("Debian's /usr/share/dbus-1/system.conf (package dbus)");
+        let conf = system_like_config(&system, &socket, &policy_dir);
+        let conf_path = dir.path().join("system.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        Self::start(dir, &conf_path, &socket)
+    }
+
+    fn start(dir: tempfile::TempDir, conf: &Path, socket: &Path) -> Bus {
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .arg("--nofork")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (package dbus) must be installed");
+        wait_for(Duration::from_secs(5), "the dbus-daemon socket", || {
+            socket.exists()
+        });
+        Bus {
+            child,
+            address: format!("unix:path={}", socket.display()),
+            dir,
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's system.conf with: our socket, no user switch, no pid file, no syslog, and only the
+/// project's policy directory included.
+pub fn system_like_config(system: &str, socket: &Path, policy_dir: &Path) -> String {
+    let mut out = String::new();
+    for line in system.lines() {
+        let t = line.trim();
+        if t.starts_with("<user>")
+            || t.starts_with("<pidfile>")
+            || t.starts_with("<syslog")
+            || t.starts_with("<includedir>")
+            || t.starts_with("<include ")
+            || t.starts_with("<servicehelper>")
+            || t.starts_with("<standard_system_servicedirs")
+        {
+            continue;
+        }
+        if t.starts_with("<listen>") {
+            out.push_str(&format!(
+                "  <listen>unix:path={}</listen>\n",
+                socket.display()
+            ));
+            continue;
+        }
+        if t.starts_with("</busconfig>") {
+            out.push_str(&format!(
+                "  <includedir>{}</includedir>\n",
+                policy_dir.display()
+            ));
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(out.contains("<listen>"), "system.conf had no <listen>");
+    out
+}
+
+/// The systemd notification socket, as systemd would give it.
+pub struct NotifySocket {
+    sock: UnixDatagram,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+    pub received: Vec<String>,
+}
+
+impl NotifySocket {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Self {
+            sock,
+            path,
+            _dir: dir,
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads datagrams until one contains `line` (e.g. `READY=1`) or the timeout passes.
+    pub fn wait_for(&mut self, line: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        if self.seen(line) {
+            return true;
+        }
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                let hit = msg.lines().any(|l| l == line);
+                self.received.push(msg);
+                if hit {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    pub fn seen(&self, line: &str) -> bool {
+        self.received.iter().any(|m| m.lines().any(|l| l == line))
+    }
+
+    /// Every line received, in order.
+    pub fn lines(&self) -> Vec<String> {
+        self.received
+            .iter()
+            .flat_map(|m| m.lines().map(str::to_string))
+            .collect()
+    }
+}
+
+/// A running `tutord`; killed on drop if the test did not stop it.
+pub struct Daemon {
+    pub child: Child,
+    pub state_dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts tutord on `bus` with a fresh state dir and no config file of the machine's.
+    pub fn start(bus: &Bus, notify: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
+        let state_dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(TUTORD);
+        cmd.arg("--bus")
+            .arg(&bus.address)
+            .arg("--state-dir")
+            .arg(state_dir.path())
+            .arg("--config")
+            .arg(empty_config(state_dir.path()))
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(p) = notify {
+            cmd.env("NOTIFY_SOCKET", p);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            state_dir,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal and waits for the exit, at most `timeout`.
+    pub fn signal_and_wait(
+        &mut self,
+        sig: &str,
+        timeout: Duration,
+    ) -> Option<(ExitStatus, String)> {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some((status, self.stderr()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Waits for the process to exit on its own, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file with nothing in it, so the machine's /etc/tutord never leaks into a test.
+pub fn empty_config(dir: &Path) -> PathBuf {
+    let p = dir.join("test-tutord.toml");
+    std::fs::write(&p, "# empty: built-in defaults\n").unwrap();
+    p
+}
+
+/// Runs tutorctl against `bus`.
+pub fn tutorctl(bus: &Bus, args: &[&str]) -> Output {
+    Command::new(TUTORCTL)
+        .arg("--bus")
+        .arg(&bus.address)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A tokio runtime for zbus client calls in a test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
