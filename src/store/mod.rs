@@ -76,7 +76,17 @@ impl Store {
             source,
         })?;
         let path = state_dir.join(DB_FILE);
-        let (conn, recovered_from) = match open_checked(&path, busy_timeout) {
+        // A file that is not SQLite at all is moved aside before SQLite touches it: SQLite
+        // would otherwise discard a `-wal` file it cannot use when the connection closes.
+        let opened = if has_foreign_header(&path) {
+            Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+                Some("the file does not start with the SQLite header".into()),
+            ))
+        } else {
+            open_checked(&path, busy_timeout)
+        };
+        let (conn, recovered_from) = match opened {
             Ok(conn) => (conn, None),
             Err(e) if is_corruption(&e) => {
                 let aside = move_aside(&path)?;
@@ -181,6 +191,20 @@ fn query_err(path: &Path, what: &'static str, source: rusqlite::Error) -> StoreE
         what,
         source,
     }
+}
+
+/// Whether `path` exists, is not empty, and does not begin with SQLite's magic string.
+fn has_foreign_header(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(16);
+    if f.take(16).read_to_end(&mut head).is_err() || head.is_empty() {
+        return false;
+    }
+    // SQLite writes the whole 100-byte header at once, so a short file is not a database.
+    head.as_slice() != b"SQLite format 3\0"
 }
 
 /// Opens the file and proves SQLite can read it: a garbage file only fails on first use.

@@ -1,0 +1,133 @@
+//! The project's D-Bus policy, enforced by a real dbus-daemon configured like Debian's system
+//! bus: root may own and call; a caller that is neither root nor in group `tutor` is refused
+//! everything, property reads and introspection included; group `tutor` may call.
+//!
+//! Needs root (to start callers under other uids with setpriv); skips with a message otherwise.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    // `Uid: real effective saved fs` in /proc/self/status.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// tutorctl as another user, with the given supplementary groups.
+fn tutorctl_as(uid: u32, groups: &[u32], bus: &Bus, args: &[&str]) -> std::process::Output {
+    let groups = if groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        format!(
+            "--groups={}",
+            groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        )
+    };
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg(groups)
+        .arg(TUTORCTL)
+        .arg("--bus")
+        .arg(&bus.address)
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+fn tutor_gid() -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups
+        .lines()
+        .find(|l| l.starts_with("tutor:"))
+        .and_then(|l| l.split(':').nth(2))
+        .and_then(|g| g.parse().ok())
+}
+
+#[test]
+fn policy_admits_root_and_group_tutor_and_refuses_others() {
+    if !is_root() {
+        eprintln!("dbus_policy: skipped: needs root to run callers under other uids");
+        return;
+    }
+    // The binaries must be reachable by `nobody` for the bus, not the file system, to be
+    // what refuses it.
+    let bin_dir = std::path::Path::new(TUTORCTL).parent().unwrap();
+    let probe = tutorctl_as(NOBODY, &[], &Bus::open(), &["--help"]);
+    assert!(
+        probe.status.success(),
+        "user nobody cannot run {}: make the path world-readable ({})",
+        bin_dir.display(),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
+    let bus = Bus::system_like();
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&bus, Some(&notify.path), &[]);
+    assert!(
+        notify.wait_for("READY=1", Duration::from_secs(10)),
+        "root may own org.tutord.Tutor1: {}",
+        daemon.stderr()
+    );
+
+    // Root may call.
+    let out = tutorctl(&bus, &["status"]);
+    assert!(out.status.success(), "root: {out:?}");
+
+    // nobody, without group tutor: refused, with the bus's AccessDenied.
+    for args in [&["status"][..], &["diagnostics", "--json"], &["log-level", "debug"]] {
+        let out = tutorctl_as(NOBODY, &[], &bus, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "nobody {args:?}: {stderr}");
+        assert!(
+            stderr.contains("org.freedesktop.DBus.Error.AccessDenied"),
+            "nobody {args:?}: {stderr}"
+        );
+    }
+    // Nor may nobody own the name (a rogue tutord).
+    let state = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = empty_config(state.path());
+    let rogue = Command::new("setpriv")
+        .args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into()])
+        .arg(TUTORD)
+        .arg("--bus")
+        .arg(&bus.address)
+        .arg("--state-dir")
+        .arg(state.path().join("s"))
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&rogue.stderr);
+    assert_eq!(rogue.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("cannot own org.tutord.Tutor1"), "{stderr}");
+
+    // Group tutor may call (the group is created by the test setup, as sysusers does on the
+    // board).
+    match tutor_gid() {
+        Some(gid) => {
+            let out = tutorctl_as(NOBODY, &[gid], &bus, &["status"]);
+            assert!(out.status.success(), "group tutor: {out:?}");
+            assert!(String::from_utf8_lossy(&out.stdout).contains("State: ready"));
+        }
+        None => panic!(
+            "group `tutor` does not exist on this machine: the test setup (scripts/setup-test.sh) \
+             creates it with `groupadd --system tutor`"
+        ),
+    }
+}
