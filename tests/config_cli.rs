@@ -18,7 +18,10 @@ fn run_tutord(config: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, S
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -62,8 +65,16 @@ fn bad_dropin_and_bad_environment_are_named() {
     std::fs::write(&cfg, "").unwrap();
     let dropins = dir.path().join("tutord.toml.d");
     std::fs::create_dir(&dropins).unwrap();
-    std::fs::write(dropins.join("10-ok.toml"), "[daemon]\nlog_level = \"debug\"\n").unwrap();
-    std::fs::write(dropins.join("20-bad.toml"), "[daemon]\nlog_level = \"chatty\"\n").unwrap();
+    std::fs::write(
+        dropins.join("10-ok.toml"),
+        "[daemon]\nlog_level = \"debug\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dropins.join("20-bad.toml"),
+        "[daemon]\nlog_level = \"chatty\"\n",
+    )
+    .unwrap();
     let (code, stderr) = run_tutord(&cfg, &[]);
     assert_eq!(code, Some(78), "{stderr}");
     assert!(stderr.contains("20-bad.toml"), "{stderr}");
@@ -82,7 +93,10 @@ fn bad_dropin_and_bad_environment_are_named() {
 fn missing_explicit_config_exits_78() {
     let (code, stderr) = run_tutord(std::path::Path::new("/nonexistent/tutord.toml"), &[]);
     assert_eq!(code, Some(78), "{stderr}");
-    assert!(stderr.contains("/nonexistent/tutord.toml: cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/tutord.toml: cannot read"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -91,10 +105,20 @@ fn valid_config_gets_past_config_to_the_bus() {
     // missing bus, with EX_UNAVAILABLE.
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("tutord.toml");
-    std::fs::write(&cfg, format!("[daemon]\nstate_dir = \"{}\"\n", dir.path().join("state").display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\nstate_dir = \"{}\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
     let (code, stderr) = run_tutord(&cfg, &[]);
     assert_eq!(code, Some(69), "{stderr}");
-    assert!(stderr.contains("cannot connect to the bus at unix:path=/nonexistent/bus"), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the bus at unix:path=/nonexistent/bus"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -108,5 +132,7 @@ fn relative_state_dir_flag_exits_78() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--state-dir rel is not an absolute path"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--state-dir rel is not an absolute path")
+    );
 }

@@ -32,7 +32,11 @@ fn tutorctl_as(uid: u32, groups: &[u32], bus: &Bus, args: &[&str]) -> std::proce
     } else {
         format!(
             "--groups={}",
-            groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            groups
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         )
     };
     Command::new("setpriv")
@@ -87,7 +91,11 @@ fn policy_admits_root_and_group_tutor_and_refuses_others() {
     assert!(out.status.success(), "root: {out:?}");
 
     // nobody, without group tutor: refused, with the bus's AccessDenied.
-    for args in [&["status"][..], &["diagnostics", "--json"], &["log-level", "debug"]] {
+    for args in [
+        &["status"][..],
+        &["diagnostics", "--json"],
+        &["log-level", "debug"],
+    ] {
         let out = tutorctl_as(NOBODY, &[], &bus, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "nobody {args:?}: {stderr}");
@@ -102,7 +110,11 @@ fn policy_admits_root_and_group_tutor_and_refuses_others() {
     std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let cfg = empty_config(state.path());
     let rogue = Command::new("setpriv")
-        .args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into()])
+        .args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+        ])
         .arg(TUTORD)
         .arg("--bus")
         .arg(&bus.address)

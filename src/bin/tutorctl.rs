@@ -1,6 +1,7 @@
 //! `tutorctl`: controls tutord over D-Bus, as `systemctl` does systemd.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tutord::cli::BusChoice;
@@ -34,6 +35,9 @@ enum Command {
     },
 }
 
+/// The same default as libdbus's method call timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(25);
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -46,7 +50,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    // A bus that accepts the connection but never answers (a wrong policy, a wedged daemon)
+    // must not hang a script: give up with a message like any other failure.
+    let result = runtime.block_on(async {
+        tokio::time::timeout(CALL_TIMEOUT, run(args))
+            .await
+            .unwrap_or_else(|_| {
+                Err(tutord::ctl::CtlError::Call(format!(
+                    "no answer within {} s from the bus or tutord",
+                    CALL_TIMEOUT.as_secs()
+                )))
+            })
+    });
+    match result {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS

@@ -66,7 +66,7 @@ pub fn board_from_compatible(bytes: &[u8]) -> Board {
         .filter_map(|s| std::str::from_utf8(s).ok())
         .filter(|s| !s.is_empty())
         .collect();
-    let has = |needle: &str| entries.iter().any(|e| *e == needle);
+    let has = |needle: &str| entries.contains(&needle);
     if has("rockchip,rk3588") || has("rockchip,rk3588s") {
         Board::Rk3588
     } else if has("rockchip,rk3576") {

@@ -1,0 +1,47 @@
+# Shared by scripts/run.sh and scripts/test.sh: install what is missing, once, and keep the
+# build cached outside the checkout so a fresh clone on the same machine builds incrementally.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${TUTORD_DEV_CACHE:-/var/cache/tutord-dev}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export TUTORD_MODELS_DIR="${TUTORD_MODELS_DIR:-$CACHE/models}"
+export TUTORD_TEST_CACHE="${TUTORD_TEST_CACHE:-/var/cache/tutord-test}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_install PKG...: installs the Debian packages that are not installed yet.
+apt_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# Packages to build tutord and run it on a private bus.
+BUILD_PACKAGES=(build-essential pkg-config dbus)
+
+need_rust() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust (>= 1.85) with rustup, see README.md"
+    local v
+    v="$(rustc --version | awk '{print $2}')"
+    # edition 2024 needs 1.85
+    printf '%s\n1.85.0\n' "$v" | sort -V -C 2>/dev/null && die "rustc $v is too old: tutord needs >= 1.85 (rustup update)"
+    return 0
+}
+
+prepare_dirs() {
+    as_root mkdir -p "$CACHE" "$TUTORD_MODELS_DIR"
+    # The policy test runs tutorctl as user nobody: the build must be readable by others.
+    as_root chmod 0755 "$CACHE"
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: installs what is needed, builds tutord and tutorctl,
+# starts tutord on a private session bus with config/dev.toml, and drives it with tutorctl
+# the way the tutor UI would. Safe to run again: installs and builds only what changed.
+source "$(dirname "$0")/common.sh"
+
+apt_install "${BUILD_PACKAGES[@]}"
+need_rust
+prepare_dirs
+
+log "building (cargo build --release --locked)"
+cargo build --release --locked --manifest-path "$REPO/Cargo.toml" -p tutord
+BIN="$CARGO_TARGET_DIR/release"
+
+RUN="$(mktemp -d /tmp/tutord-run.XXXXXX)"
+cleanup() {
+    [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
+    [ -n "${BUS:-}" ] && kill "$BUS" 2>/dev/null
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+
+log "starting a private D-Bus bus"
+cat >"$RUN/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$RUN/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+CONF
+dbus-daemon --config-file="$RUN/bus.conf" --nofork &
+BUS=$!
+ADDR="unix:path=$RUN/bus"
+for _ in $(seq 100); do [ -S "$RUN/bus" ] && break; sleep 0.05; done
+
+log "starting tutord (config/dev.toml, state in $RUN/state)"
+start_ns=$(date +%s%N)
+"$BIN/tutord" --bus "$ADDR" --config "$REPO/config/dev.toml" --state-dir "$RUN/state" &
+DAEMON=$!
+for _ in $(seq 200); do
+    "$BIN/tutorctl" --bus "$ADDR" status 2>/dev/null | grep -q 'State: ready' && break
+    kill -0 "$DAEMON" 2>/dev/null || die "tutord exited during boot"
+    sleep 0.05
+done
+ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+
+log "tutorctl status"
+"$BIN/tutorctl" --bus "$ADDR" status
+log "tutorctl diagnostics"
+"$BIN/tutorctl" --bus "$ADDR" diagnostics
+rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$DAEMON/status")
+
+log "stopping tutord (SIGTERM)"
+kill -TERM "$DAEMON"
+wait "$DAEMON"
+status=$?
+DAEMON=
+echo
+echo "start to ready (as seen by tutorctl): ${ready_ms} ms; idle RSS: ${rss_kb} KiB; exit status: $status"
+[ "$status" -eq 0 ]
