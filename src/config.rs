@@ -28,6 +28,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub store: StoreConfig,
     pub platform: PlatformConfig,
+    pub llm: LlmConfig,
 }
 
 /// `[daemon]`: process-wide settings.
@@ -82,6 +83,57 @@ impl Default for PlatformConfig {
             root: PathBuf::from("/"),
         }
     }
+}
+
+/// `[llm]`: the language model and its worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// The model to load at boot: a path to a `.gguf` file, or empty for none (the daemon
+    /// then serves without a tutor; `Ask` fails with `NotReady`). Default empty.
+    pub model: String,
+    /// Where the model runs: `cpu` (llama.cpp), `cuda` (llama.cpp on the GPU, Jetson) or
+    /// `npu` (RKLLM, RK3588). Default `cpu`.
+    pub backend: BackendChoice,
+    /// Context length in tokens (system prompt + history + answer). 256..=32768, default 2048.
+    pub context_length: u32,
+    /// CPU cores the engine's threads may use; empty = all. The tuning issue fills this
+    /// from the CPU topology (A76 cores 4-7 on RK3588).
+    pub cpus: Vec<usize>,
+    /// The worker binary; empty = `tutord-engine` next to `tutord`.
+    pub engine_path: String,
+    /// The tutor's instructions, sent first in every conversation.
+    pub system_prompt: String,
+    /// Longest answer, in tokens. 1..=4096, default 256.
+    pub max_tokens: u32,
+    /// Sampling temperature; 0 = always the most likely token. 0.0..=2.0, default 0.7.
+    pub temperature: f64,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            model: String::new(),
+            backend: BackendChoice::Cpu,
+            context_length: 2048,
+            cpus: Vec::new(),
+            engine_path: String::new(),
+            system_prompt: "You are a patient, encouraging tutor. Answer in a few short, clear \
+                            sentences suited to being read aloud."
+                .into(),
+            max_tokens: 256,
+            temperature: 0.7,
+        }
+    }
+}
+
+/// Backends as the config spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Cpu,
+    Cuda,
+    Npu,
 }
 
 /// Log levels, as `RUST_LOG` spells them.
@@ -148,6 +200,28 @@ impl Config {
                 "store.busy_timeout_ms".into(),
                 format!("{ms} is out of range 1..=60000"),
             ));
+        }
+        let l = &self.llm;
+        if !(256..=32_768).contains(&l.context_length) {
+            return Err((
+                "llm.context_length".into(),
+                format!("{} is out of range 256..=32768", l.context_length),
+            ));
+        }
+        if !(1..=4096).contains(&l.max_tokens) {
+            return Err((
+                "llm.max_tokens".into(),
+                format!("{} is out of range 1..=4096", l.max_tokens),
+            ));
+        }
+        if !(0.0..=2.0).contains(&l.temperature) {
+            return Err((
+                "llm.temperature".into(),
+                format!("{} is out of range 0.0..=2.0", l.temperature),
+            ));
+        }
+        if let Some(cpu) = l.cpus.iter().find(|c| **c >= 1024) {
+            return Err(("llm.cpus".into(), format!("CPU {cpu} does not exist")));
         }
         if !self.daemon.state_dir.is_absolute() {
             return Err((

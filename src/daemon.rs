@@ -7,7 +7,7 @@
 //! Shutdown (SIGTERM/SIGINT): `STOPPING=1`, record a clean stop, release the bus name, exit 0.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,14 +17,16 @@ use zbus::object_server::InterfaceRef;
 
 use crate::bus::{self, Status, Tutor};
 use crate::cli::BusChoice;
-use crate::config::{Config, LogLevel};
+use crate::config::{BackendChoice, Config, LogLevel};
 use crate::diagnostics::Value;
+use crate::engine::{BackendKind, EngineConfig, EngineHandle, LoadSpec, ModelInfo, Sampling};
 use crate::events;
 use crate::logging::LogControl;
 use crate::notify::Notifier;
 use crate::platform::{self, Paths};
 use crate::state::State;
 use crate::store::{Store, StoreError};
+use crate::tutor::Tutor as Conversation;
 
 /// Why the daemon could not start or run. `main` maps each to an exit status.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,8 @@ pub struct Context {
     log_level: Mutex<String>,
     store: Mutex<Store>,
     started: Instant,
+    pub tutor: Arc<Conversation>,
+    iface: OnceLock<InterfaceRef<Tutor>>,
 }
 
 impl Context {
@@ -114,6 +118,27 @@ impl Context {
                     .into(),
             ),
         ];
+        match self.tutor.engine() {
+            None => d.push(("engine".into(), "none configured".into())),
+            Some(e) => {
+                let s = e.status();
+                d.push(("engine".into(), if s.model.is_some() { "loaded" } else if s.gave_up { "failed" } else { "loading" }.into()));
+                if let Some(m) = &s.model {
+                    d.push(("model".into(), m.path.display().to_string().into()));
+                    d.push(("model_bytes".into(), m.file_bytes.into()));
+                    d.push(("backend".into(), m.backend.as_str().into()));
+                    d.push(("engine_runtime".into(), m.runtime.clone().into()));
+                    d.push(("context_length".into(), m.context_length.into()));
+                }
+                if let Some(pid) = s.worker_pid {
+                    d.push(("engine_pid".into(), pid.into()));
+                }
+                d.push(("engine_restarts".into(), s.restarts.into()));
+                if let Some(err) = &s.last_error {
+                    d.push(("engine_error".into(), err.clone().into()));
+                }
+            }
+        }
         let store = lock(&self.store);
         d.push(("database".into(), store.path().display().to_string().into()));
         d.push(("boot_id".into(), store.boot_id().into()));
@@ -137,6 +162,16 @@ impl Context {
             Err(e) => d.push(("store_error".into(), e.to_string().into())),
         }
         d
+    }
+
+    /// The loaded model, if any.
+    pub fn model(&self) -> Option<ModelInfo> {
+        self.tutor.engine().and_then(|e| e.status().model)
+    }
+
+    /// The D-Bus interface object, once the bus is up.
+    pub fn iface(&self) -> Option<InterfaceRef<Tutor>> {
+        self.iface.get().cloned()
     }
 
     /// Changes the log level at run time.
@@ -211,7 +246,22 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
         );
     }
 
+    // Loading starts now, in the worker, while the bus comes up.
+    let engine = start_engine(&opts.config);
+    let llm = &opts.config.llm;
+    let sampling = Sampling {
+        temperature: llm.temperature as f32,
+        max_tokens: llm.max_tokens,
+        ..Sampling::default()
+    };
+    let tutor = Arc::new(Conversation::new(
+        engine.clone(),
+        llm.system_prompt.clone(),
+        sampling,
+    ));
     let ctx = Arc::new(Context {
+        tutor,
+        iface: OnceLock::new(),
         log_level: Mutex::new(opts.config.daemon.log_level.as_str().to_string()),
         config: opts.config,
         config_path: opts.config_path,
@@ -228,6 +278,7 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
         .object_server()
         .interface::<_, Tutor>(bus::PATH)
         .await?;
+    let _ = ctx.iface.set(iface.clone());
     let reporter = Reporter {
         iface: iface.clone(),
         notifier: notifier.clone(),
@@ -239,6 +290,19 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
     let board = platform::detect_board(&Paths::new(&ctx.config.platform.root));
     reporter.set_board(board.as_str()).await;
     tracing::info!(board = board.as_str(), "board: {}", board.as_str());
+
+    if let Some(mut engine) = engine {
+        reporter
+            .step(State::Loading, "Loading the language model", 0.75)
+            .await;
+        let status = engine.wait_settled().await;
+        if let Some(err) = status.last_error.filter(|_| status.gave_up) {
+            // The appliance stays up without a tutor: diagnostics and the rest still serve.
+            let mut s = iface.get().await.status().clone();
+            s.last_error = err;
+            reporter.publish(s).await;
+        }
+    }
 
     let boot_ms = boot_started.elapsed().as_millis() as u64;
     if let Err(e) = lock(&ctx.store).record_ready() {
@@ -270,7 +334,13 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
                 if notifier.watchdog_interval().is_none() {
                     continue;
                 }
-                match self_check(&conn, interval / 2).await {
+                let check = match self_check(&conn, interval / 2).await {
+                    Ok(()) if ctx.tutor.engine().is_some_and(|e| !e.alive()) => {
+                        Err("the engine worker stopped answering its heartbeat".to_string())
+                    }
+                    other => other,
+                };
+                match check {
                     Ok(()) => notifier.watchdog(),
                     Err(e) => tracing::warn!(
                         message_id = events::WATCHDOG_SKIPPED,
@@ -302,6 +372,39 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
         "tutord stopped"
     );
     Ok(())
+}
+
+/// Starts the engine supervisor when a model is configured.
+fn start_engine(config: &Config) -> Option<EngineHandle> {
+    let llm = &config.llm;
+    if llm.model.is_empty() {
+        tracing::info!("no model configured ([llm] model): serving without a tutor");
+        return None;
+    }
+    let program = if llm.engine_path.is_empty() {
+        std::env::current_exe()
+            .map(|p| p.with_file_name("tutord-engine"))
+            .unwrap_or_else(|_| PathBuf::from("/usr/bin/tutord-engine"))
+    } else {
+        PathBuf::from(&llm.engine_path)
+    };
+    let backend = match llm.backend {
+        BackendChoice::Cpu => BackendKind::Cpu,
+        BackendChoice::Cuda => BackendKind::Cuda,
+        BackendChoice::Npu => BackendKind::Npu,
+    };
+    Some(EngineHandle::start(EngineConfig {
+        program,
+        spec: LoadSpec {
+            backend,
+            model_path: PathBuf::from(&llm.model),
+            context_length: llm.context_length,
+            placement: crate::engine::Placement {
+                cpus: llm.cpus.clone(),
+            },
+            runtime_library: None,
+        },
+    }))
 }
 
 /// Connects, serves the interface and takes the well-known name.

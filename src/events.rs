@@ -20,6 +20,11 @@ pub const STORE_RECOVERED: &str = "4a44fc049b2e4bf594c17595e0c7ef6f";
 /// The main loop failed its liveness check, so the watchdog was not pinged.
 pub const WATCHDOG_SKIPPED: &str = "a4b1700ba0944a4f8fbda60ca398447b";
 
+/// The LLM model was loaded by the engine worker.
+pub const MODEL_LOADED: &str = "0c1f4e8e2b6d4a0b9d0f3c5a7e9b1d23";
+/// The engine worker failed to load the model, or died.
+pub const ENGINE_FAILED: &str = "7d2e5f8a1c3b4e6f8a0b2c4d6e8f0a12";
+
 /// Every ID with its name, for the catalog check.
 pub const ALL: &[(&str, &str)] = &[
     ("STARTED", STARTED),
@@ -29,6 +34,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("CONFIG_INVALID", CONFIG_INVALID),
     ("STORE_RECOVERED", STORE_RECOVERED),
     ("WATCHDOG_SKIPPED", WATCHDOG_SKIPPED),
+    ("MODEL_LOADED", MODEL_LOADED),
+    ("ENGINE_FAILED", ENGINE_FAILED),
 ];
 
 #[cfg(test)]

@@ -9,12 +9,14 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod diagnostics;
+pub mod engine;
 pub mod events;
 pub mod logging;
 pub mod notify;
 pub mod platform;
 pub mod state;
 pub mod store;
+pub mod tutor;
 
 /// The daemon's version, as reported on D-Bus and in the journal.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,14 +4,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use zbus::object_server::InterfaceRef;
-use zbus::{OwnedVariant, Str, interface};
+use tokio::sync::mpsc;
+use zbus::object_server::{InterfaceRef, SignalEmitter};
+use zbus::{OwnedVariant, Str, Variant, interface};
 
 use super::TutorError;
 use crate::config::LogLevel;
 use crate::daemon::Context;
 use crate::diagnostics::Value;
 use crate::state::State;
+use crate::tutor::{AskError, AskOptions, TurnOutcome, TurnSink};
 
 /// What the daemon publishes as properties; changed only through [`Tutor::publish`].
 #[derive(Debug, Clone)]
@@ -21,6 +23,8 @@ pub struct Status {
     pub progress: f64,
     pub board: String,
     pub last_error: String,
+    pub last_tokens_per_second: f64,
+    pub last_time_to_first_token: f64,
 }
 
 impl Default for Status {
@@ -31,6 +35,8 @@ impl Default for Status {
             progress: 0.0,
             board: "unknown".into(),
             last_error: String::new(),
+            last_tokens_per_second: 0.0,
+            last_time_to_first_token: 0.0,
         }
     }
 }
@@ -69,6 +75,12 @@ impl Tutor {
         if old.last_error != this.status.last_error {
             this.last_error_changed(emitter).await?;
         }
+        if old.last_tokens_per_second != this.status.last_tokens_per_second {
+            this.last_tokens_per_second_changed(emitter).await?;
+        }
+        if old.last_time_to_first_token != this.status.last_time_to_first_token {
+            this.last_time_to_first_token_changed(emitter).await?;
+        }
         Ok(())
     }
 
@@ -99,6 +111,87 @@ impl Tutor {
         self.ctx
             .set_log_level(parsed)
             .map_err(|e| TutorError::ZBus(zbus::Error::Failure(e)))
+    }
+
+    /// Asks the tutor a question. Returns a turn id at once; the answer streams as `Token`
+    /// signals and ends with `AnswerFinished`. Options: `new_session` (b) forgets the
+    /// conversation first; `max_tokens` (u) and `temperature` (d) override the config for
+    /// this answer. Questions asked while one is answered wait their turn, up to 4; then
+    /// `Busy`. `NotReady` when no model is loaded, `InvalidArgument` for an empty or
+    /// oversized question or an unknown option.
+    async fn ask(
+        &self,
+        text: &str,
+        options: HashMap<String, OwnedVariant>,
+    ) -> Result<String, TutorError> {
+        let options = parse_ask_options(&options)?;
+        let sink = BusSink::start(self.ctx.clone());
+        self.ctx
+            .tutor
+            .ask(text, options, sink)
+            .map_err(|e| match e {
+                AskError::Invalid(m) => TutorError::InvalidArgument(m),
+                AskError::NotReady(m) => TutorError::NotReady(m),
+                AskError::Busy(_) => TutorError::Busy(e.to_string()),
+            })
+    }
+
+    /// Stops the answer being generated and drops the questions waiting; each ends with
+    /// `AnswerFinished` whose stats have `aborted` = true.
+    async fn abort(&self) {
+        self.ctx.tutor.abort();
+    }
+
+    /// A piece of the answer to `turn_id`, as soon as the model produced it.
+    #[zbus(signal)]
+    async fn token(emitter: &SignalEmitter<'_>, turn_id: &str, piece: &str) -> zbus::Result<()>;
+
+    /// The answer to `turn_id` is complete (or failed, or was aborted). Stats: `ok` (b),
+    /// `error` (s, when not ok), `aborted` (b), `answer` (s), `prompt_tokens` (u, processed
+    /// for this turn), `reused_tokens` (u, taken from the kept conversation), `generated_tokens`
+    /// (u), `time_to_first_token` (d, s from Ask), `tokens_per_second` (d, decode),
+    /// `prompt_tokens_per_second` (d), `peak_rss_bytes` (t, of the engine worker).
+    #[zbus(signal)]
+    async fn answer_finished(
+        emitter: &SignalEmitter<'_>,
+        turn_id: &str,
+        stats: HashMap<String, OwnedVariant>,
+    ) -> zbus::Result<()>;
+
+    /// The engine running the model: `cpu`, `cuda`, `npu`, or empty when none is loaded.
+    #[zbus(property)]
+    async fn backend(&self) -> String {
+        self.ctx
+            .model()
+            .map(|m| m.backend.as_str().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The loaded model's file, or empty.
+    #[zbus(property)]
+    async fn model(&self) -> String {
+        self.ctx
+            .model()
+            .map(|m| m.path.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Size of the loaded model's file in bytes (what each token reads), 0 when none.
+    #[zbus(property)]
+    async fn model_bytes(&self) -> u64 {
+        self.ctx.model().map_or(0, |m| m.file_bytes)
+    }
+
+    /// Decode speed of the last answer, tokens per second.
+    #[zbus(property)]
+    async fn last_tokens_per_second(&self) -> f64 {
+        self.status.last_tokens_per_second
+    }
+
+    /// Time from `Ask` to the first piece of the last answer, seconds.
+    #[zbus(property)]
+    async fn last_time_to_first_token(&self) -> f64 {
+        self.status.last_time_to_first_token
     }
 
     /// What the daemon is doing, one lowercase word: `booting`, `tuning`, `benchmarking`,
@@ -138,6 +231,155 @@ impl Tutor {
     async fn last_error(&self) -> String {
         self.status.last_error.clone()
     }
+}
+
+/// Reads `Ask`'s options, refusing unknown keys and wrong types by name.
+fn parse_ask_options(o: &HashMap<String, OwnedVariant>) -> Result<AskOptions, TutorError> {
+    let mut out = AskOptions::default();
+    for (k, v) in o {
+        let bad = |want: &str| {
+            TutorError::InvalidArgument(format!(
+                "option '{}' must be {want}",
+                k.chars().take(64).collect::<String>()
+            ))
+        };
+        match (k.as_str(), &**v) {
+            ("new_session", Variant::Bool(b)) => out.new_session = *b,
+            ("new_session", _) => return Err(bad("a boolean (b)")),
+            ("max_tokens", Variant::U32(n)) if (1..=4096).contains(n) => out.max_tokens = Some(*n),
+            ("max_tokens", Variant::I32(n)) if (1..=4096).contains(n) => {
+                out.max_tokens = Some(*n as u32)
+            }
+            ("max_tokens", _) => return Err(bad("an integer from 1 to 4096 (u)")),
+            ("temperature", Variant::F64(t)) if (0.0..=2.0).contains(t) => {
+                out.temperature = Some(*t)
+            }
+            ("temperature", _) => return Err(bad("a number from 0.0 to 2.0 (d)")),
+            _ => {
+                return Err(TutorError::InvalidArgument(format!(
+                    "unknown option '{}': use new_session, max_tokens or temperature",
+                    k.chars().take(64).collect::<String>()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a turn reports, in order, to the task that turns it into signals.
+enum SinkEvent {
+    Started,
+    Piece(String, String),
+    Finished(String, TurnOutcome),
+}
+
+/// Sends a turn's results as D-Bus signals and property changes. The tutor calls it from
+/// its turn task; the emission runs in its own task, in order.
+struct BusSink {
+    tx: mpsc::UnboundedSender<SinkEvent>,
+}
+
+impl BusSink {
+    fn start(ctx: Arc<Context>) -> Arc<dyn TurnSink> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let Some(iface) = ctx.iface() else {
+                return;
+            };
+            let emitter = iface.signal_emitter().clone();
+            while let Some(ev) = rx.recv().await {
+                let result = match ev {
+                    SinkEvent::Started => set_state(&iface, State::Thinking, None).await,
+                    SinkEvent::Piece(turn, piece) => Tutor::token(&emitter, &turn, &piece).await,
+                    SinkEvent::Finished(turn, outcome) => {
+                        finish(&iface, &emitter, &turn, &outcome).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::warn!("cannot emit a turn's signal: {e}");
+                }
+            }
+        });
+        Arc::new(BusSink { tx })
+    }
+}
+
+impl TurnSink for BusSink {
+    fn started(&self, _turn: &str) {
+        let _ = self.tx.send(SinkEvent::Started);
+    }
+    fn piece(&self, turn: &str, piece: &str) {
+        let _ = self.tx.send(SinkEvent::Piece(turn.into(), piece.into()));
+    }
+    fn finished(&self, turn: &str, outcome: &TurnOutcome) {
+        let _ = self.tx.send(SinkEvent::Finished(turn.into(), outcome.clone()));
+    }
+}
+
+async fn set_state(
+    iface: &InterfaceRef<Tutor>,
+    state: State,
+    update: Option<&TurnOutcome>,
+) -> zbus::Result<()> {
+    let mut status = iface.get().await.status().clone();
+    status.state = state;
+    if let Some(o) = update {
+        if let Some(e) = &o.error {
+            status.last_error = e.to_string();
+        } else if !o.stats.aborted {
+            status.last_tokens_per_second = o.stats.decode_tokens_per_second;
+            status.last_time_to_first_token = o.time_to_first_token;
+        }
+    }
+    Tutor::publish(iface, status).await
+}
+
+async fn finish(
+    iface: &InterfaceRef<Tutor>,
+    emitter: &SignalEmitter<'_>,
+    turn: &str,
+    o: &TurnOutcome,
+) -> zbus::Result<()> {
+    let s = &o.stats;
+    let mut stats: HashMap<String, OwnedVariant> = HashMap::new();
+    stats.insert("ok".into(), o.error.is_none().into());
+    if let Some(e) = &o.error {
+        stats.insert("error".into(), Str::from(e.to_string()).into());
+        stats.insert(
+            "error_name".into(),
+            Str::from("org.tutord.Tutor1.Error.EngineFailed").into(),
+        );
+    }
+    stats.insert("aborted".into(), s.aborted.into());
+    stats.insert("answer".into(), Str::from(o.answer.clone()).into());
+    stats.insert("prompt_tokens".into(), s.prompt_tokens.into());
+    stats.insert("reused_tokens".into(), s.reused_tokens.into());
+    stats.insert("generated_tokens".into(), s.generated_tokens.into());
+    stats.insert("time_to_first_token".into(), o.time_to_first_token.into());
+    stats.insert("tokens_per_second".into(), s.decode_tokens_per_second.into());
+    stats.insert(
+        "prompt_tokens_per_second".into(),
+        s.prompt_tokens_per_second.into(),
+    );
+    stats.insert("peak_rss_bytes".into(), s.peak_rss_bytes.into());
+    match &o.error {
+        Some(e) => tracing::warn!(turn, "answer failed: {e}"),
+        None => tracing::info!(
+            turn,
+            prompt_tokens = s.prompt_tokens,
+            reused_tokens = s.reused_tokens,
+            generated_tokens = s.generated_tokens,
+            time_to_first_token = o.time_to_first_token,
+            tokens_per_second = s.decode_tokens_per_second,
+            aborted = s.aborted,
+            "answered {turn}: {} tokens at {:.1} tok/s, first after {:.3} s",
+            s.generated_tokens,
+            s.decode_tokens_per_second,
+            o.time_to_first_token
+        ),
+    }
+    set_state(iface, State::Ready, Some(o)).await?;
+    Tutor::answer_finished(emitter, turn, stats).await
 }
 
 fn to_variant(v: Value) -> OwnedVariant {

@@ -1,0 +1,396 @@
+//! llama.cpp backend (llama-cpp-2): GGUF models on the CPU, or on an NVIDIA GPU with the
+//! `cuda` feature. Uses the model's own chat template and keeps one session's KV cache, so a
+//! follow-up question only processes the tokens the previous turn did not already have.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::engine::{
+    BackendKind, ChatMessage, Engine, EngineError, GenStats, LoadSpec, ModelInfo, Sampling,
+    peak_rss_bytes,
+};
+use crate::gguf;
+
+/// Tokens decoded per `llama_decode` call while processing a prompt.
+const BATCH: usize = 512;
+
+/// llama.cpp's process-wide backend, initialised once (it may only be initialised once).
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    let mut b = LlamaBackend::init()
+        .map_err(|e| EngineError::Runtime(format!("llama.cpp backend init: {e}")))?;
+    // llama.cpp logs every tensor at load; the worker's stderr goes to the journal, so keep
+    // it quiet unless asked (TUTORD_ENGINE_LLAMA_LOG=1).
+    if std::env::var_os("TUTORD_ENGINE_LLAMA_LOG").is_none() {
+        b.void_logs();
+    }
+    Ok(BACKEND.get_or_init(|| b))
+}
+
+/// A loaded GGUF model with its context and kept session.
+pub struct LlamaEngine {
+    info: ModelInfo,
+    model: &'static LlamaModel,
+    ctx: LlamaContext<'static>,
+    template: LlamaChatTemplate,
+    /// Tokens whose keys and values are in the KV cache, in order (sequence 0).
+    cached: Vec<LlamaToken>,
+}
+
+impl LlamaEngine {
+    pub fn load(spec: &LoadSpec) -> Result<Self, EngineError> {
+        let gpu_layers = match spec.backend {
+            BackendKind::Cpu => 0,
+            BackendKind::Cuda if cfg!(feature = "cuda") => u32::MAX,
+            BackendKind::Cuda => {
+                return Err(EngineError::Unavailable {
+                    backend: "cuda",
+                    reason: "this tutord-engine was built without the `cuda` feature".into(),
+                });
+            }
+            BackendKind::Npu => {
+                return Err(EngineError::Unavailable {
+                    backend: "npu",
+                    reason: "GGUF models run on llama.cpp (cpu/cuda), not the NPU".into(),
+                });
+            }
+        };
+        let header = gguf::check_file(&spec.model_path)?;
+        check_memory(&spec.model_path, header.file_bytes)?;
+        let backend = backend()?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        let model = LlamaModel::load_from_file(backend, &spec.model_path, &params).map_err(|e| {
+            EngineError::BadModel {
+                path: spec.model_path.clone(),
+                reason: format!(
+                    "llama.cpp could not load it ({e}): truncated, corrupt or an unsupported \
+                     architecture (TUTORD_ENGINE_LLAMA_LOG=1 shows llama.cpp's reason)"
+                ),
+            }
+        })?;
+        // The worker loads one model for its whole life (switching models restarts the
+        // worker), so the model lives as long as the process; leaking it lets the context
+        // borrow it without a self-referential struct.
+        let model: &'static LlamaModel = Box::leak(Box::new(model));
+        let template = model
+            .chat_template(None)
+            .map_err(|e| EngineError::BadModel {
+                path: spec.model_path.clone(),
+                reason: format!("it has no usable chat template: {e}"),
+            })?;
+        let threads = threads_for(&spec.placement.cpus);
+        let n_ctx = NonZeroU32::new(spec.context_length.max(256)).expect("nonzero");
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(Some(n_ctx))
+            .with_n_batch(BATCH as u32)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let ctx = model
+            .new_context(backend, ctx_params)
+            .map_err(|e| EngineError::Runtime(format!("llama.cpp context: {e}")))?;
+        let info = ModelInfo {
+            backend: spec.backend,
+            path: spec.model_path.clone(),
+            file_bytes: header.file_bytes,
+            parameters: model.n_params(),
+            context_length: ctx.n_ctx(),
+            runtime: format!("llama.cpp (llama-cpp-2 {})", llama_cpp_2_version()),
+        };
+        Ok(Self {
+            info,
+            model,
+            ctx,
+            template,
+            cached: Vec::new(),
+        })
+    }
+
+    fn prompt_tokens(&self, chat: &[ChatMessage]) -> Result<Vec<LlamaToken>, EngineError> {
+        let msgs = chat
+            .iter()
+            .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::Runtime(format!("chat message: {e}")))?;
+        let prompt = self
+            .model
+            .apply_chat_template(&self.template, &msgs, true)
+            .map_err(|e| EngineError::Runtime(format!("chat template: {e}")))?;
+        // The template already holds the BOS/special tokens as text; parse them as specials.
+        Ok(self.model.vocab().tokenize(prompt.as_bytes(), false, true))
+    }
+
+    /// Brings the KV cache to `tokens`, processing only what is not cached yet. Returns the
+    /// number of tokens reused.
+    fn prefill(&mut self, tokens: &[LlamaToken]) -> Result<usize, EngineError> {
+        let mut keep = common_prefix(&self.cached, tokens);
+        // At least one token must be decoded to have logits to sample from.
+        if keep == tokens.len() {
+            keep = keep.saturating_sub(1);
+        }
+        if keep < self.cached.len() {
+            self.ctx
+                .kv_cache_seq_rm(0, Some(keep as u32), None)
+                .map_err(|e| EngineError::Runtime(format!("KV cache trim: {e}")))?;
+            self.cached.truncate(keep);
+        }
+        let mut batch = LlamaBatch::new(BATCH, 1);
+        let rest = &tokens[keep..];
+        for (chunk_no, chunk) in rest.chunks(BATCH).enumerate() {
+            batch.clear();
+            let last_chunk = (chunk_no + 1) * BATCH >= rest.len();
+            for (i, t) in chunk.iter().enumerate() {
+                let pos = (keep + chunk_no * BATCH + i) as i32;
+                let logits = last_chunk && i == chunk.len() - 1;
+                batch
+                    .add(*t, pos, &[0], logits)
+                    .map_err(|e| EngineError::Runtime(format!("batch: {e}")))?;
+            }
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| EngineError::Runtime(format!("prompt decode: {e}")))?;
+            self.cached.extend_from_slice(chunk);
+        }
+        Ok(keep)
+    }
+}
+
+impl Engine for LlamaEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn generate(
+        &mut self,
+        chat: &[ChatMessage],
+        sampling: &Sampling,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenStats, EngineError> {
+        let start = Instant::now();
+        let tokens = self.prompt_tokens(chat)?;
+        let n_ctx = self.ctx.n_ctx();
+        if tokens.len() + 1 >= n_ctx as usize {
+            return Err(EngineError::ContextFull {
+                tokens: tokens.len(),
+                context: n_ctx,
+            });
+        }
+        let reused = match self.prefill(&tokens) {
+            Ok(r) => r,
+            Err(e) => {
+                // The cache is in an unknown state after a failed decode: start clean.
+                self.reset();
+                return Err(e);
+            }
+        };
+        let prompt_done = Instant::now();
+        let mut sampler = sampler_for(sampling);
+        let mut text = Utf8Stream::default();
+        let mut stats = GenStats {
+            prompt_tokens: (tokens.len() - reused) as u32,
+            reused_tokens: reused as u32,
+            ..GenStats::default()
+        };
+        let mut first_piece: Option<Instant> = None;
+        let mut batch = LlamaBatch::new(1, 1);
+        let mut logits_index = batch_last_index(tokens.len() - reused);
+        let vocab = self.model.vocab();
+        while stats.generated_tokens < sampling.max_tokens {
+            if self.cached.len() + 1 >= n_ctx as usize {
+                break; // context full: end the answer here rather than fail it
+            }
+            let token = sampler.sample(&self.ctx, logits_index);
+            if vocab.is_eog(token) {
+                break;
+            }
+            stats.generated_tokens += 1;
+            let piece = text.push(&vocab.token_to_piece(token, false, None));
+            if !piece.is_empty() {
+                first_piece.get_or_insert_with(Instant::now);
+                if !on_piece(&piece) {
+                    stats.aborted = true;
+                    break;
+                }
+            }
+            batch.clear();
+            batch
+                .add(token, self.cached.len() as i32, &[0], true)
+                .map_err(|e| EngineError::Runtime(format!("batch: {e}")))?;
+            if let Err(e) = self.ctx.decode(&mut batch) {
+                self.reset();
+                return Err(EngineError::Runtime(format!("decode: {e}")));
+            }
+            self.cached.push(token);
+            logits_index = 0;
+        }
+        let rest = text.finish();
+        if !rest.is_empty() && !stats.aborted {
+            first_piece.get_or_insert_with(Instant::now);
+            on_piece(&rest);
+        }
+        let end = Instant::now();
+        let first = first_piece.unwrap_or(end);
+        stats.time_to_first_token = (first - start).as_secs_f64();
+        let prompt_secs = (prompt_done - start).as_secs_f64();
+        if prompt_secs > 0.0 {
+            stats.prompt_tokens_per_second = f64::from(stats.prompt_tokens) / prompt_secs;
+        }
+        let decode_secs = (end - first).as_secs_f64();
+        if stats.generated_tokens > 1 && decode_secs > 0.0 {
+            stats.decode_tokens_per_second = f64::from(stats.generated_tokens - 1) / decode_secs;
+        }
+        stats.peak_rss_bytes = peak_rss_bytes();
+        Ok(stats)
+    }
+
+    fn reset(&mut self) {
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+    }
+}
+
+/// Index of the last token in a prompt batch: where its logits are.
+fn batch_last_index(processed: usize) -> i32 {
+    let in_last = match processed % BATCH {
+        0 => BATCH,
+        n => n,
+    };
+    (in_last - 1) as i32
+}
+
+fn sampler_for(s: &Sampling) -> LlamaSampler {
+    if s.temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    LlamaSampler::chain_simple([
+        LlamaSampler::top_k(s.top_k.max(1) as i32),
+        LlamaSampler::top_p(s.top_p.clamp(0.0, 1.0), 1),
+        LlamaSampler::temp(s.temperature),
+        LlamaSampler::dist(s.seed),
+    ])
+}
+
+/// Threads for llama.cpp: one per placed core (the process is already pinned to them), or
+/// every core the process may use.
+fn threads_for(cpus: &[usize]) -> i32 {
+    if cpus.is_empty() {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
+    } else {
+        cpus.len() as i32
+    }
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Refuses a model that would not fit in the memory left (it would swap or be OOM-killed).
+fn check_memory(path: &Path, bytes: u64) -> Result<(), EngineError> {
+    let Some(available) = mem_available() else {
+        return Ok(());
+    };
+    // Weights are mmapped and read once per token: they must stay resident.
+    if bytes > available {
+        return Err(EngineError::BadModel {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it needs {} MiB but only {} MiB of memory is available",
+                bytes >> 20,
+                available >> 20
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn mem_available() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+fn llama_cpp_2_version() -> &'static str {
+    // The crate's version pins the llama.cpp commit it bundles.
+    "0.1.160"
+}
+
+/// Turns token bytes into text pieces that never split a UTF-8 character: a token may end
+/// in the middle of one (emoji, CJK), the rest coming with the next token.
+#[derive(Default)]
+struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        match std::str::from_utf8(&self.pending) {
+            Ok(s) => {
+                let out = s.to_string();
+                self.pending.clear();
+                out
+            }
+            Err(e) if e.error_len().is_none() => {
+                // An incomplete character at the end: emit what is complete, keep the rest.
+                let valid = e.valid_up_to();
+                let out = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+                self.pending.drain(..valid);
+                out
+            }
+            Err(_) => {
+                let out = String::from_utf8_lossy(&self.pending).into_owned();
+                self.pending.clear();
+                out
+            }
+        }
+    }
+
+    fn finish(&mut self) -> String {
+        let out = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_stream_never_splits_characters() {
+        let mut s = Utf8Stream::default();
+        let snake = "🐍".as_bytes();
+        assert_eq!(s.push(b"a"), "a");
+        assert_eq!(s.push(&snake[..2]), "");
+        assert_eq!(s.push(&snake[2..]), "🐍");
+        assert_eq!(s.push(&[0xff, b'b']), "\u{fffd}b");
+        assert_eq!(s.push(&snake[..1]), "");
+        assert_eq!(s.finish(), "\u{fffd}");
+    }
+
+    #[test]
+    fn last_index_of_prompt_batches() {
+        assert_eq!(batch_last_index(1), 0);
+        assert_eq!(batch_last_index(BATCH), BATCH as i32 - 1);
+        assert_eq!(batch_last_index(BATCH + 3), 2);
+    }
+}

@@ -1,0 +1,175 @@
+//! The worker's side of the protocol: one thread reads requests (so `Abort` and `Ping` are
+//! answered while an answer is being generated), the calling thread owns the engine.
+
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use tutord_protocol::{Event, FrameError, Request, read_msg, write_msg};
+
+use crate::engine::{Engine, EngineError, LoadSpec};
+
+/// Loads the backend a spec names.
+pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
+    use crate::engine::BackendKind;
+    match spec.backend {
+        BackendKind::Cpu | BackendKind::Cuda => Ok(Box::new(crate::llama::LlamaEngine::load(spec)?)),
+        BackendKind::Npu => Err(EngineError::Unavailable {
+            backend: "npu",
+            reason: "the RKLLM backend is not built into this tutord-engine".into(),
+        }),
+    }
+}
+
+/// What the reader thread and the engine thread share.
+struct Shared {
+    writer: Mutex<UnixStream>,
+    /// The turn being answered, 0 when idle (turn ids start at 1).
+    busy_turn: AtomicU64,
+    abort: AtomicBool,
+    pieces: AtomicU64,
+}
+
+impl Shared {
+    fn send(&self, ev: &Event) -> bool {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        write_msg(&mut *w, ev).is_ok()
+    }
+}
+
+/// Work for the engine thread.
+enum Job {
+    Load(LoadSpec),
+    Generate(Request),
+    Reset,
+}
+
+/// Serves the daemon on `stream` until it hangs up. Returns the reason it stopped.
+pub fn serve(stream: UnixStream) -> String {
+    let writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => return format!("cannot clone the daemon socket: {e}"),
+    };
+    let shared = Arc::new(Shared {
+        writer: Mutex::new(writer),
+        busy_turn: AtomicU64::new(0),
+        abort: AtomicBool::new(false),
+        pieces: AtomicU64::new(0),
+    });
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let reader_shared = shared.clone();
+    let reader = std::thread::Builder::new()
+        .name("engine-reader".into())
+        .spawn(move || read_loop(stream, reader_shared, jobs_tx));
+    if let Err(e) = reader {
+        return format!("cannot start the reader thread: {e}");
+    }
+
+    let mut engine: Option<Box<dyn Engine>> = None;
+    for job in jobs_rx {
+        match job {
+            Job::Load(spec) => {
+                if engine.is_some() {
+                    shared.send(&Event::LoadFailed {
+                        error: "a model is already loaded: start a new worker to switch".into(),
+                    });
+                    continue;
+                }
+                match load_engine(&spec) {
+                    Ok(e) => {
+                        shared.send(&Event::Loaded {
+                            info: e.info().clone(),
+                        });
+                        engine = Some(e);
+                    }
+                    Err(e) => {
+                        shared.send(&Event::LoadFailed {
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
+            Job::Reset => {
+                if let Some(e) = engine.as_mut() {
+                    e.reset();
+                }
+            }
+            Job::Generate(Request::Generate {
+                turn,
+                chat,
+                sampling,
+            }) => {
+                let Some(e) = engine.as_mut() else {
+                    shared.send(&Event::Failed {
+                        turn,
+                        error: "no model is loaded".into(),
+                    });
+                    continue;
+                };
+                shared.abort.store(false, Ordering::SeqCst);
+                shared.busy_turn.store(turn, Ordering::SeqCst);
+                let mut on_piece = |text: &str| {
+                    shared.pieces.fetch_add(1, Ordering::Relaxed);
+                    let sent = shared.send(&Event::Piece {
+                        turn,
+                        text: text.to_string(),
+                    });
+                    // A daemon that went away cannot read the rest: stop generating.
+                    sent && !shared.abort.load(Ordering::SeqCst)
+                };
+                let result = e.generate(&chat, &sampling, &mut on_piece);
+                shared.busy_turn.store(0, Ordering::SeqCst);
+                let ev = match result {
+                    Ok(stats) => Event::Finished { turn, stats },
+                    Err(err) => Event::Failed {
+                        turn,
+                        error: err.to_string(),
+                    },
+                };
+                shared.send(&ev);
+            }
+            Job::Generate(_) => unreachable!("only Generate requests are queued as jobs"),
+        }
+    }
+    "the daemon closed the connection".into()
+}
+
+fn read_loop(mut stream: UnixStream, shared: Arc<Shared>, jobs: mpsc::Sender<Job>) {
+    loop {
+        let req = match read_msg::<Request>(&mut stream) {
+            Ok(r) => r,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                eprintln!("tutord-engine: bad request from the daemon: {e}");
+                break;
+            }
+        };
+        let job = match req {
+            Request::Ping { seq } => {
+                let busy = shared.busy_turn.load(Ordering::SeqCst);
+                shared.send(&Event::Pong {
+                    seq,
+                    busy_turn: (busy != 0).then_some(busy),
+                    pieces: shared.pieces.load(Ordering::Relaxed),
+                });
+                continue;
+            }
+            Request::Abort { turn } => {
+                if shared.busy_turn.load(Ordering::SeqCst) == turn {
+                    shared.abort.store(true, Ordering::SeqCst);
+                }
+                continue;
+            }
+            Request::Load(spec) => Job::Load(spec),
+            Request::Reset => Job::Reset,
+            g @ Request::Generate { .. } => Job::Generate(g),
+        };
+        if jobs.send(job).is_err() {
+            break;
+        }
+    }
+    // Dropping `jobs` ends the engine thread's loop once the current answer is done; abort
+    // it so that is soon.
+    shared.abort.store(true, Ordering::SeqCst);
+}

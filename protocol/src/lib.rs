@@ -1,0 +1,266 @@
+//! What `tutord` and its LLM worker `tutord-engine` say to each other, and how.
+//!
+//! A separate crate so that `tutord` can speak the protocol without linking llama.cpp (whose
+//! bundled ggml clashes with whisper.cpp's in one binary).
+//!
+//! Framing: each message is a 4-byte big-endian length, then that many bytes of JSON. JSON
+//! because the messages are small and rare next to the tokens' cost, and a person can read a
+//! capture of the socket; the length prefix because pieces may contain newlines.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest frame either side accepts: a chat with its history fits many times over.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// Which backend runs a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// llama.cpp on the CPU.
+    Cpu,
+    /// llama.cpp with CUDA (Jetson); needs the `cuda` feature.
+    Cuda,
+    /// Rockchip RKLLM runtime on the NPU.
+    Npu,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Cuda => "cuda",
+            BackendKind::Npu => "npu",
+        }
+    }
+}
+
+/// Where the model runs: the CPU cores its threads may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// CPU numbers (as in /sys/devices/system/cpu/cpuN). Empty: all online CPUs.
+    pub cpus: Vec<usize>,
+}
+
+/// What to load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadSpec {
+    pub backend: BackendKind,
+    pub model_path: PathBuf,
+    /// Context length in tokens (prompt + answer + history).
+    pub context_length: u32,
+    pub placement: Placement,
+    /// RKLLM only: the runtime library to load (`librkllmrt.so`).
+    #[serde(default)]
+    pub runtime_library: Option<PathBuf>,
+}
+
+/// One message of a chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Sampling options of one answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// 0 = greedy.
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub seed: u32,
+    /// Stop after this many generated tokens.
+    pub max_tokens: u32,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.9,
+            seed: 42,
+            max_tokens: 256,
+        }
+    }
+}
+
+/// What the loaded model is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub backend: BackendKind,
+    pub path: PathBuf,
+    /// Bytes of the model file (≈ bytes read per decoded token).
+    pub file_bytes: u64,
+    pub parameters: u64,
+    pub context_length: u32,
+    /// What the backend calls itself, with its version (e.g. "llama.cpp b6800").
+    pub runtime: String,
+}
+
+/// Figures of one answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenStats {
+    /// Prompt tokens processed for this answer (new tokens only when the session's KV cache
+    /// was reused).
+    pub prompt_tokens: u32,
+    /// Prompt tokens taken from the kept KV cache instead of being processed again.
+    pub reused_tokens: u32,
+    /// Tokens generated.
+    pub generated_tokens: u32,
+    /// From the request to the first generated piece, in seconds.
+    pub time_to_first_token: f64,
+    /// Generated tokens per second, after the first token.
+    pub decode_tokens_per_second: f64,
+    /// Prompt tokens per second.
+    pub prompt_tokens_per_second: f64,
+    /// Peak resident memory of the worker process so far, in bytes.
+    pub peak_rss_bytes: u64,
+    /// Whether the answer was cut short by an abort.
+    pub aborted: bool,
+}
+
+/// From the daemon to the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Load a model; answered by `Loaded` or `LoadFailed`. Sent once per worker.
+    Load(LoadSpec),
+    /// Answer a chat; answered by `Piece`s then `Finished` or `Failed`.
+    Generate {
+        turn: u64,
+        chat: Vec<ChatMessage>,
+        sampling: Sampling,
+    },
+    /// Stop the answer of `turn` (ignored when another or none runs).
+    Abort { turn: u64 },
+    /// Forget the kept session.
+    Reset,
+    /// Heartbeat; answered by `Pong` with the same `seq`.
+    Ping { seq: u64 },
+}
+
+/// From the worker to the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Loaded { info: ModelInfo },
+    LoadFailed { error: String },
+    Piece { turn: u64, text: String },
+    Finished { turn: u64, stats: GenStats },
+    Failed { turn: u64, error: String },
+    /// `busy_turn`: the answer running now; `pieces`: pieces sent so far by this worker, so
+    /// the daemon can tell a live worker from one whose generation thread is stuck.
+    Pong {
+        seq: u64,
+        busy_turn: Option<u64>,
+        pieces: u64,
+    },
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("the other side closed the connection")]
+    Closed,
+    #[error("frame of {0} bytes is larger than the limit of {MAX_FRAME}")]
+    TooLarge(usize),
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Encodes one message as a frame.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(msg).expect("protocol types always serialize");
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Decodes a frame's body.
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
+    Ok(serde_json::from_slice(body)?)
+}
+
+/// Checks a frame's announced length.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Writes one message (blocking).
+pub fn write_msg<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
+    w.write_all(&encode(msg))?;
+    w.flush()
+}
+
+/// Reads one message (blocking).
+pub fn read_msg<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let mut body = vec![0u8; frame_len(prefix)?];
+    r.read_exact(&mut body)?;
+    decode(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_through_a_byte_stream() {
+        let msgs = vec![
+            Request::Ping { seq: 7 },
+            Request::Generate {
+                turn: 3,
+                chat: vec![ChatMessage::new("user", "two\nlines")],
+                sampling: Sampling::default(),
+            },
+            Request::Abort { turn: 3 },
+        ];
+        let mut buf = Vec::new();
+        for m in &msgs {
+            write_msg(&mut buf, m).unwrap();
+        }
+        let mut r = &buf[..];
+        for m in &msgs {
+            assert_eq!(&read_msg::<Request>(&mut r).unwrap(), m);
+        }
+        assert!(matches!(read_msg::<Request>(&mut r), Err(FrameError::Closed)));
+    }
+
+    #[test]
+    fn refuses_oversized_and_malformed_frames() {
+        let mut big = (MAX_FRAME as u32 + 1).to_be_bytes().to_vec();
+        big.extend_from_slice(b"{}");
+        assert!(matches!(read_msg::<Event>(&mut &big[..]), Err(FrameError::TooLarge(_))));
+        let mut bad = 5u32.to_be_bytes().to_vec();
+        bad.extend_from_slice(b"nope!");
+        assert!(matches!(read_msg::<Event>(&mut &bad[..]), Err(FrameError::Json(_))));
+        let wire = encode(&Request::Reset);
+        assert_eq!(&wire[4..], br#"{"type":"reset"}"#);
+    }
+}

@@ -1,0 +1,430 @@
+//! The daemon's side of the LLM: supervises one `tutord-engine` worker process.
+//!
+//! One task owns the worker: it starts it (pinned to the placement's cores), loads the model,
+//! feeds it one turn at a time from a bounded queue, pings it, and when the worker dies it
+//! ends the turn in flight with a failure, restarts the worker with backoff and loads the
+//! model again. A model that fails to load is not retried: the file will not get better.
+
+mod worker;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+pub use tutord_protocol::{
+    BackendKind, ChatMessage, GenStats, LoadSpec, ModelInfo, Placement, Sampling,
+};
+use tutord_protocol::{Event, Request};
+
+/// Turns that may wait behind the running one; one more is refused with `Busy`.
+pub const MAX_QUEUED_TURNS: usize = 4;
+/// How often the worker is pinged.
+const PING_EVERY: Duration = Duration::from_secs(2);
+/// A worker that has not answered a ping for this long is considered hung.
+const PING_DEADLINE: Duration = Duration::from_secs(10);
+/// Restart backoff: doubles from the first to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What went wrong with the engine; each message says what to look at.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineFailure {
+    #[error("cannot start the engine worker: {0}")]
+    Spawn(String),
+    #[error("cannot load the model: {0}")]
+    Load(String),
+    #[error("the engine worker died: {0}")]
+    Died(String),
+    #[error("{0}")]
+    Generate(String),
+    #[error("no model is loaded: {0}")]
+    NotLoaded(String),
+    #[error("{queued} questions are already waiting; try again when one is answered")]
+    Busy { queued: usize },
+}
+
+/// What happens during one turn, in order: pieces, then one `Finished` or `Failed`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    Piece(String),
+    Finished(GenStats),
+    Failed(EngineFailure),
+}
+
+/// How to run the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The `tutord-engine` binary.
+    pub program: PathBuf,
+    pub spec: LoadSpec,
+}
+
+/// What the rest of the daemon can see of the engine.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStatus {
+    pub model: Option<ModelInfo>,
+    /// Why there is no model (load failed), or the last worker death.
+    pub last_error: Option<String>,
+    /// Set when the model failed to load: the engine will not come back by itself.
+    pub gave_up: bool,
+    pub worker_pid: Option<u32>,
+    pub restarts: u32,
+    /// When the worker last answered a ping (None before the first).
+    pub last_pong: Option<Instant>,
+}
+
+enum Command {
+    Generate {
+        turn: u64,
+        chat: Vec<ChatMessage>,
+        sampling: Sampling,
+        events: mpsc::UnboundedSender<TurnEvent>,
+    },
+    AbortAll,
+    Reset,
+}
+
+/// A cheap handle to the supervisor task.
+#[derive(Clone)]
+pub struct EngineHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<EngineStatus>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl EngineHandle {
+    /// Starts the supervisor task; the first load begins at once.
+    pub fn start(config: EngineConfig) -> Self {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(EngineStatus::default());
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(supervise(config, rx, status_tx, queued.clone()));
+        Self {
+            commands,
+            status,
+            queued,
+        }
+    }
+
+    /// Queues a turn. Events arrive on the returned receiver.
+    pub fn generate(
+        &self,
+        turn: u64,
+        chat: Vec<ChatMessage>,
+        sampling: Sampling,
+    ) -> Result<mpsc::UnboundedReceiver<TurnEvent>, EngineFailure> {
+        let status = self.status.borrow().clone();
+        if status.gave_up {
+            return Err(EngineFailure::NotLoaded(
+                status.last_error.unwrap_or_else(|| "load failed".into()),
+            ));
+        }
+        // Count the running turn too: MAX_QUEUED_TURNS wait behind it.
+        let in_flight = self.queued.load(Ordering::SeqCst);
+        if in_flight > MAX_QUEUED_TURNS {
+            return Err(EngineFailure::Busy {
+                queued: in_flight - 1,
+            });
+        }
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let (events, rx) = mpsc::unbounded_channel();
+        self.commands
+            .send(Command::Generate {
+                turn,
+                chat,
+                sampling,
+                events,
+            })
+            .map_err(|_| EngineFailure::Died("the supervisor stopped".into()))?;
+        Ok(rx)
+    }
+
+    /// Stops the running answer and drops the waiting ones (each ends `aborted`).
+    pub fn abort_all(&self) {
+        let _ = self.commands.send(Command::AbortAll);
+    }
+
+    /// Forgets the kept conversation in the worker.
+    pub fn reset(&self) {
+        let _ = self.commands.send(Command::Reset);
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the model is loaded or loading gave up.
+    pub async fn wait_settled(&mut self) -> EngineStatus {
+        let settled = self
+            .status
+            .wait_for(|s| s.model.is_some() || s.gave_up)
+            .await
+            .map(|s| s.clone());
+        settled.unwrap_or_else(|_| self.status.borrow().clone())
+    }
+
+    /// For the systemd watchdog: false when a worker is running but has stopped answering
+    /// pings. An engine that gave up is not a hang: the daemon serves without it.
+    pub fn alive(&self) -> bool {
+        let s = self.status.borrow();
+        match (s.worker_pid, s.last_pong) {
+            (Some(_), Some(t)) => t.elapsed() < PING_DEADLINE,
+            _ => true,
+        }
+    }
+}
+
+struct Pending {
+    turn: u64,
+    chat: Vec<ChatMessage>,
+    sampling: Sampling,
+    events: mpsc::UnboundedSender<TurnEvent>,
+}
+
+async fn supervise(
+    config: EngineConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    status: watch::Sender<EngineStatus>,
+    queued: Arc<AtomicUsize>,
+) {
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        let outcome = run_worker(&config, &mut commands, &status, &mut queue, &queued).await;
+        match outcome {
+            Outcome::Shutdown => return,
+            Outcome::LoadFailed(e) => {
+                tracing::error!(message_id = crate::events::ENGINE_FAILED, "{e}");
+                status.send_modify(|s| {
+                    s.gave_up = true;
+                    s.model = None;
+                    s.worker_pid = None;
+                    s.last_error = Some(e.to_string());
+                });
+                for p in queue.drain(..) {
+                    queued.fetch_sub(1, Ordering::SeqCst);
+                    let _ = p.events.send(TurnEvent::Failed(EngineFailure::NotLoaded(e.to_string())));
+                }
+                // Keep answering commands with the failure until the daemon stops.
+                while let Some(cmd) = commands.recv().await {
+                    if let Command::Generate { events, .. } = cmd {
+                        queued.fetch_sub(1, Ordering::SeqCst);
+                        let _ = events.send(TurnEvent::Failed(EngineFailure::NotLoaded(e.to_string())));
+                    }
+                }
+                return;
+            }
+            Outcome::Died(e) => {
+                tracing::error!(message_id = crate::events::ENGINE_FAILED, "{e}; restarting it in {backoff:?}");
+                status.send_modify(|s| {
+                    s.model = None;
+                    s.worker_pid = None;
+                    s.last_pong = None;
+                    s.restarts += 1;
+                    s.last_error = Some(e.to_string());
+                });
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Outcome::Healthy => backoff = BACKOFF_FIRST,
+        }
+    }
+}
+
+enum Outcome {
+    Shutdown,
+    LoadFailed(EngineFailure),
+    Died(EngineFailure),
+    /// The worker served for a while before dying: restart without growing the backoff.
+    Healthy,
+}
+
+/// Runs one worker from start to death.
+async fn run_worker(
+    config: &EngineConfig,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    status: &watch::Sender<EngineStatus>,
+    queue: &mut VecDeque<Pending>,
+    queued: &AtomicUsize,
+) -> Outcome {
+    let started = Instant::now();
+    let mut w = match worker::spawn(&config.program, &config.spec.placement.cpus) {
+        Ok(w) => w,
+        Err(e) => return Outcome::Died(e),
+    };
+    let pid = w.child.id();
+    status.send_modify(|s| {
+        s.worker_pid = pid;
+        s.last_pong = Some(Instant::now());
+    });
+    tracing::info!(worker_pid = pid, model = %config.spec.model_path.display(), "engine worker started, loading the model");
+    // Events are read by their own task: reading a frame is not cancel-safe in a select!.
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let mut reader = w.reader;
+    let reader_task = tokio::spawn(async move {
+        loop {
+            match worker::recv(&mut reader).await {
+                Ok(ev) => {
+                    if ev_tx.send(Ok(ev)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = ev_tx.send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let _reader_guard = AbortOnDrop(reader_task);
+    let mut writer = w.writer;
+    if let Err(e) = worker::send(&mut writer, &Request::Load(config.spec.clone())).await {
+        return Outcome::Died(EngineFailure::Died(format!("cannot send the load request: {e}")));
+    }
+
+    let mut loaded = false;
+    let mut active: Option<Pending> = None;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut seq = 0u64;
+    let death = loop {
+        // Feed the next turn when idle.
+        if loaded && active.is_none() {
+            if let Some(p) = queue.pop_front() {
+                let req = Request::Generate {
+                    turn: p.turn,
+                    chat: p.chat.clone(),
+                    sampling: p.sampling.clone(),
+                };
+                if let Err(e) = worker::send(&mut writer, &req).await {
+                    queue.push_front(p);
+                    break EngineFailure::Died(format!("cannot send to the worker: {e}"));
+                }
+                active = Some(p);
+            }
+        }
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None => return Outcome::Shutdown,
+                Some(Command::Generate { turn, chat, sampling, events }) => {
+                    queue.push_back(Pending { turn, chat, sampling, events });
+                }
+                Some(Command::AbortAll) => {
+                    for p in queue.drain(..) {
+                        queued.fetch_sub(1, Ordering::SeqCst);
+                        let _ = p.events.send(TurnEvent::Finished(GenStats { aborted: true, ..GenStats::default() }));
+                    }
+                    if let Some(a) = &active {
+                        let _ = worker::send(&mut writer, &Request::Abort { turn: a.turn }).await;
+                    }
+                }
+                Some(Command::Reset) => {
+                    let _ = worker::send(&mut writer, &Request::Reset).await;
+                }
+            },
+            ev = events.recv() => match ev {
+                Some(Ok(Event::Loaded { info })) => {
+                    tracing::info!(
+                        message_id = crate::events::MODEL_LOADED,
+                        model = %info.path.display(),
+                        backend = info.backend.as_str(),
+                        model_bytes = info.file_bytes,
+                        load_ms = started.elapsed().as_millis() as u64,
+                        "model {} loaded on {} in {} ms",
+                        info.path.display(), info.backend.as_str(), started.elapsed().as_millis()
+                    );
+                    loaded = true;
+                    status.send_modify(|s| {
+                        s.model = Some(info);
+                        s.last_error = None;
+                    });
+                }
+                Some(Ok(Event::LoadFailed { error })) => {
+                    let _ = w.child.start_kill();
+                    return Outcome::LoadFailed(EngineFailure::Load(error));
+                }
+                Some(Ok(Event::Piece { turn, text })) => {
+                    if let Some(a) = active.as_ref().filter(|a| a.turn == turn) {
+                        let _ = a.events.send(TurnEvent::Piece(text));
+                    }
+                }
+                Some(Ok(Event::Finished { turn, stats })) => {
+                    if let Some(a) = active.take_if(|a| a.turn == turn) {
+                        queued.fetch_sub(1, Ordering::SeqCst);
+                        let _ = a.events.send(TurnEvent::Finished(stats));
+                    }
+                }
+                Some(Ok(Event::Failed { turn, error })) => {
+                    if let Some(a) = active.take_if(|a| a.turn == turn) {
+                        queued.fetch_sub(1, Ordering::SeqCst);
+                        let _ = a.events.send(TurnEvent::Failed(EngineFailure::Generate(error)));
+                    }
+                }
+                Some(Ok(Event::Pong { .. })) => {
+                    status.send_modify(|s| s.last_pong = Some(Instant::now()));
+                }
+                Some(Err(e)) => break EngineFailure::Died(format!("connection lost: {e}")),
+                None => break EngineFailure::Died("connection lost".into()),
+            },
+            _ = ping.tick() => {
+                seq += 1;
+                if worker::send(&mut writer, &Request::Ping { seq }).await.is_err() {
+                    break EngineFailure::Died("the worker does not read its socket".into());
+                }
+                let stale = status.borrow().last_pong.is_some_and(|t| t.elapsed() > PING_DEADLINE);
+                if stale {
+                    let _ = w.child.start_kill();
+                    break EngineFailure::Died(format!("no heartbeat for {PING_DEADLINE:?}: killed it"));
+                }
+            }
+        }
+    };
+    // The worker is gone or going: reap it and say how it ended.
+    let _ = w.child.start_kill();
+    let how = match tokio::time::timeout(Duration::from_secs(5), w.child.wait()).await {
+        Ok(Ok(st)) => describe_exit(st),
+        _ => "did not exit".into(),
+    };
+    let failure = EngineFailure::Died(format!("{death} (worker {how})"));
+    if let Some(a) = active.take() {
+        queued.fetch_sub(1, Ordering::SeqCst);
+        let _ = a.events.send(TurnEvent::Failed(failure.clone()));
+    }
+    if !loaded {
+        // Died while loading: the model itself is the likely cause (a runtime crash on it).
+        return Outcome::LoadFailed(EngineFailure::Load(format!(
+            "the worker died while loading {}: {how}",
+            config.spec.model_path.display()
+        )));
+    }
+    if started.elapsed() > BACKOFF_MAX {
+        tracing::error!(message_id = crate::events::ENGINE_FAILED, "{failure}; restarting it");
+        status.send_modify(|s| {
+            s.model = None;
+            s.worker_pid = None;
+            s.restarts += 1;
+            s.last_error = Some(failure.to_string());
+        });
+        return Outcome::Healthy;
+    }
+    Outcome::Died(failure)
+}
+
+fn describe_exit(st: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (_, Some(s)) => format!("was killed by signal {s}"),
+        _ => "ended".into(),
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

