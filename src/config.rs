@@ -29,6 +29,25 @@ pub struct Config {
     pub store: StoreConfig,
     pub platform: PlatformConfig,
     pub llm: LlmConfig,
+    pub models: ModelsConfig,
+}
+
+/// `[models]`: where model files live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// The folder `tutorctl models fetch` fills and the daemon loads models from. Default
+    /// `/var/lib/tutord/models`. `tutord --state-dir` does not move it, so tests and several
+    /// daemons share one fetched copy.
+    pub dir: PathBuf,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(crate::models::DEFAULT_MODELS_DIR),
+        }
+    }
 }
 
 /// `[daemon]`: process-wide settings.
@@ -222,6 +241,12 @@ impl Config {
         }
         if let Some(cpu) = l.cpus.iter().find(|c| **c >= 1024) {
             return Err(("llm.cpus".into(), format!("CPU {cpu} does not exist")));
+        }
+        if !self.models.dir.is_absolute() {
+            return Err((
+                "models.dir".into(),
+                format!("{} is not an absolute path", self.models.dir.display()),
+            ));
         }
         if !self.daemon.state_dir.is_absolute() {
             return Err((

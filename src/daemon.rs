@@ -122,7 +122,17 @@ impl Context {
             None => d.push(("engine".into(), "none configured".into())),
             Some(e) => {
                 let s = e.status();
-                d.push(("engine".into(), if s.model.is_some() { "loaded" } else if s.gave_up { "failed" } else { "loading" }.into()));
+                d.push((
+                    "engine".into(),
+                    if s.model.is_some() {
+                        "loaded"
+                    } else if s.gave_up {
+                        "failed"
+                    } else {
+                        "loading"
+                    }
+                    .into(),
+                ));
                 if let Some(m) = &s.model {
                     d.push(("model".into(), m.path.display().to_string().into()));
                     d.push(("model_bytes".into(), m.file_bytes.into()));

@@ -12,6 +12,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod events;
 pub mod logging;
+pub mod models;
 pub mod notify;
 pub mod platform;
 pub mod state;

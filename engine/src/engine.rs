@@ -13,7 +13,10 @@ pub enum EngineError {
     #[error("model file {path}: {reason}")]
     BadModel { path: PathBuf, reason: String },
     #[error("backend {backend} is not available: {reason}")]
-    Unavailable { backend: &'static str, reason: String },
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
     #[error("{0}")]
     Runtime(String),
     #[error("the prompt ({tokens} tokens) does not fit the context of {context} tokens")]

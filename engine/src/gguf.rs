@@ -96,17 +96,44 @@ mod tests {
 
     #[test]
     fn refuses_other_formats_and_damage() {
-        assert!(parse_header(b"RKLLM\0\0\0", 8).unwrap_err().starts_with("not a GGUF file"));
-        assert!(parse_header(b"", 0).unwrap_err().starts_with("not a GGUF file"));
-        assert!(parse_header(b"GGUF\x03\0", 6).unwrap_err().starts_with("truncated"));
-        assert!(parse_header(&header(9, 1, 1), 24).unwrap_err().contains("version 9"));
-        assert!(parse_header(&header(3, 0, 1), 24).unwrap_err().contains("damaged"));
-        assert!(parse_header(&header(3, u64::MAX, 1), 24).unwrap_err().contains("damaged"));
+        assert!(
+            parse_header(b"RKLLM\0\0\0", 8)
+                .unwrap_err()
+                .starts_with("not a GGUF file")
+        );
+        assert!(
+            parse_header(b"", 0)
+                .unwrap_err()
+                .starts_with("not a GGUF file")
+        );
+        assert!(
+            parse_header(b"GGUF\x03\0", 6)
+                .unwrap_err()
+                .starts_with("truncated")
+        );
+        assert!(
+            parse_header(&header(9, 1, 1), 24)
+                .unwrap_err()
+                .contains("version 9")
+        );
+        assert!(
+            parse_header(&header(3, 0, 1), 24)
+                .unwrap_err()
+                .contains("damaged")
+        );
+        assert!(
+            parse_header(&header(3, u64::MAX, 1), 24)
+                .unwrap_err()
+                .contains("damaged")
+        );
     }
 
     #[test]
     fn missing_file_names_the_path() {
         let err = check_file(Path::new("/nonexistent/m.gguf")).unwrap_err();
-        assert!(err.to_string().starts_with("model file /nonexistent/m.gguf: cannot open"));
+        assert!(
+            err.to_string()
+                .starts_with("model file /nonexistent/m.gguf: cannot open")
+        );
     }
 }

@@ -73,15 +73,16 @@ impl LlamaEngine {
         check_memory(&spec.model_path, header.file_bytes)?;
         let backend = backend()?;
         let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
-        let model = LlamaModel::load_from_file(backend, &spec.model_path, &params).map_err(|e| {
-            EngineError::BadModel {
-                path: spec.model_path.clone(),
-                reason: format!(
-                    "llama.cpp could not load it ({e}): truncated, corrupt or an unsupported \
+        let model =
+            LlamaModel::load_from_file(backend, &spec.model_path, &params).map_err(|e| {
+                EngineError::BadModel {
+                    path: spec.model_path.clone(),
+                    reason: format!(
+                        "llama.cpp could not load it ({e}): truncated, corrupt or an unsupported \
                      architecture (TUTORD_ENGINE_LLAMA_LOG=1 shows llama.cpp's reason)"
-                ),
-            }
-        })?;
+                    ),
+                }
+            })?;
         // The worker loads one model for its whole life (switching models restarts the
         // worker), so the model lives as long as the process; leaking it lets the context
         // borrow it without a self-referential struct.

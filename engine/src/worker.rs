@@ -14,7 +14,9 @@ use crate::engine::{Engine, EngineError, LoadSpec};
 pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
     use crate::engine::BackendKind;
     match spec.backend {
-        BackendKind::Cpu | BackendKind::Cuda => Ok(Box::new(crate::llama::LlamaEngine::load(spec)?)),
+        BackendKind::Cpu | BackendKind::Cuda => {
+            Ok(Box::new(crate::llama::LlamaEngine::load(spec)?))
+        }
         BackendKind::Npu => Err(EngineError::Unavailable {
             backend: "npu",
             reason: "the RKLLM backend is not built into this tutord-engine".into(),

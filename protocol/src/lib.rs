@@ -157,11 +157,24 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Loaded { info: ModelInfo },
-    LoadFailed { error: String },
-    Piece { turn: u64, text: String },
-    Finished { turn: u64, stats: GenStats },
-    Failed { turn: u64, error: String },
+    Loaded {
+        info: ModelInfo,
+    },
+    LoadFailed {
+        error: String,
+    },
+    Piece {
+        turn: u64,
+        text: String,
+    },
+    Finished {
+        turn: u64,
+        stats: GenStats,
+    },
+    Failed {
+        turn: u64,
+        error: String,
+    },
     /// `busy_turn`: the answer running now; `pieces`: pieces sent so far by this worker, so
     /// the daemon can tell a live worker from one whose generation thread is stuck.
     Pong {
@@ -249,17 +262,26 @@ mod tests {
         for m in &msgs {
             assert_eq!(&read_msg::<Request>(&mut r).unwrap(), m);
         }
-        assert!(matches!(read_msg::<Request>(&mut r), Err(FrameError::Closed)));
+        assert!(matches!(
+            read_msg::<Request>(&mut r),
+            Err(FrameError::Closed)
+        ));
     }
 
     #[test]
     fn refuses_oversized_and_malformed_frames() {
         let mut big = (MAX_FRAME as u32 + 1).to_be_bytes().to_vec();
         big.extend_from_slice(b"{}");
-        assert!(matches!(read_msg::<Event>(&mut &big[..]), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_msg::<Event>(&mut &big[..]),
+            Err(FrameError::TooLarge(_))
+        ));
         let mut bad = 5u32.to_be_bytes().to_vec();
         bad.extend_from_slice(b"nope!");
-        assert!(matches!(read_msg::<Event>(&mut &bad[..]), Err(FrameError::Json(_))));
+        assert!(matches!(
+            read_msg::<Event>(&mut &bad[..]),
+            Err(FrameError::Json(_))
+        ));
         let wire = encode(&Request::Reset);
         assert_eq!(&wire[4..], br#"{"type":"reset"}"#);
     }

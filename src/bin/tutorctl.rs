@@ -28,6 +28,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the tutor a question; the answer is printed as it streams, then its figures.
+    Ask {
+        /// The question.
+        question: String,
+        /// Start a new conversation instead of following up on the last one.
+        #[arg(long)]
+        new_session: bool,
+    },
+    /// Fetch and list model files; needs no daemon.
+    Models(tutord::models::cli::ModelsArgs),
     /// Change the daemon's log level until its next restart.
     LogLevel {
         /// error, warn, info, debug or trace
@@ -40,6 +50,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(25);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Model files are no business of the daemon: no bus, no runtime, no call timeout.
+    if let Command::Models(models) = args.command {
+        return tutord::models::cli::run(models, || {
+            tutord::config::load(&tutord::config::Sources::from_process(None)).map(|c| c.models.dir)
+        });
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,6 +103,36 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
         Command::Diagnostics { json: false } => {
             render::diagnostics_text(&client.diagnostics().await?)
         }
+        Command::Ask {
+            question,
+            new_session,
+        } => {
+            use std::io::Write;
+            let stats = client
+                .ask(&question, new_session, |piece| {
+                    print!("{piece}");
+                    let _ = std::io::stdout().flush();
+                })
+                .await?;
+            println!();
+            let failed = matches!(
+                stats.get("ok").map(|v| &**v),
+                Some(zbus::Variant::Bool(false))
+            );
+            let mut out = String::from("\n");
+            out.push_str(&render::answer_stats(&stats));
+            if failed {
+                eprint!("{out}");
+                return Err(tutord::ctl::CtlError::Call(
+                    stats
+                        .get("error")
+                        .map(|e| format!("the answer failed: {}", render::variant_text(e)))
+                        .unwrap_or_else(|| "the answer failed".into()),
+                ));
+            }
+            out
+        }
+        Command::Models(_) => unreachable!("handled in main, without the bus"),
         Command::LogLevel { level } => {
             client.set_log_level(&level).await?;
             String::new()

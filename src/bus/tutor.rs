@@ -312,7 +312,9 @@ impl TurnSink for BusSink {
         let _ = self.tx.send(SinkEvent::Piece(turn.into(), piece.into()));
     }
     fn finished(&self, turn: &str, outcome: &TurnOutcome) {
-        let _ = self.tx.send(SinkEvent::Finished(turn.into(), outcome.clone()));
+        let _ = self
+            .tx
+            .send(SinkEvent::Finished(turn.into(), outcome.clone()));
     }
 }
 
@@ -356,7 +358,10 @@ async fn finish(
     stats.insert("reused_tokens".into(), s.reused_tokens.into());
     stats.insert("generated_tokens".into(), s.generated_tokens.into());
     stats.insert("time_to_first_token".into(), o.time_to_first_token.into());
-    stats.insert("tokens_per_second".into(), s.decode_tokens_per_second.into());
+    stats.insert(
+        "tokens_per_second".into(),
+        s.decode_tokens_per_second.into(),
+    );
     stats.insert(
         "prompt_tokens_per_second".into(),
         s.prompt_tokens_per_second.into(),

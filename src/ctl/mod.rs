@@ -85,6 +85,54 @@ impl Client {
         self.proxy.diagnostics().await.map_err(CtlError::call)
     }
 
+    /// Asks a question and streams the answer's pieces to `on_piece`; returns the stats of
+    /// `AnswerFinished`. Subscribes before asking, so no piece is missed.
+    pub async fn ask(
+        &self,
+        question: &str,
+        new_session: bool,
+        mut on_piece: impl FnMut(&str),
+    ) -> Result<HashMap<String, OwnedVariant>, CtlError> {
+        use futures_util::StreamExt;
+        let mut tokens = self.proxy.receive_token().await.map_err(CtlError::call)?;
+        let mut finished = self
+            .proxy
+            .receive_answer_finished()
+            .await
+            .map_err(CtlError::call)?;
+        let mut options = HashMap::new();
+        if new_session {
+            options.insert("new_session", zbus::Variant::from(true));
+        }
+        let turn = self
+            .proxy
+            .ask(question, options)
+            .await
+            .map_err(CtlError::call)?;
+        loop {
+            tokio::select! {
+                // Pieces and the end come on one connection in order; prefer pieces so the
+                // last ones are printed before the stats.
+                biased;
+                Some(t) = tokens.next() => {
+                    if let Ok(args) = t.args()
+                        && args.turn_id == turn
+                    {
+                        on_piece(&args.piece);
+                    }
+                }
+                Some(f) = finished.next() => {
+                    if let Ok(args) = f.args()
+                        && args.turn_id == turn
+                    {
+                        return Ok(args.stats);
+                    }
+                }
+                else => return Err(CtlError::Call("the bus connection closed".into())),
+            }
+        }
+    }
+
     pub async fn set_log_level(&self, level: &str) -> Result<(), CtlError> {
         self.proxy
             .set_log_level(level)

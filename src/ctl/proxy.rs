@@ -12,6 +12,22 @@ use zbus::{OwnedVariant, proxy};
 pub trait Tutor {
     fn diagnostics(&self) -> zbus::Result<HashMap<String, OwnedVariant>>;
     fn set_log_level(&self, level: &str) -> zbus::Result<()>;
+    fn ask(&self, text: &str, options: HashMap<&str, zbus::Variant<'_>>) -> zbus::Result<String>;
+    fn abort(&self) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn token(&self, turn_id: String, piece: String) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn answer_finished(
+        &self,
+        turn_id: String,
+        stats: HashMap<String, OwnedVariant>,
+    ) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn backend(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn model(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn model_bytes(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn state(&self) -> zbus::Result<String>;
     #[zbus(property)]

@@ -59,6 +59,25 @@ pub fn diagnostics_text(d: &HashMap<String, OwnedVariant>) -> String {
     out
 }
 
+/// The figures of an answer, one per line, the answer text itself left out.
+pub fn answer_stats(stats: &HashMap<String, OwnedVariant>) -> String {
+    let mut shown: HashMap<String, OwnedVariant> = HashMap::new();
+    for (k, v) in stats {
+        if k != "answer" {
+            shown.insert(k.clone(), v.try_clone().expect("plain values clone"));
+        }
+    }
+    diagnostics_text(&shown)
+}
+
+/// A value as text: strings bare, the rest as JSON.
+pub fn variant_text(v: &Variant<'_>) -> String {
+    match to_json(v) {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
 fn to_json(v: &Variant<'_>) -> serde_json::Value {
     use serde_json::Value as J;
     match v {

@@ -206,19 +206,25 @@ async fn supervise(
                 });
                 for p in queue.drain(..) {
                     queued.fetch_sub(1, Ordering::SeqCst);
-                    let _ = p.events.send(TurnEvent::Failed(EngineFailure::NotLoaded(e.to_string())));
+                    let _ = p
+                        .events
+                        .send(TurnEvent::Failed(EngineFailure::NotLoaded(e.to_string())));
                 }
                 // Keep answering commands with the failure until the daemon stops.
                 while let Some(cmd) = commands.recv().await {
                     if let Command::Generate { events, .. } = cmd {
                         queued.fetch_sub(1, Ordering::SeqCst);
-                        let _ = events.send(TurnEvent::Failed(EngineFailure::NotLoaded(e.to_string())));
+                        let _ =
+                            events.send(TurnEvent::Failed(EngineFailure::NotLoaded(e.to_string())));
                     }
                 }
                 return;
             }
             Outcome::Died(e) => {
-                tracing::error!(message_id = crate::events::ENGINE_FAILED, "{e}; restarting it in {backoff:?}");
+                tracing::error!(
+                    message_id = crate::events::ENGINE_FAILED,
+                    "{e}; restarting it in {backoff:?}"
+                );
                 status.send_modify(|s| {
                     s.model = None;
                     s.worker_pid = None;
@@ -282,7 +288,9 @@ async fn run_worker(
     let _reader_guard = AbortOnDrop(reader_task);
     let mut writer = w.writer;
     if let Err(e) = worker::send(&mut writer, &Request::Load(config.spec.clone())).await {
-        return Outcome::Died(EngineFailure::Died(format!("cannot send the load request: {e}")));
+        return Outcome::Died(EngineFailure::Died(format!(
+            "cannot send the load request: {e}"
+        )));
     }
 
     let mut loaded = false;
@@ -400,7 +408,10 @@ async fn run_worker(
         )));
     }
     if started.elapsed() > BACKOFF_MAX {
-        tracing::error!(message_id = crate::events::ENGINE_FAILED, "{failure}; restarting it");
+        tracing::error!(
+            message_id = crate::events::ENGINE_FAILED,
+            "{failure}; restarting it"
+        );
         status.send_modify(|s| {
             s.model = None;
             s.worker_pid = None;

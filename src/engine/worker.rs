@@ -61,8 +61,8 @@ pub fn spawn(program: &Path, cpus: &[usize]) -> Result<Worker, EngineFailure> {
         .spawn()
         .map_err(|e| EngineFailure::Spawn(format!("{}: {e}", program.display())))?;
     drop(theirs);
-    let stream = UnixStream::from_std(ours)
-        .map_err(|e| EngineFailure::Spawn(format!("socket: {e}")))?;
+    let stream =
+        UnixStream::from_std(ours).map_err(|e| EngineFailure::Spawn(format!("socket: {e}")))?;
     let (reader, writer) = stream.into_split();
     Ok(Worker {
         child,

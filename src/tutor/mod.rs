@@ -107,7 +107,9 @@ impl Tutor {
             )));
         }
         if question.contains('\0') {
-            return Err(AskError::Invalid("the question contains a NUL character".into()));
+            return Err(AskError::Invalid(
+                "the question contains a NUL character".into(),
+            ));
         }
         let Some(engine) = self.engine.clone() else {
             return Err(AskError::NotReady(
@@ -117,7 +119,9 @@ impl Tutor {
         let status = engine.status();
         if status.gave_up {
             return Err(AskError::NotReady(
-                status.last_error.unwrap_or_else(|| "the model failed to load".into()),
+                status
+                    .last_error
+                    .unwrap_or_else(|| "the model failed to load".into()),
             ));
         }
         let pending = self.pending.fetch_add(1, Ordering::SeqCst);
@@ -140,7 +144,16 @@ impl Tutor {
         let id = turn.clone();
         tokio::spawn(async move {
             let outcome = this
-                .run_turn(&engine, n, &id, question, options.new_session, sampling, epoch, &*sink)
+                .run_turn(
+                    &engine,
+                    n,
+                    &id,
+                    question,
+                    options.new_session,
+                    sampling,
+                    epoch,
+                    &*sink,
+                )
                 .await;
             this.pending.fetch_sub(1, Ordering::SeqCst);
             sink.finished(&id, &outcome);
@@ -158,7 +171,10 @@ impl Tutor {
 
     /// A copy of the conversation so far (system prompt excluded).
     pub fn history(&self) -> Vec<ChatMessage> {
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -186,7 +202,10 @@ impl Tutor {
             return outcome;
         }
         if new_session {
-            self.history.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            self.history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             engine.reset();
         }
         let mut chat = vec![ChatMessage::new("system", &self.system_prompt)];
@@ -219,7 +238,9 @@ impl Tutor {
             }
         }
         if outcome.error.is_none() && outcome.stats == GenStats::default() && first.is_none() {
-            outcome.error = Some(EngineFailure::Died("the turn ended without a result".into()));
+            outcome.error = Some(EngineFailure::Died(
+                "the turn ended without a result".into(),
+            ));
         }
         outcome.time_to_first_token = first.map_or(0.0, |t| (t - asked).as_secs_f64());
         if outcome.error.is_none() {
