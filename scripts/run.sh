@@ -9,8 +9,12 @@ need_rust
 prepare_dirs
 
 log "building (cargo build --release --locked)"
-cargo build --release --locked --manifest-path "$REPO/Cargo.toml" -p tutord
+cargo build --release --locked --manifest-path "$REPO/Cargo.toml" -p tutord -p tutord-engine
 BIN="$CARGO_TARGET_DIR/release"
+
+log "fetching the default model (skipped when already there and verified)"
+"$BIN/tutorctl" models --catalog "$REPO/config/models.toml" --dir "$TUTORD_MODELS_DIR" fetch
+MODEL="$TUTORD_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 RUN="$(mktemp -d /tmp/tutord-run.XXXXXX)"
 cleanup() {
@@ -40,9 +44,12 @@ BUS=$!
 ADDR="unix:path=$RUN/bus"
 for _ in $(seq 100); do [ -S "$RUN/bus" ] && break; sleep 0.05; done
 
-log "starting tutord (config/dev.toml, state in $RUN/state)"
+# config/dev.toml plus the fetched model's path.
+{ cat "$REPO/config/dev.toml"; printf '\n[llm]\nmodel = "%s"\n' "$MODEL"; } >"$RUN/tutord.toml"
+
+log "starting tutord (config/dev.toml + the model, state in $RUN/state)"
 start_ns=$(date +%s%N)
-"$BIN/tutord" --bus "$ADDR" --config "$REPO/config/dev.toml" --state-dir "$RUN/state" &
+"$BIN/tutord" --bus "$ADDR" --config "$RUN/tutord.toml" --state-dir "$RUN/state" &
 DAEMON=$!
 for _ in $(seq 200); do
     "$BIN/tutorctl" --bus "$ADDR" status 2>/dev/null | grep -q 'State: ready' && break
@@ -57,11 +64,16 @@ log "tutorctl diagnostics"
 "$BIN/tutorctl" --bus "$ADDR" diagnostics
 rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$DAEMON/status")
 
+log "tutorctl ask (a question, the answer streamed, then its figures)"
+"$BIN/tutorctl" --bus "$ADDR" ask "In one sentence: why is the sky blue?"
+log "tutorctl ask, a follow-up in the same conversation (reuses the KV cache)"
+"$BIN/tutorctl" --bus "$ADDR" ask "And at sunset?"
+
 log "stopping tutord (SIGTERM)"
 kill -TERM "$DAEMON"
 wait "$DAEMON"
 status=$?
 DAEMON=
 echo
-echo "start to ready (as seen by tutorctl): ${ready_ms} ms; idle RSS: ${rss_kb} KiB; exit status: $status"
+echo "start to ready with the model loaded (as seen by tutorctl): ${ready_ms} ms; tutord idle RSS: ${rss_kb} KiB; exit status: $status"
 [ "$status" -eq 0 ]

@@ -6,6 +6,7 @@
 source "$(dirname "$0")/common.sh"
 
 apt_install "${BUILD_PACKAGES[@]}" systemd-container debootstrap util-linux
+need_npm
 need_rust
 prepare_dirs
 # The D-Bus policy admits group `tutor`; on the board sysusers creates it.

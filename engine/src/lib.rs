@@ -4,4 +4,5 @@
 pub mod engine;
 pub mod gguf;
 pub mod llama;
+pub mod rkllm;
 pub mod worker;

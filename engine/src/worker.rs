@@ -17,10 +17,10 @@ pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
         BackendKind::Cpu | BackendKind::Cuda => {
             Ok(Box::new(crate::llama::LlamaEngine::load(spec)?))
         }
-        BackendKind::Npu => Err(EngineError::Unavailable {
-            backend: "npu",
-            reason: "the RKLLM backend is not built into this tutord-engine".into(),
-        }),
+        BackendKind::Npu => Ok(Box::new(crate::rkllm::RkllmEngine::load(
+            spec,
+            &crate::rkllm::RkllmOptions::default(),
+        )?)),
     }
 }
 

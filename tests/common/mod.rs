@@ -202,13 +202,34 @@ impl Daemon {
     /// Starts tutord on `bus` with a fresh state dir and no config file of the machine's.
     pub fn start(bus: &Bus, notify: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
         let state_dir = tempfile::tempdir().unwrap();
+        let cfg = empty_config(state_dir.path());
+        Self::start_in(bus, notify, &cfg, state_dir, env)
+    }
+
+    /// Starts tutord with the given config file and a fresh state dir.
+    pub fn start_with_config(
+        bus: &Bus,
+        notify: Option<&Path>,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Self::start_in(bus, notify, config, tempfile::tempdir().unwrap(), env)
+    }
+
+    fn start_in(
+        bus: &Bus,
+        notify: Option<&Path>,
+        config: &Path,
+        state_dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut cmd = Command::new(TUTORD);
         cmd.arg("--bus")
             .arg(&bus.address)
             .arg("--state-dir")
             .arg(state_dir.path())
             .arg("--config")
-            .arg(empty_config(state_dir.path()))
+            .arg(config)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")

