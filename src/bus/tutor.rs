@@ -131,7 +131,7 @@ impl Tutor {
             .ask(text, options, sink)
             .map_err(|e| match e {
                 AskError::Invalid(m) => TutorError::InvalidArgument(m),
-                AskError::NotReady(m) => TutorError::NotReady(m),
+                AskError::NotReady(_) => TutorError::NotReady(e.to_string()),
                 AskError::Busy(_) => TutorError::Busy(e.to_string()),
             })
     }
