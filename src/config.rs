@@ -40,12 +40,16 @@ pub struct ModelsConfig {
     /// `/var/lib/tutord/models`. `tutord --state-dir` does not move it, so tests and several
     /// daemons share one fetched copy.
     pub dir: PathBuf,
+    /// The model catalog: names, files, sizes, hashes, sources. Default
+    /// `/usr/share/tutord/models.toml`.
+    pub catalog: PathBuf,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from(crate::models::DEFAULT_MODELS_DIR),
+            catalog: PathBuf::from(crate::models::DEFAULT_CATALOG_PATH),
         }
     }
 }
@@ -108,8 +112,9 @@ impl Default for PlatformConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmConfig {
-    /// The model to load at boot: a path to a `.gguf` file, or empty for none (the daemon
-    /// then serves without a tutor; `Ask` fails with `NotReady`). Default empty.
+    /// The model to load at boot: a name from the catalog (its file in `[models] dir`), a
+    /// path to a model file (anything with a `/`), or empty for none (the daemon then serves
+    /// without a tutor; `Ask` fails with `NotReady`). Default empty.
     pub model: String,
     /// Where the model runs: `cpu` (llama.cpp), `cuda` (llama.cpp on the GPU, Jetson) or
     /// `npu` (RKLLM, RK3588). Default `cpu`.

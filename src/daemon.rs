@@ -22,6 +22,8 @@ use crate::diagnostics::Value;
 use crate::engine::{BackendKind, EngineConfig, EngineHandle, LoadSpec, ModelInfo, Sampling};
 use crate::events;
 use crate::logging::LogControl;
+use crate::models::Catalog;
+use crate::models::resolve::{ResolveError, resolve};
 use crate::notify::Notifier;
 use crate::platform::{self, Paths};
 use crate::state::State;
@@ -80,6 +82,7 @@ pub struct Context {
     store: Mutex<Store>,
     started: Instant,
     pub tutor: Arc<Conversation>,
+    pub catalog: Catalog,
     iface: OnceLock<InterfaceRef<Tutor>>,
 }
 
@@ -119,7 +122,12 @@ impl Context {
             ),
         ];
         match self.tutor.engine() {
-            None => d.push(("engine".into(), "none configured".into())),
+            None => {
+                d.push(("engine".into(), "none".into()));
+                if let Some(why) = self.tutor.no_engine_reason() {
+                    d.push(("engine_error".into(), why.into()));
+                }
+            }
             Some(e) => {
                 let s = e.status();
                 d.push((
@@ -177,6 +185,11 @@ impl Context {
     /// The loaded model, if any.
     pub fn model(&self) -> Option<ModelInfo> {
         self.tutor.engine().and_then(|e| e.status().model)
+    }
+
+    /// Resolves a model name or path and starts an engine for it (loading in the background).
+    pub fn engine_for(&self, model: &str) -> Result<EngineHandle, ResolveError> {
+        engine_for(&self.config, &self.catalog, model)
     }
 
     /// The D-Bus interface object, once the bus is up.
@@ -256,8 +269,20 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
         );
     }
 
+    let catalog = load_catalog(&opts.config.models.catalog);
     // Loading starts now, in the worker, while the bus comes up.
-    let engine = start_engine(&opts.config);
+    let engine = if opts.config.llm.model.is_empty() {
+        tracing::info!("no model configured ([llm] model): serving without a tutor");
+        Err("none is configured ([llm] model in tutord.toml)".to_string())
+    } else {
+        engine_for(&opts.config, &catalog, &opts.config.llm.model).map_err(|e| {
+            tracing::error!(
+                message_id = events::ENGINE_FAILED,
+                "cannot load the configured model: {e}"
+            );
+            e.to_string()
+        })
+    };
     let llm = &opts.config.llm;
     let sampling = Sampling {
         temperature: llm.temperature as f32,
@@ -265,12 +290,13 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
         ..Sampling::default()
     };
     let tutor = Arc::new(Conversation::new(
-        engine.clone(),
+        engine,
         llm.system_prompt.clone(),
         sampling,
     ));
     let ctx = Arc::new(Context {
         tutor,
+        catalog,
         iface: OnceLock::new(),
         log_level: Mutex::new(opts.config.daemon.log_level.as_str().to_string()),
         config: opts.config,
@@ -301,11 +327,46 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
     reporter.set_board(board.as_str()).await;
     tracing::info!(board = board.as_str(), "board: {}", board.as_str());
 
-    if let Some(mut engine) = engine {
+    if !ctx.config.llm.model.is_empty()
+        && let Some(why) = ctx.tutor.no_engine_reason()
+    {
+        let mut s = iface.get().await.status().clone();
+        s.last_error = why;
+        reporter.publish(s).await;
+    }
+    if let Some(mut engine) = ctx.tutor.engine() {
         reporter
             .step(State::Loading, "Loading the language model", 0.75)
             .await;
-        let status = engine.wait_settled().await;
+        // Keep systemd's start timeout ahead of the load, and the watchdog fed, however long
+        // the model takes to read.
+        let status = {
+            let settle = engine.wait_settled();
+            tokio::pin!(settle);
+            let mut extend = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    s = &mut settle => break s,
+                    _ = extend.tick() => {
+                        notifier.extend_timeout(Duration::from_secs(30));
+                        notifier.watchdog();
+                    }
+                }
+            }
+        };
+        {
+            let this = iface.get().await;
+            let emitter = iface.signal_emitter();
+            for r in [
+                this.backend_changed(emitter).await,
+                this.model_changed(emitter).await,
+                this.model_bytes_changed(emitter).await,
+            ] {
+                if let Err(e) = r {
+                    tracing::warn!("cannot emit PropertiesChanged: {e}");
+                }
+            }
+        }
         if let Some(err) = status.last_error.filter(|_| status.gave_up) {
             // The appliance stays up without a tutor: diagnostics and the rest still serve.
             let mut s = iface.get().await.status().clone();
@@ -384,13 +445,28 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Starts the engine supervisor when a model is configured.
-fn start_engine(config: &Config) -> Option<EngineHandle> {
-    let llm = &config.llm;
-    if llm.model.is_empty() {
-        tracing::info!("no model configured ([llm] model): serving without a tutor");
-        return None;
+/// Reads the model catalog; without one, only model paths can be loaded.
+fn load_catalog(path: &std::path::Path) -> Catalog {
+    match Catalog::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("{e}: only model paths can be loaded");
+            Catalog {
+                origin: path.display().to_string(),
+                models: Vec::new(),
+            }
+        }
     }
+}
+
+/// Resolves `model` and starts an engine supervisor for it.
+fn engine_for(
+    config: &Config,
+    catalog: &Catalog,
+    model: &str,
+) -> Result<EngineHandle, ResolveError> {
+    let resolved = resolve(model, catalog, &config.models.dir)?;
+    let llm = &config.llm;
     let program = if llm.engine_path.is_empty() {
         std::env::current_exe()
             .map(|p| p.with_file_name("tutord-engine"))
@@ -403,11 +479,11 @@ fn start_engine(config: &Config) -> Option<EngineHandle> {
         BackendChoice::Cuda => BackendKind::Cuda,
         BackendChoice::Npu => BackendKind::Npu,
     };
-    Some(EngineHandle::start(EngineConfig {
+    Ok(EngineHandle::start(EngineConfig {
         program,
         spec: LoadSpec {
             backend,
-            model_path: PathBuf::from(&llm.model),
+            model_path: resolved.path,
             context_length: llm.context_length,
             placement: crate::engine::Placement {
                 cpus: llm.cpus.clone(),

@@ -49,6 +49,12 @@ impl Notifier {
         self.send(&[NotifyState::Stopping, NotifyState::Status(text)]);
     }
 
+    /// Asks systemd for `d` more time to start (a large model loading from an SD card).
+    pub fn extend_timeout(&self, d: Duration) {
+        let usec = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        self.send(&[NotifyState::ExtendTimeoutUsec(usec)]);
+    }
+
     pub fn watchdog(&self) {
         self.send(&[NotifyState::Watchdog]);
     }

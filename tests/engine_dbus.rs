@@ -378,3 +378,72 @@ async fn diagnostics(conn: &zbus::Connection) -> HashMap<String, OwnedVariant> {
         .deserialize()
         .unwrap()
 }
+
+#[test]
+fn models_by_name_unknown_names_and_switching() {
+    let model = small_model();
+    let dir = model.parent().unwrap();
+    let extra = format!(
+        "[models]\ndir = \"{}\"\ncatalog = \"{}/config/models.toml\"\n",
+        dir.display(),
+        REPO
+    );
+    // By catalog name, not path.
+    let (bus, mut daemon, _notify) = daemon_with(Path::new("smollm2-135m-q4_1"), &extra);
+    rt().block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let d = diagnostics(&conn).await;
+        assert!(
+            matches!(&*d["engine"], Variant::Str(s) if s.as_str() == "loaded"),
+            "{d:?}"
+        );
+        let first_pid = d["engine_pid"].clone();
+
+        let reply = call(&conn, "ListModels", &()).await.unwrap();
+        let models: Vec<(String, String, u64, u64, bool)> = reply.body().deserialize().unwrap();
+        let small = models
+            .iter()
+            .find(|m| m.0 == "smollm2-135m-q4_1")
+            .expect("in the catalog");
+        assert_eq!(
+            (small.1.as_str(), small.3, small.4),
+            ("Q4_1", 98_362_432, true)
+        );
+
+        let err = named_error(call(&conn, "SelectModel", &("gpt-17",)).await.unwrap_err());
+        assert!(
+            err.starts_with("org.tutord.Tutor1.Error.UnknownModel: no model named 'gpt-17'"),
+            "{err}"
+        );
+
+        let cut_dir = tempfile::tempdir().unwrap();
+        let cut = cut_dir.path().join("cut.gguf");
+        std::fs::write(&cut, &std::fs::read(&model).unwrap()[..4096]).unwrap();
+        let err = named_error(
+            call(&conn, "SelectModel", &(cut.to_str().unwrap(),))
+                .await
+                .unwrap_err(),
+        );
+        assert!(
+            err.starts_with("org.tutord.Tutor1.Error.EngineFailed"),
+            "{err}"
+        );
+        assert!(err.contains("cut.gguf"), "{err}");
+
+        // Back to a good model: a new worker, and it answers.
+        call(&conn, "SelectModel", &("smollm2-135m-q4_1",))
+            .await
+            .unwrap();
+        let d = diagnostics(&conn).await;
+        assert_ne!(
+            d["engine_pid"], first_pid,
+            "switching models restarts the worker"
+        );
+        let a = ask(&conn, "Say hello.", HashMap::new(), None).await;
+        assert!(b(&a.stats, "ok"), "{:?}", a.stats);
+    });
+    assert!(daemon.child.try_wait().unwrap().is_none());
+}

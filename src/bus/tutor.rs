@@ -142,6 +142,67 @@ impl Tutor {
         self.ctx.tutor.abort();
     }
 
+    /// Switches to the catalog model `name` (or a model file path): restarts the engine
+    /// worker with it and returns once it is loaded. The conversation starts afresh.
+    /// `UnknownModel` for a name not in the catalog or not fetched, `Busy` while questions
+    /// are pending, `EngineFailed` when the model does not load (the daemon then has no
+    /// model until another is selected).
+    async fn select_model(
+        &self,
+        name: &str,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), TutorError> {
+        let mut engine = self
+            .ctx
+            .engine_for(name)
+            .map_err(|e| TutorError::UnknownModel(e.to_string()))?;
+        self.ctx
+            .tutor
+            .replace_engine(Ok(engine.clone()))
+            .map_err(|e| TutorError::Busy(e.to_string()))?;
+        let settled = engine.wait_settled().await;
+        self.backend_changed(&emitter).await?;
+        self.model_changed(&emitter).await?;
+        self.model_bytes_changed(&emitter).await?;
+        match settled.model {
+            Some(m) => {
+                tracing::info!(model = %m.path.display(), "switched to model {name}");
+                Ok(())
+            }
+            None => Err(TutorError::EngineFailed(
+                settled
+                    .last_error
+                    .unwrap_or_else(|| "the model did not load".into()),
+            )),
+        }
+    }
+
+    /// The catalog: one `(name, quantization, parameters, file_bytes, present)` per model;
+    /// `present` is true when its file is in the models folder with the right size.
+    async fn list_models(&self) -> Vec<(String, String, u64, u64, bool)> {
+        let dir = &self.ctx.config.models.dir;
+        self.ctx
+            .catalog
+            .models
+            .iter()
+            .map(|m| {
+                let present = matches!(
+                    crate::models::presence(m, dir, false),
+                    Ok(crate::models::Presence::Verified
+                        | crate::models::Presence::Unverified
+                        | crate::models::Presence::Rechecked)
+                );
+                (
+                    m.name.clone(),
+                    m.quantization.clone(),
+                    m.parameters,
+                    m.file_bytes,
+                    present,
+                )
+            })
+            .collect()
+    }
+
     /// A piece of the answer to `turn_id`, as soon as the model produced it.
     #[zbus(signal)]
     async fn token(emitter: &SignalEmitter<'_>, turn_id: &str, piece: &str) -> zbus::Result<()>;

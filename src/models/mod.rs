@@ -19,6 +19,7 @@ pub mod cli;
 pub mod fetch;
 pub mod progress;
 pub mod record;
+pub mod resolve;
 pub mod sources;
 
 use std::fmt::Write as _;

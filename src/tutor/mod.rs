@@ -58,7 +58,8 @@ pub struct TurnOutcome {
 
 /// The conversation and its turn machinery.
 pub struct Tutor {
-    engine: Option<EngineHandle>,
+    /// The engine, or why there is none (no model configured, unknown name, not fetched).
+    engine: Mutex<Result<EngineHandle, String>>,
     system_prompt: String,
     defaults: Sampling,
     history: Mutex<Vec<ChatMessage>>,
@@ -72,9 +73,13 @@ pub struct Tutor {
 }
 
 impl Tutor {
-    pub fn new(engine: Option<EngineHandle>, system_prompt: String, defaults: Sampling) -> Self {
+    pub fn new(
+        engine: Result<EngineHandle, String>,
+        system_prompt: String,
+        defaults: Sampling,
+    ) -> Self {
         Self {
-            engine,
+            engine: Mutex::new(engine),
             system_prompt,
             defaults,
             history: Mutex::new(Vec::new()),
@@ -85,8 +90,40 @@ impl Tutor {
         }
     }
 
-    pub fn engine(&self) -> Option<&EngineHandle> {
-        self.engine.as_ref()
+    /// The engine, when there is one.
+    pub fn engine(&self) -> Option<EngineHandle> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .ok()
+            .cloned()
+    }
+
+    /// Why there is no engine, when there is none.
+    pub fn no_engine_reason(&self) -> Option<String> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .err()
+            .cloned()
+    }
+
+    /// Switches to another engine (another model): refused while questions are pending.
+    /// The conversation starts afresh: its KV cache belonged to the old model. The old
+    /// worker stops when its last handle is dropped.
+    pub fn replace_engine(&self, engine: Result<EngineHandle, String>) -> Result<(), AskError> {
+        let pending = self.pending.load(Ordering::SeqCst);
+        if pending > 0 {
+            return Err(AskError::Busy(pending));
+        }
+        *self.engine.lock().unwrap_or_else(|p| p.into_inner()) = engine;
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
     }
 
     /// Validates a question and starts its turn; returns the turn id.
@@ -111,10 +148,9 @@ impl Tutor {
                 "the question contains a NUL character".into(),
             ));
         }
-        let Some(engine) = self.engine.clone() else {
-            return Err(AskError::NotReady(
-                "none is configured ([llm] model in tutord.toml)".into(),
-            ));
+        let engine = match &*self.engine.lock().unwrap_or_else(|p| p.into_inner()) {
+            Ok(e) => e.clone(),
+            Err(why) => return Err(AskError::NotReady(why.clone())),
         };
         let status = engine.status();
         if status.gave_up {
@@ -164,7 +200,7 @@ impl Tutor {
     /// Stops the running answer and every waiting question.
     pub fn abort(&self) {
         self.abort_epoch.fetch_add(1, Ordering::SeqCst);
-        if let Some(e) = &self.engine {
+        if let Some(e) = self.engine() {
             e.abort_all();
         }
     }
