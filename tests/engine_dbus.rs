@@ -178,10 +178,7 @@ fn the_small_model_answers_streams_aborts_and_follows_up() {
     let model = small_model();
     let (bus, mut daemon, _notify) = daemon_with(&model, "");
     rt().block_on(async {
-        let conn = zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap();
+        let conn = connect(&bus).await;
         let first = ask(
             &conn,
             "What is the capital of France?",
@@ -199,9 +196,10 @@ fn the_small_model_answers_streams_aborts_and_follows_up() {
         assert!(prompt1 > 10 && generated > 0, "{:?}", first.stats);
         assert_eq!(u(&first.stats, "reused_tokens"), 0);
         let tps = f(&first.stats, "tokens_per_second");
-        assert!(tps > 1.0 && tps < 100_000.0, "tokens/s {tps}");
+        // Plausible, not fast: speed is the benchmark's business (benches/), not a test's.
+        assert!(tps.is_finite() && tps > 0.0, "tokens/s {tps}");
         let ttft = f(&first.stats, "time_to_first_token");
-        assert!(ttft > 0.0 && ttft < 30.0, "ttft {ttft}");
+        assert!(ttft.is_finite() && ttft > 0.0, "ttft {ttft}");
         assert!(u(&first.stats, "peak_rss_bytes") > 50 << 20);
 
         // A follow-up only processes the new question: the history comes from the KV cache.
@@ -268,10 +266,7 @@ fn a_killed_worker_fails_the_turn_and_comes_back() {
     let model = small_model();
     let (bus, mut daemon, _notify) = daemon_with(&model, "");
     rt().block_on(async {
-        let conn = zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap();
+        let conn = connect(&bus).await;
         let diag = diagnostics(&conn).await;
         let pid = match &*diag["engine_pid"] {
             Variant::U64(p) => *p,
@@ -324,10 +319,7 @@ fn a_truncated_model_is_reported_and_the_daemon_serves_on() {
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
     let (bus, _daemon, _notify) = daemon_with(&cut, "");
     rt().block_on(async {
-        let conn = zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap();
+        let conn = connect(&bus).await;
         let err = named_error(
             call(&conn, "Ask", &("hi", HashMap::<&str, Variant<'_>>::new()))
                 .await
@@ -370,6 +362,13 @@ fn no_model_configured_gives_not_ready() {
     );
 }
 
+async fn connect(bus: &Bus) -> zbus::Connection {
+    zbus::connection::Builder::address(bus.address.as_str())
+        .build()
+        .await
+        .unwrap()
+}
+
 async fn diagnostics(conn: &zbus::Connection) -> HashMap<String, OwnedVariant> {
     call(conn, "Diagnostics", &())
         .await
@@ -391,10 +390,7 @@ fn models_by_name_unknown_names_and_switching() {
     // By catalog name, not path.
     let (bus, mut daemon, _notify) = daemon_with(Path::new("smollm2-135m-q4_1"), &extra);
     rt().block_on(async {
-        let conn = zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap();
+        let conn = connect(&bus).await;
         let d = diagnostics(&conn).await;
         assert!(
             matches!(&*d["engine"], Variant::Str(s) if s.as_str() == "loaded"),
