@@ -443,3 +443,58 @@ fn models_by_name_unknown_names_and_switching() {
     });
     assert!(daemon.child.try_wait().unwrap().is_none());
 }
+
+#[test]
+fn questions_wait_in_order_up_to_the_bound_then_busy() {
+    let model = small_model();
+    let (bus, _daemon, _notify) = daemon_with(&model, "");
+    rt().block_on(async {
+        let conn = connect(&bus).await;
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface("org.tutord.Tutor1")
+            .member("AnswerFinished")
+            .build()
+            .unwrap();
+        let mut finished = zbus::MessageStream::for_match_rule(rule, &conn, None)
+            .await
+            .unwrap();
+        let mut opts = HashMap::new();
+        opts.insert("max_tokens", Variant::from(300u32));
+        let mut accepted = Vec::new();
+        let mut busy = Vec::new();
+        // One running + MAX_QUEUED_TURNS (4) waiting are accepted; the rest are refused.
+        for i in 0..7 {
+            match call(&conn, "Ask", &(format!("Count to {i}0."), opts.clone())).await {
+                Ok(r) => accepted.push(r.body().deserialize::<String>().unwrap()),
+                Err(e) => busy.push(named_error(e)),
+            }
+        }
+        assert_eq!(accepted.len(), 5, "accepted {accepted:?}, refused {busy:?}");
+        assert_eq!(busy.len(), 2);
+        assert!(
+            busy[0].starts_with("org.tutord.Tutor1.Error.Busy: 4 questions are already waiting"),
+            "{}",
+            busy[0]
+        );
+        // Abort ends the running one and every waiting one, each with AnswerFinished.
+        call(&conn, "Abort", &()).await.unwrap();
+        let mut ended = std::collections::HashSet::new();
+        while ended.len() < accepted.len() {
+            let m = tokio::time::timeout(Duration::from_secs(30), finished.next())
+                .await
+                .expect("every accepted turn ends after Abort")
+                .unwrap()
+                .unwrap();
+            let (turn, stats): (String, HashMap<String, OwnedVariant>) =
+                m.body().deserialize().unwrap();
+            if accepted.contains(&turn) {
+                assert!(b(&stats, "aborted") || b(&stats, "ok"), "{stats:?}");
+                ended.insert(turn);
+            }
+        }
+        // After the abort the daemon takes questions again.
+        let a = ask(&conn, "Say hi.", HashMap::new(), None).await;
+        assert!(b(&a.stats, "ok"), "{:?}", a.stats);
+    });
+}
