@@ -14,7 +14,6 @@ BIN="$CARGO_TARGET_DIR/release"
 
 log "fetching the default model (skipped when already there and verified)"
 "$BIN/tutorctl" models --catalog "$REPO/config/models.toml" --dir "$TUTORD_MODELS_DIR" fetch
-MODEL="$TUTORD_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 RUN="$(mktemp -d /tmp/tutord-run.XXXXXX)"
 cleanup() {
@@ -44,8 +43,12 @@ BUS=$!
 ADDR="unix:path=$RUN/bus"
 for _ in $(seq 100); do [ -S "$RUN/bus" ] && break; sleep 0.05; done
 
-# config/dev.toml plus the fetched model's path.
-{ cat "$REPO/config/dev.toml"; printf '\n[llm]\nmodel = "%s"\n' "$MODEL"; } >"$RUN/tutord.toml"
+# config/dev.toml plus the fetched model (by its catalog name) and short answers.
+{
+    cat "$REPO/config/dev.toml"
+    printf '\n[llm]\nmodel = "smollm2-135m-q4_1"\nmax_tokens = 96\n'
+    printf '\n[models]\ndir = "%s"\ncatalog = "%s"\n' "$TUTORD_MODELS_DIR" "$REPO/config/models.toml"
+} >"$RUN/tutord.toml"
 
 log "starting tutord (config/dev.toml + the model, state in $RUN/state)"
 start_ns=$(date +%s%N)

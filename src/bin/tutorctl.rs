@@ -68,13 +68,19 @@ fn main() -> ExitCode {
     };
     // A bus that accepts the connection but never answers (a wrong policy, a wedged daemon)
     // must not hang a script: give up with a message like any other failure.
+    // An answer streams for as long as the model writes: `ask` bounds the silence between
+    // pieces instead (Client::ask).
+    let limit = match args.command {
+        Command::Ask { .. } => Duration::MAX,
+        _ => CALL_TIMEOUT,
+    };
     let result = runtime.block_on(async {
-        tokio::time::timeout(CALL_TIMEOUT, run(args))
+        tokio::time::timeout(limit, run(args))
             .await
             .unwrap_or_else(|_| {
                 Err(tutord::ctl::CtlError::Call(format!(
                     "no answer within {} s from the bus or tutord",
-                    CALL_TIMEOUT.as_secs()
+                    limit.as_secs()
                 )))
             })
     });

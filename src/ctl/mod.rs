@@ -34,6 +34,9 @@ impl CtlError {
     }
 }
 
+/// How long `ask` waits for the next piece of an answer.
+const ANSWER_SILENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A connected client.
 pub struct Client {
     proxy: TutorProxy<'static>,
@@ -110,10 +113,19 @@ impl Client {
             .await
             .map_err(CtlError::call)?;
         loop {
+            // A slow board writes a few tokens a second; a minute without a piece or the end
+            // means the daemon is gone or wedged.
+            let silence = tokio::time::sleep(ANSWER_SILENCE);
             tokio::select! {
                 // Pieces and the end come on one connection in order; prefer pieces so the
                 // last ones are printed before the stats.
                 biased;
+                _ = silence => {
+                    return Err(CtlError::Call(format!(
+                        "no piece of the answer for {} s",
+                        ANSWER_SILENCE.as_secs()
+                    )));
+                }
                 Some(t) = tokens.next() => {
                     if let Ok(args) = t.args()
                         && args.turn_id == turn
