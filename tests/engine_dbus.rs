@@ -22,8 +22,14 @@ fn models_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(REPO).join(".cache/models"))
 }
 
-/// The real small model, fetched once (the fetcher skips a verified file).
+/// The real small model, fetched once (the fetcher skips a verified file). Tests run in
+/// parallel threads: one fetches, the others wait for it.
 fn small_model() -> PathBuf {
+    static FETCHED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FETCHED.get_or_init(fetch_small_model).clone()
+}
+
+fn fetch_small_model() -> PathBuf {
     let dir = models_dir();
     let out = std::process::Command::new(TUTORCTL)
         .args(["models", "--catalog"])

@@ -156,7 +156,11 @@ fn systemd_service_lifecycle() {
     if run.code == Some(77) {
         // The machine cannot give the harness child cgroups of its own; starting nspawn
         // anyway would hand every process of the machine to the container's systemd.
-        let why = run.stdout.lines().find(|l| l.starts_with("SKIP:")).unwrap_or("SKIP");
+        let why = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("SKIP:"))
+            .unwrap_or("SKIP");
         notice(&format!("skipped: {why}"));
         return;
     }
