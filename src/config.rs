@@ -98,12 +98,16 @@ pub struct PlatformConfig {
     /// Root under which `/proc` and `/sys` are read. Default `/`; tests and board bring-up
     /// point it at a copy of a board's files.
     pub root: PathBuf,
+    /// Board profiles (bus width, DDR clock files, devfreq names): a file laid out like
+    /// `/usr/share/doc/tutord/boards.toml`, or empty for the built-in ones. Default empty.
+    pub boards: PathBuf,
 }
 
 impl Default for PlatformConfig {
     fn default() -> Self {
         Self {
             root: PathBuf::from("/"),
+            boards: PathBuf::new(),
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The board we run on, read from the device tree under an injectable root.
-//!
-//! Only detection lives here for now; CPU topology and board profiles (bus width, devfreq
-//! names) come with the tuning work.
+//! The machine we run on, read under an injectable root: the board (device tree + profiles),
+//! the CPU topology and caches, memory and the DDR clock.
+
+pub mod memory;
+pub mod profile;
+pub mod topology;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,16 @@ impl Board {
             Board::OrinNano => "orin-nano",
             Board::Generic => "generic",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "rk3588" => Board::Rk3588,
+            "rk3576" => Board::Rk3576,
+            "orin-nano" => Board::OrinNano,
+            "generic" => Board::Generic,
+            _ => return None,
+        })
     }
 }
 
@@ -59,13 +71,18 @@ pub fn detect_board(paths: &Paths) -> Board {
     }
 }
 
-/// Maps a device-tree `compatible` value to a board.
-pub fn board_from_compatible(bytes: &[u8]) -> Board {
-    let entries: Vec<&str> = bytes
+/// The NUL-separated strings of a device-tree `compatible` value (invalid UTF-8 skipped).
+pub fn compatible_entries(bytes: &[u8]) -> Vec<&str> {
+    bytes
         .split(|b| *b == 0)
         .filter_map(|s| std::str::from_utf8(s).ok())
         .filter(|s| !s.is_empty())
-        .collect();
+        .collect()
+}
+
+/// Maps a device-tree `compatible` value to a board.
+pub fn board_from_compatible(bytes: &[u8]) -> Board {
+    let entries = compatible_entries(bytes);
     let has = |needle: &str| entries.contains(&needle);
     if has("rockchip,rk3588") || has("rockchip,rk3588s") {
         Board::Rk3588
