@@ -13,6 +13,31 @@ pub const MIGRATIONS: &[&str] = &[
         stopped_at  TEXT,
         clean_stop  INTEGER NOT NULL DEFAULT 0
     );",
+    // 2: benchmark runs (history; the newest with the same key is reused for a while) and the
+    // planner's calibration: per board, backend and model, the smoothed measured decode time
+    // with what the roofline needs to turn it back into efficiencies.
+    "CREATE TABLE bench_runs (
+        id            INTEGER PRIMARY KEY,
+        measured_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        measured_unix INTEGER NOT NULL,
+        cache_key     TEXT NOT NULL,
+        result        TEXT NOT NULL
+    );
+    CREATE INDEX bench_runs_by_key ON bench_runs (cache_key, measured_unix);
+    CREATE TABLE calibration (
+        board               TEXT NOT NULL,
+        backend             TEXT NOT NULL,
+        model               TEXT NOT NULL,
+        bytes_per_token     REAL NOT NULL,
+        flops_per_token     REAL NOT NULL,
+        bandwidth           REAL NOT NULL,
+        compute             REAL NOT NULL,
+        seconds_per_token   REAL NOT NULL,
+        prefill_seconds_per_token REAL,
+        samples             INTEGER NOT NULL,
+        updated_at          TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (board, backend, model)
+    );",
 ];
 
 /// The version a fully migrated database has.
