@@ -30,6 +30,7 @@ pub struct Config {
     pub platform: PlatformConfig,
     pub llm: LlmConfig,
     pub models: ModelsConfig,
+    pub tuning: TuningConfig,
 }
 
 /// `[models]`: where model files live.
@@ -155,6 +156,80 @@ impl Default for LlmConfig {
     }
 }
 
+// ---- [tuning] (issue 5) ----------------------------------------------------------------
+
+/// `[tuning]`: what tutord changes on the system to free the memory bus for the model, every
+/// change recorded in the database before it is made and undone on stop (or on the next
+/// start after a crash). See `src/tuning/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuningConfig {
+    /// `apply`, `dry-run` (log every change, make none) or `off`. Default `apply`; on a
+    /// generic board (a PC, CI) only what is configured explicitly below is changed.
+    pub mode: TuningMode,
+    /// On a known board (rk3588, rk3576, orin-nano): also stop the image's default
+    /// nonessential units and pin the clocks the board profile names. Default true.
+    pub board_defaults: bool,
+    /// Units to stop while tutord runs, on top of the board defaults. Default empty.
+    pub stop_units: Vec<String>,
+    /// Units of the default list never to stop. Default empty.
+    pub keep_units: Vec<String>,
+    /// CPU cores tutord and its engine run on; empty = the big cores on a known board, all
+    /// (unchanged) on a generic one. Default empty.
+    pub cpus: Vec<usize>,
+    /// Pin clocks on the chosen cores and the board profile's devfreq devices (governor
+    /// `performance`; Jetson power mode and jetson_clocks). Default true.
+    pub clocks: bool,
+    /// `keep` (report active swap) or `off` (turn it off while tutord runs). Default `keep`.
+    pub swap: SwapChoice,
+    /// Seconds between thermal samples; 0 = no sampling. 0..=3600, default 10.
+    pub thermal_interval_s: u32,
+}
+
+impl Default for TuningConfig {
+    fn default() -> Self {
+        Self {
+            mode: TuningMode::Apply,
+            board_defaults: true,
+            stop_units: Vec::new(),
+            keep_units: Vec::new(),
+            cpus: Vec::new(),
+            clocks: true,
+            swap: SwapChoice::Keep,
+            thermal_interval_s: 10,
+        }
+    }
+}
+
+/// `[tuning] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TuningMode {
+    Apply,
+    DryRun,
+    Off,
+}
+
+impl TuningMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TuningMode::Apply => "apply",
+            TuningMode::DryRun => "dry-run",
+            TuningMode::Off => "off",
+        }
+    }
+}
+
+/// `[tuning] swap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwapChoice {
+    Keep,
+    Off,
+}
+
+// ---- end of [tuning] -------------------------------------------------------------------
+
 /// Backends as the config spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -250,6 +325,20 @@ impl Config {
         }
         if let Some(cpu) = l.cpus.iter().find(|c| **c >= 1024) {
             return Err(("llm.cpus".into(), format!("CPU {cpu} does not exist")));
+        }
+        // [tuning]: a CPU the machine lacks is only known at run time (a warning then); a
+        // number no kernel supports is a typo.
+        if let Some(cpu) = self.tuning.cpus.iter().find(|c| **c >= 4096) {
+            return Err(("tuning.cpus".into(), format!("CPU {cpu} does not exist")));
+        }
+        if self.tuning.thermal_interval_s > 3600 {
+            return Err((
+                "tuning.thermal_interval_s".into(),
+                format!(
+                    "{} is out of range 0..=3600",
+                    self.tuning.thermal_interval_s
+                ),
+            ));
         }
         if !self.models.dir.is_absolute() {
             return Err((

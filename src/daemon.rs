@@ -84,6 +84,8 @@ pub struct Context {
     pub tutor: Arc<Conversation>,
     pub catalog: Catalog,
     iface: OnceLock<InterfaceRef<Tutor>>,
+    /// What tuning changed (issue 5), for diagnostics.
+    pub tuning: crate::tuning::Shared,
 }
 
 impl Context {
@@ -179,6 +181,14 @@ impl Context {
             Ok(n) => d.push(("boots_total".into(), n.into())),
             Err(e) => d.push(("store_error".into(), e.to_string().into())),
         }
+        drop(store);
+        // tuning (issue 5): stopped units, governors, affinity, throttling
+        let tuning = self
+            .tuning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        d.extend(tuning.entries());
         d
     }
 
@@ -245,7 +255,7 @@ impl Reporter {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns after cleanup.
-pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
+pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> {
     let boot_started = Instant::now();
     let notifier = Notifier::from_env();
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -268,6 +278,19 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
             "the previous run did not stop cleanly (crash, kill or power cut)"
         );
     }
+
+    // ---- tuning (issue 5): the cores are chosen now, so that this process's threads and the
+    // engine worker (started next) run on them from the start.
+    let tuning_report = crate::tuning::Shared::default();
+    let mut tuner: crate::tuning::Tuner =
+        crate::tuning::Tuner::new(&opts.config, tuning_report.clone());
+    if opts.config.llm.cpus.is_empty()
+        && let Some(cpus) = tuner.engine_cpus()
+    {
+        opts.config.llm.cpus = cpus;
+    }
+    tuner.pin_process();
+    // ---- end tuning
 
     let catalog = load_catalog(&opts.config.models.catalog);
     // Loading starts now, in the worker, while the bus comes up.
@@ -305,6 +328,7 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
         notifier: notifier.clone(),
         log,
         store: Mutex::new(store),
+        tuning: tuning_report,
         started: boot_started,
     });
 
@@ -326,6 +350,14 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
     let board = platform::detect_board(&Paths::new(&ctx.config.platform.root));
     reporter.set_board(board.as_str()).await;
     tracing::info!(board = board.as_str(), "board: {}", board.as_str());
+
+    // ---- tuning (issue 5): undo what a crashed run left, then stop units and pin clocks.
+    reporter
+        .step(State::Tuning, "Tuning the system for the model", 0.6)
+        .await;
+    tuner.start(&ctx.store).await;
+    let thermal = tuner.spawn_thermal();
+    // ---- end tuning
 
     if !ctx.config.llm.model.is_empty()
         && let Some(why) = ctx.tutor.no_engine_reason()
@@ -429,6 +461,12 @@ pub async fn run(opts: Options, log: LogControl) -> Result<(), DaemonError> {
         signal = signal_name,
         "stopping on {signal_name}"
     );
+    // ---- tuning (issue 5): start the stopped units again, restore the governors.
+    if let Some(t) = thermal {
+        t.abort();
+    }
+    tuner.stop(&ctx.store).await;
+    // ---- end tuning
     if let Err(e) = lock(&ctx.store).record_clean_stop() {
         tracing::error!("{e}");
     }

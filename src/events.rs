@@ -25,6 +25,15 @@ pub const MODEL_LOADED: &str = "0c1f4e8e2b6d4a0b9d0f3c5a7e9b1d23";
 /// The engine worker failed to load the model, or died.
 pub const ENGINE_FAILED: &str = "7d2e5f8a1c3b4e6f8a0b2c4d6e8f0a12";
 
+/// Tuning stopped units / pinned clocks (issue 5).
+pub const TUNING_APPLIED: &str = "4f18b8b12da843b28a6b53ca70b540af";
+/// Tuning's changes were undone at stop.
+pub const TUNING_UNDONE: &str = "9c340615aada4e2b999589a4bdd43798";
+/// A previous run's tuning changes (left by a crash) were undone at start.
+pub const TUNING_RECONCILED: &str = "6ea95d00aa9b4aacab0fdc4e8e4338b3";
+/// The board is throttling (thermal): answers are slower than planned.
+pub const THROTTLED: &str = "dadbfa0466244fee9812b6900fd5b970";
+
 /// Every ID with its name, for the catalog check.
 pub const ALL: &[(&str, &str)] = &[
     ("STARTED", STARTED),
@@ -36,6 +45,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("WATCHDOG_SKIPPED", WATCHDOG_SKIPPED),
     ("MODEL_LOADED", MODEL_LOADED),
     ("ENGINE_FAILED", ENGINE_FAILED),
+    ("TUNING_APPLIED", TUNING_APPLIED),
+    ("TUNING_UNDONE", TUNING_UNDONE),
+    ("TUNING_RECONCILED", TUNING_RECONCILED),
+    ("THROTTLED", THROTTLED),
 ];
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod platform;
 pub mod state;
 pub mod store;
+pub mod tuning;
 pub mod tutor;
 
 /// The daemon's version, as reported on D-Bus and in the journal.

@@ -7,6 +7,7 @@
 //! file stays for a person to rescue. It is never deleted.
 
 mod schema;
+mod tuning;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 pub use schema::latest as latest_schema_version;
+pub use tuning::TuningRow;
 
 /// The database's file name inside the state directory.
 pub const DB_FILE: &str = "tutord.db";

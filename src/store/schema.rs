@@ -38,6 +38,23 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at          TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         PRIMARY KEY (board, backend, model)
     );",
+    // 3: the tuning journal: every system change tuning makes (a unit stopped, a sysfs value
+    // written), recorded before it is made, so a stop or the next start after a crash can
+    // undo it. `state`: pending (about to be made) → applied → undone, or abandoned when the
+    // undo cannot succeed any more (`note` says why).
+    "CREATE TABLE tuning_changes (
+        id          INTEGER PRIMARY KEY,
+        boot_id     INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        previous    TEXT NOT NULL,
+        value       TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'pending',
+        note        TEXT,
+        recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at  TEXT
+    );
+    CREATE INDEX tuning_changes_open ON tuning_changes (state);",
 ];
 
 /// The version a fully migrated database has.
