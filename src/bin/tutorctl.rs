@@ -36,6 +36,12 @@ enum Command {
         #[arg(long)]
         new_session: bool,
     },
+    /// Show what tuning has in effect: stopped units, CPU affinity, governors, throttling.
+    Tuning {
+        /// Print JSON (the `tuning_*` diagnostics) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fetch and list model files; needs no daemon.
     Models(tutord::models::cli::ModelsArgs),
     /// Change the daemon's log level until its next restart.
@@ -137,6 +143,18 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
                 ));
             }
             out
+        }
+        Command::Tuning { json } => {
+            let d = client.diagnostics().await?;
+            if json {
+                let only: std::collections::HashMap<_, _> = d
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("tuning_"))
+                    .collect();
+                format!("{:#}\n", render::diagnostics_json(&only))
+            } else {
+                tutord::ctl::tuning::text(&d)
+            }
         }
         Command::Models(_) => unreachable!("handled in main, without the bus"),
         Command::LogLevel { level } => {

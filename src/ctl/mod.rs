@@ -3,6 +3,7 @@
 
 pub mod proxy;
 pub mod render;
+pub mod tuning;
 
 use std::collections::HashMap;
 

@@ -144,6 +144,15 @@ impl Change {
         }
     }
 
+    /// What undoing the change does, as a person reads it.
+    pub fn describe_undo(&self) -> String {
+        match self {
+            Change::StopUnit { unit } => format!("start {unit}"),
+            Change::StartUnit { unit } => format!("stop {unit}"),
+            Change::Write { path, previous, .. } => format!("write {previous} to {path}"),
+        }
+    }
+
     /// The change a journal row records, if the row is one this tutord knows.
     pub fn from_row(row: &TuningRow) -> Option<Self> {
         Some(match row.kind.as_str() {
@@ -229,16 +238,16 @@ impl Report {
                     .iter()
                     .map(Change::describe)
                     .collect::<Vec<_>>()
-                    .join("; ")
+                    .join("\n")
                     .into(),
             ),
             ("tuning_swap".into(), self.swap.clone().into()),
             ("tuning_mem_freed_bytes".into(), self.mem_freed_bytes.into()),
             ("tuning_reconciled".into(), self.reconciled.into()),
-            ("tuning_warnings".into(), join(&self.warnings, "; ").into()),
+            ("tuning_warnings".into(), join(&self.warnings, "\n").into()),
         ];
         if !self.would.is_empty() {
-            d.push(("tuning_would".into(), join(&self.would, "; ").into()));
+            d.push(("tuning_would".into(), join(&self.would, "\n").into()));
         }
         let (throttled, thermal) = match &self.thermal {
             Some(s) => (s.throttled(), s.describe()),
@@ -249,7 +258,7 @@ impl Report {
         if let Some(s) = self.thermal.as_ref().filter(|s| s.throttled()) {
             d.push((
                 "tuning_throttle_reasons".into(),
-                s.reasons.join("; ").into(),
+                s.reasons.join("\n").into(),
             ));
         }
         d
@@ -315,6 +324,9 @@ impl<U: Units> Tuner<U> {
             r.mode = cfg.mode.as_str().into();
             r.board = profile.name.clone();
             r.cpus_basis = basis;
+            for w in &warnings {
+                tracing::warn!("tuning: {w}");
+            }
             r.warnings.extend(warnings);
         }
         Self {
@@ -716,7 +728,7 @@ impl<U: Units> Tuner<U> {
                     if let Err(e) = journal.set_state(*id, "undone", None) {
                         self.warn(e.to_string());
                     }
-                    undone.push(change.describe());
+                    undone.push(change.describe_undo());
                 }
                 Err(e) => self.warn(format!(
                     "cannot undo '{}': {e} (the next start tries again)",

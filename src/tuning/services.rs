@@ -245,22 +245,17 @@ impl Systemd {
 }
 
 fn unit_error(verb: &'static str, unit: &str, e: zbus::Error) -> TuningError {
-    let reason = match &e {
-        zbus::Error::MethodError(name, msg, _)
-            if name.as_str() == "org.freedesktop.DBus.Error.AccessDenied"
-                || name.as_str()
-                    == "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" =>
-        {
-            format!(
-                "{} (polkit refused: allow {unit} in tutord's polkit rule, see \
-                 /usr/share/polkit-1/rules.d/50-tutord.rules)",
-                msg.as_deref().unwrap_or("access denied")
-            )
-        }
-        zbus::Error::MethodError(name, msg, _) => {
-            format!("{name}: {}", msg.as_deref().unwrap_or(""))
-        }
-        other => other.to_string(),
+    // zbus reports these as method errors or as its fdo::Error variants: tell by name.
+    let text = e.to_string();
+    let reason = if text.contains("org.freedesktop.DBus.Error.AccessDenied")
+        || text.contains("org.freedesktop.DBus.Error.InteractiveAuthorizationRequired")
+    {
+        format!(
+            "{text} (polkit refused: allow {unit} to user tutord in a polkit rule, see \
+             /usr/share/polkit-1/rules.d/50-tutord.rules)"
+        )
+    } else {
+        text
     };
     TuningError::Unit {
         verb,

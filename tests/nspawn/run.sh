@@ -64,6 +64,7 @@ bind_opt "$SYSTEMD_DIR/org.tutord.Tutor1.conf" /usr/share/dbus-1/system.d/org.tu
 bind_opt "$SYSTEMD_DIR/tutord.sysusers"     /usr/lib/sysusers.d/tutord.conf
 bind_opt "$SYSTEMD_DIR/tutord.tmpfiles"     /usr/lib/tmpfiles.d/tutord.conf
 bind_opt "$SYSTEMD_DIR/tutord.catalog"      /usr/lib/systemd/catalog/tutord.catalog
+bind_opt "$SYSTEMD_DIR/tutord.rules"        /usr/share/polkit-1/rules.d/50-tutord.rules
 CONFIG=${TUTORD_NSPAWN_CONFIG:-}
 [ -z "$CONFIG" ] && [ -f "$HERE/tutord.toml" ] && CONFIG=$HERE/tutord.toml
 if [ -n "$CONFIG" ]; then
@@ -423,6 +424,10 @@ case " $props " in
     *" ExecMainCode=killed "*) fail "after stop: $props (killed by the signal: tutord must handle SIGTERM and exit 0)" ;;
     *) fail "after stop: $props (expected ExecMainCode=exited ExecMainStatus=0)" ;;
 esac
+
+# ---------------------------------------------------------------- tuning (issue 5)
+# shellcheck source=tests/nspawn/tuning.sh
+[ -f "$HERE/tuning.sh" ] && source "$HERE/tuning.sh"
 
 # ---------------------------------------------------------------- power off
 if [ "$FAILED" != 0 ]; then dump_logs; DUMPED=1; fi

@@ -1,0 +1,176 @@
+# Tuning checks (issue 5), sourced by run.sh after the lifecycle checks, with tutord stopped.
+# Uses run.sh's cx/ok/fail/say. Dummy "nonessential" services run in the container; tutord is
+# configured to stop them (plus a protected unit, an unknown unit, a unit polkit does not allow
+# and a CPU that does not exist: each must give a warning while tutord keeps serving). Then:
+#   starting tutord stops the dummies and nothing protected; every tutord thread has the
+#   configured affinity; `systemctl stop tutord` starts them again; kill -9 + the automatic
+#   restart reconciles from the store; kill -9 + a start with tuning off restores them.
+
+unit_state() { cx systemctl is-active "$1" 2>/dev/null; }
+main_pid() { cx systemctl show -p MainPID --value tutord; }
+# wait_state UNIT STATE: up to 10 s
+wait_state() {
+    local i
+    for i in $(seq 100); do [ "$(unit_state "$1")" = "$2" ] && return 0; sleep 0.1; done
+    return 1
+}
+expect_state() {  # UNIT STATE WHY
+    local st; st=$(unit_state "$1")
+    if [ "$st" = "$2" ]; then ok "$1 is $2 ($3)"; else fail "$1 is $st, expected $2 ($3)"; fi
+}
+tutord_journal() { cx journalctl -u tutord --no-pager -o cat "$@" 2>/dev/null; }
+# Waits until tutord is active with a new main PID (not $1).
+wait_restarted() {
+    local i pid
+    for i in $(seq 150); do
+        pid=$(main_pid)
+        if [ -n "$pid" ] && [ "$pid" != 0 ] && [ "$pid" != "$1" ] && [ "$(unit_state tutord)" = active ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# The last CPU of the machine: a configured placement that differs from "all".
+last_cpu=$(( $(nproc --all) - 1 ))
+
+for u in dummy-a dummy-b dummy-idle dummy-unlisted; do
+    cat >"$WORK/$u.service" <<EOT
+[Unit]
+Description=nonessential dummy $u (tutord tuning test)
+[Service]
+ExecStart=/bin/sleep infinity
+EOT
+    cx sh -c "cat >/etc/systemd/system/$u.service" <"$WORK/$u.service"
+done
+# dummy-a holds 64 MiB (a shell variable), so that stopping it frees memory worth logging.
+cat >"$WORK/dummy-a.service" <<'EOT'
+[Unit]
+Description=nonessential dummy holding 64 MiB (tutord tuning test)
+[Service]
+ExecStart=/bin/sh -c 'x=$$(head -c 67108864 /dev/zero | tr "\\000" a); sleep infinity'
+EOT
+cx sh -c "cat >/etc/systemd/system/dummy-a.service" <"$WORK/dummy-a.service"
+# What an administrator adds when listing units of their own in stop_units: dummy-unlisted
+# is left out on purpose, so polkit must refuse it.
+cat >"$WORK/60-tutord-test.rules" <<'EOT'
+polkit.addRule(function (action, subject) {
+    if (action.id == "org.freedesktop.systemd1.manage-units" && subject.user == "tutord"
+        && ["dummy-a.service", "dummy-b.service", "dummy-idle.service"].indexOf(action.lookup("unit")) >= 0
+        && (action.lookup("verb") == "start" || action.lookup("verb") == "stop")) {
+        return polkit.Result.YES;
+    }
+});
+EOT
+cx sh -c 'mkdir -p /etc/polkit-1/rules.d && cat >/etc/polkit-1/rules.d/60-tutord-test.rules' <"$WORK/60-tutord-test.rules"
+cat >"$WORK/50-tuning-test.toml" <<EOT
+[tuning]
+stop_units = ["dummy-a", "dummy-b.service", "dummy-idle.service", "dbus.service", "no-such-unit.service", "dummy-unlisted.service"]
+cpus = [$last_cpu, 999]
+thermal_interval_s = 1
+EOT
+cx sh -c 'mkdir -p /etc/tutord/tutord.toml.d && cat >/etc/tutord/tutord.toml.d/50-tuning-test.toml' <"$WORK/50-tuning-test.toml"
+cx systemctl daemon-reload
+if cx systemctl start dummy-a dummy-b dummy-unlisted; then
+    ok "dummy nonessential services running (dummy-a dummy-b dummy-unlisted; dummy-idle stays stopped)"
+else
+    fail "cannot start the dummy services"
+fi
+if cx test -f /usr/share/polkit-1/rules.d/50-tutord.rules && cx sh -c 'command -v /usr/lib/polkit-1/polkitd >/dev/null'; then
+    ok "polkitd and tutord's polkit rule are installed"
+else
+    fail "polkitd or /usr/share/polkit-1/rules.d/50-tutord.rules missing (tests/nspawn/packages, run.sh binds)"
+fi
+
+# ---- start: the dummies stop, protected and refused ones keep running
+since=$(cx date '+%Y-%m-%d %H:%M:%S')
+if out=$(cx timeout 60 systemctl start tutord 2>&1); then
+    ok "tutord started with [tuning] stop_units and cpus = [$last_cpu, 999]"
+else
+    fail "systemctl start tutord with tuning: $out"
+fi
+expect_state tutord active "a bad tuning entry is a warning, not a failure"
+expect_state dummy-a inactive "stopped by tutord"
+expect_state dummy-b inactive "stopped by tutord"
+expect_state dummy-idle inactive "was not running: left alone"
+expect_state dbus active "protected"
+expect_state dummy-unlisted active "polkit does not allow it to tutord"
+journal=$(tutord_journal --since "$since")
+for want in "dbus.service is protected" "no-such-unit.service does not exist" \
+            "CPU 999 does not exist" "polkit refused" "MemAvailable"; do
+    if printf '%s\n' "$journal" | grep -qF "$want"; then
+        ok "journal: $(printf '%s\n' "$journal" | grep -F "$want" | head -n1 | cut -c1-220)"
+    else
+        fail "journal lacks \"$want\""
+    fi
+done
+ids=$(cx journalctl -u tutord --since "$since" -o export --no-pager 2>/dev/null | grep -a '^MESSAGE_ID=' | sort -u | tr '\n' ' ')
+case "$ids" in
+    *4f18b8b12da843b28a6b53ca70b540af*) ok "journal has TUNING_APPLIED (4f18b8b1...)" ;;
+    *) fail "no TUNING_APPLIED MESSAGE_ID in the journal ($ids)" ;;
+esac
+
+# ---- affinity: every thread of tutord on the configured CPU
+pid=$(main_pid)
+lists=$(cx sh -c "for s in /proc/$pid/task/*/status; do grep '^Cpus_allowed_list' \$s | cut -f2; done" | sort | uniq -c | tr -s ' \n' ' ')
+nthreads=$(cx sh -c "ls /proc/$pid/task | wc -l")
+if [ -n "$lists" ] && [ "$(cx sh -c "for s in /proc/$pid/task/*/status; do grep '^Cpus_allowed_list' \$s | cut -f2; done" | sort -u)" = "$last_cpu" ]; then
+    ok "all $nthreads threads of tutord (pid $pid) have Cpus_allowed_list $last_cpu"
+else
+    fail "tutord's threads' Cpus_allowed_list: $lists (expected all $last_cpu)"
+fi
+
+# ---- D-Bus and tutorctl
+if out=$(cx tutorctl tuning 2>&1); then
+    printf '%s\n' "$out" | sed 's/^/  tutorctl tuning: /'
+    if printf '%s\n' "$out" | grep -q "dummy-a.service dummy-b.service" &&
+       printf '%s\n' "$out" | grep -q "all on CPUs $last_cpu"; then
+        ok "tutorctl tuning shows the stopped units and the affinity"
+    else
+        fail "tutorctl tuning does not show the stopped units and the affinity"
+    fi
+else
+    fail "tutorctl tuning: $out"
+fi
+
+# ---- stop: the dummies run again
+if out=$(cx timeout 60 systemctl stop tutord 2>&1); then ok "systemctl stop tutord"; else fail "systemctl stop tutord: $out"; fi
+wait_state dummy-a active
+expect_state dummy-a active "started again when tutord stopped"
+expect_state dummy-b active "started again when tutord stopped"
+expect_state dummy-idle inactive "never touched"
+case "$(tutord_journal --since "$since")" in
+    *"tuning undone: start dummy-b.service, start dummy-a.service"*) ok "journal: tuning undone, newest first" ;;
+    *) fail "journal lacks 'tuning undone: start dummy-b.service, start dummy-a.service'" ;;
+esac
+
+# ---- kill -9, then systemd's automatic restart (Restart=on-failure): reconciled, re-tuned
+cx systemctl start tutord >/dev/null 2>&1
+wait_state dummy-a inactive
+pid=$(main_pid)
+since=$(cx date '+%Y-%m-%d %H:%M:%S')
+cx systemctl kill --kill-who=main --signal=SIGKILL tutord
+if wait_restarted "$pid"; then
+    ok "tutord restarted by systemd after kill -9 (pid $pid → $(main_pid))"
+else
+    fail "tutord did not come back after kill -9 (state $(unit_state tutord))"
+fi
+case "$(tutord_journal --since "$since")" in
+    *"left 2 tuning changes in place"*"undid 2"*) ok "journal: the restart undid the killed run's 2 changes" ;;
+    *) fail "journal lacks the reconcile message after kill -9" ;;
+esac
+expect_state dummy-a inactive "stopped again by the restarted tutord"
+
+# ---- kill -9, no restart, then a start with tuning off: the dummies run again
+pid=$(main_pid)
+cx systemctl kill --kill-who=main --signal=SIGKILL tutord
+for i in $(seq 50); do [ "$(unit_state tutord)" != active ] && break; sleep 0.1; done
+cx systemctl stop tutord >/dev/null 2>&1   # cancels the automatic restart
+expect_state dummy-a inactive "left stopped by the killed tutord"
+printf '[tuning]\nmode = "off"\n' | cx sh -c 'cat >/etc/tutord/tutord.toml.d/60-tuning-off.toml'
+if out=$(cx timeout 60 systemctl start tutord 2>&1); then ok "tutord started with [tuning] mode = off"; else fail "start with mode off: $out"; fi
+expect_state dummy-a active "the killed run's change was reconciled from the store"
+expect_state dummy-b active "the killed run's change was reconciled from the store"
+cx systemctl stop tutord >/dev/null 2>&1
+cx rm -f /etc/tutord/tutord.toml.d/60-tuning-off.toml /etc/tutord/tutord.toml.d/50-tuning-test.toml
