@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
+use crate::diagnostics::Value;
 use crate::platform::topology::tests::{orin_nano_tree, put, rk3588_tree};
 use crate::store::Store;
 
