@@ -3,6 +3,7 @@
 //! The binaries (`tutord`, `tutorctl`) are thin; everything they do lives here so that it can
 //! be tested without a board, a system bus or root. See docs/architecture.md for the picture.
 
+pub mod bench;
 pub mod bus;
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod events;
 pub mod logging;
 pub mod models;
 pub mod notify;
+pub mod plan;
 pub mod platform;
 pub mod state;
 pub mod store;

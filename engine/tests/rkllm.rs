@@ -27,10 +27,10 @@ fn scratch() -> &'static Path {
         // Folders of earlier test processes that are gone.
         for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("rkllm-test-") {
-                if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
+            if let Some(pid) = name.strip_prefix("rkllm-test-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
         let dir = root.join(format!("rkllm-test-{}", std::process::id()));

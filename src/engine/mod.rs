@@ -299,19 +299,20 @@ async fn run_worker(
     let mut seq = 0u64;
     let death = loop {
         // Feed the next turn when idle.
-        if loaded && active.is_none() {
-            if let Some(p) = queue.pop_front() {
-                let req = Request::Generate {
-                    turn: p.turn,
-                    chat: p.chat.clone(),
-                    sampling: p.sampling.clone(),
-                };
-                if let Err(e) = worker::send(&mut writer, &req).await {
-                    queue.push_front(p);
-                    break EngineFailure::Died(format!("cannot send to the worker: {e}"));
-                }
-                active = Some(p);
+        if loaded
+            && active.is_none()
+            && let Some(p) = queue.pop_front()
+        {
+            let req = Request::Generate {
+                turn: p.turn,
+                chat: p.chat.clone(),
+                sampling: p.sampling.clone(),
+            };
+            if let Err(e) = worker::send(&mut writer, &req).await {
+                queue.push_front(p);
+                break EngineFailure::Died(format!("cannot send to the worker: {e}"));
             }
+            active = Some(p);
         }
         tokio::select! {
             cmd = commands.recv() => match cmd {

@@ -79,6 +79,12 @@ pub struct Model {
     pub file_bytes: u64,
     pub sha256: Sha256,
     pub context_length: u32,
+    /// Transformer blocks, key/value heads and the size of one head: what the KV cache
+    /// takes per token of context (GGUF `<arch>.block_count`, `.attention.head_count_kv`,
+    /// `.attention.key_length` or embedding_length ÷ head_count).
+    pub layers: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
     pub boards: Vec<String>,
     pub backends: Vec<Backend>,
     /// Part of the set `tutorctl models fetch` gets when no name is given.
@@ -277,6 +283,9 @@ struct RawModel {
     file_bytes: Option<u64>,
     sha256: Option<String>,
     context_length: Option<u32>,
+    layers: Option<u32>,
+    kv_heads: Option<u32>,
+    head_dim: Option<u32>,
     boards: Option<Vec<String>>,
     backends: Option<Vec<Backend>>,
     default: Option<bool>,
@@ -357,6 +366,9 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
         let file_bytes = positive(&at, "file_bytes", rm.file_bytes)?;
         let context_length =
             positive(&at, "context_length", rm.context_length.map(u64::from))? as u32;
+        let layers = positive(&at, "layers", rm.layers.map(u64::from))? as u32;
+        let kv_heads = positive(&at, "kv_heads", rm.kv_heads.map(u64::from))? as u32;
+        let head_dim = positive(&at, "head_dim", rm.head_dim.map(u64::from))? as u32;
         let format = at.required("format", rm.format)?;
         let boards = at.required("boards", rm.boards)?;
         check_boards(&boards, format).map_err(|r| at.err("boards", r))?;
@@ -385,6 +397,9 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
             file_bytes,
             sha256,
             context_length,
+            layers,
+            kv_heads,
+            head_dim,
             boards,
             backends,
             default: rm.default.unwrap_or(false),

@@ -16,6 +16,9 @@ file = "{name}.gguf"
 file_bytes = 98362432
 sha256 = "{SHA}"
 context_length = 8192
+layers = 30
+kv_heads = 3
+head_dim = 64
 boards = ["generic", "rk3588"]
 backends = ["cpu"]
 {extra}
@@ -299,7 +302,7 @@ fn unknown_keys_are_refused_with_their_line() {
     let msg = err(&entry("m", "licence = \"MIT\"", PYPI));
     assert!(
         msg.starts_with(
-            "models.toml: line 14, column 1: unknown field `licence`, expected one of `name`"
+            "models.toml: line 17, column 1: unknown field `licence`, expected one of `name`"
         ),
         "{msg}"
     );

@@ -71,11 +71,11 @@ impl<W: io::Write> ProgressPrinter<W> {
             self.open = true;
             return self.out.flush();
         }
-        if let Progress::PartDone { bytes, took, .. } = p {
-            if self.open {
-                self.open = false;
-                return writeln!(self.out, "{bytes} bytes in {:.1} s", took.as_secs_f64());
-            }
+        if let Progress::PartDone { bytes, took, .. } = p
+            && self.open
+        {
+            self.open = false;
+            return writeln!(self.out, "{bytes} bytes in {:.1} s", took.as_secs_f64());
         }
         if self.open {
             writeln!(self.out)?;

@@ -105,7 +105,9 @@ impl Topology {
     /// Cores grouped into clusters of one kind: by `cluster_id` when the capacities and
     /// frequencies agree within it, which is how arm64 kernels describe big.LITTLE.
     pub fn clusters(&self) -> Vec<Vec<usize>> {
-        let mut groups: Vec<((Option<u64>, Option<u64>), Vec<usize>)> = Vec::new();
+        // (capacity, max frequency) → the cores that have it.
+        type Kind = (Option<u64>, Option<u64>);
+        let mut groups: Vec<(Kind, Vec<usize>)> = Vec::new();
         for c in &self.cpus {
             let key = (c.capacity, c.max_freq_khz);
             match groups.iter_mut().find(|(k, _)| *k == key) {

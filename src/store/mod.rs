@@ -6,6 +6,7 @@
 //! `-wal`/`-shm` files) and a new one is started: the appliance must come up, and the old
 //! file stays for a person to rescue. It is never deleted.
 
+mod bench;
 mod schema;
 mod tuning;
 

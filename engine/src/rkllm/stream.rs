@@ -71,13 +71,13 @@ impl RunState<'_> {
                 self.tokens += 1;
                 // A WAITING token's text is an incomplete character that a later NORMAL event
                 // carries whole; only NORMAL text is taken.
-                if let Some(r) = result.filter(|_| state == sys::RKLLM_RUN_NORMAL) {
-                    if !r.text.is_null() {
-                        // SAFETY: the runtime's text is a NUL-terminated string that stays
-                        // valid for the duration of this callback; it is copied out here.
-                        let bytes = unsafe { CStr::from_ptr(r.text) }.to_bytes();
-                        self.pending.extend_from_slice(bytes);
-                    }
+                if let Some(r) = result.filter(|_| state == sys::RKLLM_RUN_NORMAL)
+                    && !r.text.is_null()
+                {
+                    // SAFETY: the runtime's text is a NUL-terminated string that stays
+                    // valid for the duration of this callback; it is copied out here.
+                    let bytes = unsafe { CStr::from_ptr(r.text) }.to_bytes();
+                    self.pending.extend_from_slice(bytes);
                 }
                 self.emit(false);
             }

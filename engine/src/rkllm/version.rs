@@ -195,10 +195,8 @@ pub fn scan_runtime_version(bytes: &[u8]) -> Found {
             }
             continue;
         }
-        if let Some(v) = Version::parse(s).filter(|v| v.major >= 1) {
-            if !candidates.contains(&v) {
-                candidates.push(v);
-            }
+        if let Some(v) = Version::parse(s).filter(|v| v.major >= 1 && !candidates.contains(v)) {
+            candidates.push(v);
         }
     }
     match (banner_seen, candidates.len()) {

@@ -1,0 +1,108 @@
+//! Arithmetic peaks per cluster: FP32 FMA and INT8 dot on one core of each cluster (cores of
+//! a cluster are alike), scaled by the cluster's core count. Used for the compute roof of the
+//! plan, for prompt-processing time, and to rank cores when sysfs does not say which are big.
+
+use std::time::{Duration, Instant};
+
+use super::kernels::{self, Isa};
+use super::pin_current_thread;
+
+/// One cluster's peaks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterPeak {
+    pub cpus: Vec<usize>,
+    /// FP32 FLOP/s of one core.
+    pub fp32_per_core: f64,
+    /// INT8 op/s of one core (2 per multiply-add); None without a dot-product instruction.
+    pub int8_per_core: Option<f64>,
+}
+
+impl ClusterPeak {
+    /// The peak the quantized matrix products of a 4-bit model can use: INT8 when the CPU
+    /// has it (llama.cpp multiplies Q4 weights by Q8 activations), else FP32.
+    pub fn quantized_ops(&self) -> f64 {
+        self.int8_per_core.unwrap_or(self.fp32_per_core) * self.cpus.len() as f64
+    }
+}
+
+/// Measures each cluster, spending about `budget` in all. Runs on a thread of its own so
+/// the caller's affinity is left alone.
+pub fn measure(clusters: &[Vec<usize>], budget: Duration) -> Vec<ClusterPeak> {
+    let clusters = clusters.to_vec();
+    std::thread::spawn(move || {
+        let isa = Isa::detect();
+        let per = budget.div_f64((clusters.len().max(1) * 2) as f64);
+        clusters
+            .into_iter()
+            .map(|cpus| {
+                if let Some(first) = cpus.first() {
+                    let _ = pin_current_thread(&[*first]);
+                }
+                let fp32_per_core = rate(per, |n| kernels::fp32_fma(isa, n));
+                let int8_per_core = kernels::int8_dot(isa, 1)
+                    .map(|_| rate(per, |n| kernels::int8_dot(isa, n).unwrap_or(0.0)));
+                ClusterPeak {
+                    cpus,
+                    fp32_per_core,
+                    int8_per_core,
+                }
+            })
+            .collect()
+    })
+    .join()
+    .unwrap_or_default()
+}
+
+/// Ranks single cores by FP32 rate, `each` per core; for machines whose sysfs does not tell
+/// big from little.
+pub fn per_core(cpus: &[usize], each: Duration) -> Vec<(usize, f64)> {
+    let cpus = cpus.to_vec();
+    std::thread::spawn(move || {
+        let isa = Isa::detect();
+        cpus.into_iter()
+            .map(|c| {
+                let _ = pin_current_thread(&[c]);
+                (c, rate(each, |n| kernels::fp32_fma(isa, n)))
+            })
+            .collect()
+    })
+    .join()
+    .unwrap_or_default()
+}
+
+/// Operations per second of `kernel(iterations) -> operations`, best of short runs within
+/// `budget`.
+fn rate(budget: Duration, kernel: impl Fn(u64) -> f64) -> f64 {
+    // Size one run to about a tenth of the budget from a short probe.
+    let probe = 10_000;
+    let t = Instant::now();
+    kernel(probe);
+    let probe_s = t.elapsed().as_secs_f64().max(1e-6);
+    let iters = ((budget.as_secs_f64() / 10.0 / probe_s) * probe as f64).max(1000.0) as u64;
+    let begun = Instant::now();
+    let mut best = 0.0f64;
+    while begun.elapsed() < budget || best == 0.0 {
+        let t = Instant::now();
+        let ops = kernel(iters);
+        best = best.max(ops / t.elapsed().as_secs_f64().max(1e-9));
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peaks_are_plausible() {
+        let peaks = measure(&[vec![0]], Duration::from_millis(40));
+        assert_eq!(peaks.len(), 1);
+        // 1 GFLOP/s .. 1 TFLOP/s per core: a figure, not a unit slip.
+        assert!((1e9..1e12).contains(&peaks[0].fp32_per_core), "{peaks:?}");
+        if let Some(i8) = peaks[0].int8_per_core {
+            assert!((1e9..1e13).contains(&i8), "{peaks:?}");
+        }
+        let ranked = per_core(&[0], Duration::from_millis(10));
+        assert_eq!(ranked.len(), 1);
+    }
+}

@@ -1,0 +1,254 @@
+//! The boot self-benchmark: memory bandwidth on the chosen cores, the theoretical figure
+//! from the DDR clock, and per-cluster compute peaks, cached in the store.
+//!
+//! Decoding reads every weight once per token, so the read bandwidth measured here is the
+//! number the planner divides model bytes by. The appliance measures instead of trusting a
+//! spec sheet: DDR clock governors, 32- vs 64-bit boards and thermal state all move it.
+
+pub mod compute;
+pub mod kernels;
+pub mod memory;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::platform::Paths;
+use crate::platform::memory::{DdrClock, MemInfo};
+use crate::platform::profile::{BoardProfile, read_trimmed};
+use crate::platform::topology::{self, format_cpu_list};
+use crate::store::{Store, StoreError};
+
+pub use compute::ClusterPeak;
+pub use memory::Bandwidth;
+
+/// Working sets are at least this big in all, whatever the caches.
+pub const MIN_WORKING_SET: u64 = 256 << 20;
+/// ... and at most this big, so a board with a big cache does not spend its boot faulting
+/// pages in.
+pub const MAX_WORKING_SET: u64 = 4 << 30;
+
+/// Everything one benchmark run found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub board: String,
+    pub kernel_release: String,
+    pub cpus: Vec<usize>,
+    pub bandwidth: Bandwidth,
+    /// From the DDR clock × 2 × bus width ÷ 8; None when the clock is unknown.
+    pub theoretical: Option<f64>,
+    pub ddr_clock_hz: u64,
+    pub ddr_governor: Option<String>,
+    /// The DDR clock can move (not pinned): figures may swing run to run.
+    pub ddr_floating: bool,
+    pub last_level_cache_bytes: Option<u64>,
+    /// How the working set size was chosen.
+    pub working_set_rule: String,
+    pub compute: Vec<ClusterPeak>,
+    pub wall_seconds: f64,
+    pub measured_unix: i64,
+}
+
+impl Measurement {
+    /// Measured read ÷ theoretical.
+    pub fn read_fraction(&self) -> Option<f64> {
+        self.theoretical.map(|t| self.bandwidth.read / t)
+    }
+
+    /// The quantized-matmul peak of the chosen cores: the clusters' peaks for the cores in
+    /// `cpus`.
+    pub fn compute_ops(&self) -> f64 {
+        self.compute
+            .iter()
+            .map(|c| {
+                let n = c.cpus.iter().filter(|id| self.cpus.contains(id)).count();
+                c.quantized_ops() / c.cpus.len().max(1) as f64 * n as f64
+            })
+            .sum()
+    }
+
+    /// FP32 peak of the chosen cores.
+    pub fn compute_fp32(&self) -> f64 {
+        self.compute
+            .iter()
+            .map(|c| {
+                c.fp32_per_core * c.cpus.iter().filter(|id| self.cpus.contains(id)).count() as f64
+            })
+            .sum()
+    }
+}
+
+/// What the benchmark runs on and with.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub board: String,
+    pub kernel_release: String,
+    /// The cores inference will use: one thread each.
+    pub cpus: Vec<usize>,
+    pub clusters: Vec<Vec<usize>>,
+    pub ddr: DdrClock,
+    pub llc_bytes: Option<u64>,
+    pub mem: Option<MemInfo>,
+}
+
+impl Setup {
+    /// Reads the machine under `paths` for the cores `cpus`.
+    pub fn read(paths: &Paths, profile: &BoardProfile, cpus: &[usize]) -> Self {
+        let topo = topology::Topology::read(paths);
+        let clusters = topo
+            .clusters()
+            .into_iter()
+            .filter(|c| c.iter().any(|id| cpus.contains(id)))
+            .collect();
+        Self {
+            board: profile.name.clone(),
+            kernel_release: read_trimmed(paths, "/proc/sys/kernel/osrelease")
+                .unwrap_or_else(|| "unknown".into()),
+            cpus: cpus.to_vec(),
+            clusters,
+            ddr: DdrClock::read(paths, profile),
+            llc_bytes: cpus
+                .first()
+                .and_then(|c| topology::last_level_cache_bytes(paths, *c)),
+            mem: MemInfo::read(paths),
+        }
+    }
+
+    /// Results hold for this board, kernel, set of cores and DDR clock state only.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}|{}|cpus {}|ddr {}",
+            self.board,
+            self.kernel_release,
+            format_cpu_list(&self.cpus),
+            self.ddr.state_key()
+        )
+    }
+
+    /// The working set: ≥ 8 × the last-level cache and ≥ 256 MiB, but at most a quarter of
+    /// the available memory and 4 GiB. Returns the size and the rule that set it.
+    pub fn working_set(&self) -> (u64, String) {
+        let llc8 = self.llc_bytes.map(|b| b * 8).unwrap_or(0);
+        let mut size = llc8.max(MIN_WORKING_SET);
+        let mut rule = if llc8 > MIN_WORKING_SET {
+            format!(
+                "8 x last-level cache ({} MiB)",
+                self.llc_bytes.unwrap_or(0) >> 20
+            )
+        } else {
+            "256 MiB floor".to_string()
+        };
+        let cap = self
+            .mem
+            .map(|m| m.available / 4)
+            .filter(|c| *c > 0)
+            .unwrap_or(MAX_WORKING_SET)
+            .min(MAX_WORKING_SET);
+        if size > cap {
+            size = cap;
+            rule = format!(
+                "{rule}, capped at {} MiB (1/4 of MemAvailable, max 4 GiB)",
+                cap >> 20
+            );
+        }
+        (size, rule)
+    }
+}
+
+/// Runs the benchmark: memory within `memory_budget`, compute within `compute_budget`.
+pub fn run(setup: &Setup, memory_budget: Duration, compute_budget: Duration) -> Measurement {
+    let started = std::time::Instant::now();
+    let (working_set, working_set_rule) = setup.working_set();
+    let bandwidth = memory::measure(&memory::MemoryOptions {
+        cpus: setup.cpus.clone(),
+        working_set_bytes: working_set,
+        budget: memory_budget,
+    });
+    let compute = compute::measure(&setup.clusters, compute_budget);
+    Measurement {
+        board: setup.board.clone(),
+        kernel_release: setup.kernel_release.clone(),
+        cpus: setup.cpus.clone(),
+        bandwidth,
+        theoretical: setup.ddr.theoretical_bytes_per_second(),
+        ddr_clock_hz: setup.ddr.current_hz,
+        ddr_governor: setup.ddr.governor.clone(),
+        ddr_floating: setup.ddr.floating(),
+        last_level_cache_bytes: setup.llc_bytes,
+        working_set_rule,
+        compute,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        measured_unix: now_unix(),
+    }
+}
+
+/// Where a measurement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Measured,
+    Cached,
+}
+
+/// A cached result for the same key younger than `max_age`, else a new run (stored).
+/// `force` skips the cache (`Rebenchmark()`). A store error costs the cache, not the run.
+pub fn obtain(
+    store: Option<&Store>,
+    setup: &Setup,
+    force: bool,
+    max_age: Duration,
+    memory_budget: Duration,
+    compute_budget: Duration,
+) -> (Measurement, Origin, Option<StoreError>) {
+    let key = setup.cache_key();
+    let mut store_error = None;
+    if !force && let Some(store) = store {
+        let since = now_unix() - max_age.as_secs() as i64;
+        match store.bench_latest(&key, since) {
+            Ok(Some(json)) => {
+                if let Ok(m) = serde_json::from_str::<Measurement>(&json) {
+                    return (m, Origin::Cached, None);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => store_error = Some(e),
+        }
+    }
+    let m = run(setup, memory_budget, compute_budget);
+    if let Some(store) = store {
+        let json = serde_json::to_string(&m).expect("a measurement serializes");
+        if let Err(e) = store.bench_insert(&key, m.measured_unix, &json) {
+            store_error = Some(e);
+        }
+    }
+    (m, Origin::Measured, store_error)
+}
+
+/// Pins the calling thread to `cpus`.
+pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data (zeroed = empty set); CPU_SET is bounds-checked by the
+    // filter; sched_setaffinity(0) acts on the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in cpus.iter().filter(|c| **c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(*c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `12.3 GB/s`.
+pub fn gbps(bytes_per_second: f64) -> String {
+    format!("{:.1} GB/s", bytes_per_second / 1e9)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,302 @@
+//! The plan: for every (model, backend) the board can run, a roofline prediction of decode
+//! speed and time to first token, the memory it needs, and the choice of the model to load.
+//!
+//! Time per decoded token = max(bytes read per token ÷ (bandwidth × memory efficiency),
+//!                              work per token ÷ (compute peak × compute efficiency))
+//!                          + a fixed per-token overhead (sampling, scheduling, detokenizing).
+//! On the boards, with multi-GB models, the bandwidth roof binds — the product's premise —
+//! but a small model on a fast machine can be compute-bound, and a planner that ignored that
+//! roof would mispredict it two- to three-fold. The efficiencies and the overhead start at
+//! defaults and are calibrated from real answers (`calibrate`).
+
+pub mod calibrate;
+
+use serde::{Deserialize, Serialize};
+
+pub use calibrate::{Efficiencies, Sample, fit, smooth};
+
+/// What the planner needs to know about a model (from the catalog).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFacts {
+    pub name: String,
+    pub backend: String,
+    /// The weights: what decoding streams once per token.
+    pub file_bytes: u64,
+    pub parameters: u64,
+    pub layers: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    /// The file is in the models folder (only present models can be chosen).
+    pub present: bool,
+}
+
+impl ModelFacts {
+    /// KV cache bytes for `context` tokens: K and V × layers × KV heads × head size × 2
+    /// bytes (llama.cpp and RKLLM keep it in FP16).
+    pub fn kv_cache_bytes(&self, context: u32) -> u64 {
+        2 * u64::from(self.layers)
+            * u64::from(context)
+            * u64::from(self.kv_heads)
+            * u64::from(self.head_dim)
+            * 2
+    }
+
+    /// Bytes read per decoded token at `position` tokens of context: every weight once, and
+    /// the KV cache written so far.
+    pub fn bytes_per_token(&self, position: u32) -> f64 {
+        self.file_bytes as f64 + self.kv_cache_bytes(position) as f64
+    }
+
+    /// Work per token: a multiply-add (2 operations) per parameter.
+    pub fn ops_per_token(&self) -> f64 {
+        2.0 * self.parameters as f64
+    }
+}
+
+/// The machine as measured (and, for accelerators, as the board profile states).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    /// Measured read bandwidth, bytes/s.
+    pub bandwidth: f64,
+    /// Compute peak per backend, op/s: CPU measured (INT8 dot of the chosen cores), NPU and
+    /// GPU from the board profile.
+    pub cpu_ops: f64,
+    pub npu_ops: f64,
+    pub gpu_ops: f64,
+    /// `MemAvailable` at planning time (swap never counts).
+    pub mem_available: u64,
+    /// The most one NPU memory domain holds (RK3588: 4 GB); 0 = no limit known.
+    pub npu_domain_bytes: u64,
+}
+
+impl Machine {
+    fn compute_for(&self, backend: &str) -> f64 {
+        match backend {
+            "npu" => self.npu_ops,
+            "cuda" => self.gpu_ops,
+            _ => self.cpu_ops,
+        }
+    }
+}
+
+/// What the tutor needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Targets {
+    pub tokens_per_second: f64,
+    pub time_to_first_token: f64,
+    /// A typical prompt (system prompt + question), in tokens: for time to first token and
+    /// the KV cache read while decoding.
+    pub prompt_tokens: u32,
+    /// The configured context: the KV cache is sized for it.
+    pub context_length: u32,
+    /// Speech recognition, speech synthesis and the OS's own reserve, in bytes.
+    pub stt_bytes: u64,
+    pub tts_bytes: u64,
+    pub reserve_bytes: u64,
+}
+
+/// Which roof binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Roof {
+    Bandwidth,
+    Compute,
+}
+
+impl Roof {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Roof::Bandwidth => "bandwidth",
+            Roof::Compute => "compute",
+        }
+    }
+}
+
+/// One (model, backend)'s prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub model: String,
+    pub backend: String,
+    pub present: bool,
+    pub bytes_per_token: f64,
+    pub ops_per_token: f64,
+    /// Seconds per token under each roof (efficiencies applied) and the overhead.
+    pub bandwidth_seconds: f64,
+    pub compute_seconds: f64,
+    pub overhead_seconds: f64,
+    pub binding: Roof,
+    pub tokens_per_second: f64,
+    pub time_to_first_token: f64,
+    pub memory_needed: u64,
+    /// Why it does not fit, if it does not.
+    pub does_not_fit: Option<String>,
+    pub meets_speed: bool,
+    pub meets_first_token: bool,
+}
+
+impl Prediction {
+    pub fn fits(&self) -> bool {
+        self.does_not_fit.is_none()
+    }
+}
+
+/// Predicts one model on one backend.
+pub fn predict(m: &ModelFacts, machine: &Machine, eff: &Efficiencies, t: &Targets) -> Prediction {
+    let bytes = m.bytes_per_token(t.prompt_tokens);
+    let ops = m.ops_per_token();
+    let compute = machine.compute_for(&m.backend);
+    let bandwidth_seconds = bytes / (machine.bandwidth * eff.memory).max(1.0);
+    let compute_seconds = ops / (compute * eff.compute).max(1.0);
+    let binding = if bandwidth_seconds >= compute_seconds {
+        Roof::Bandwidth
+    } else {
+        Roof::Compute
+    };
+    let per_token = bandwidth_seconds.max(compute_seconds) + eff.overhead_seconds;
+    let tokens_per_second = 1.0 / per_token;
+    // The prompt is processed in batches: compute-bound, at the prefill efficiency; then
+    // the first token is decoded.
+    let prefill = f64::from(t.prompt_tokens) * ops / (compute * eff.prefill).max(1.0);
+    let time_to_first_token = prefill + per_token;
+    let kv = m.kv_cache_bytes(t.context_length);
+    let memory_needed = m.file_bytes + kv + t.stt_bytes + t.tts_bytes + t.reserve_bytes;
+    let mut does_not_fit = None;
+    if memory_needed > machine.mem_available {
+        does_not_fit = Some(format!(
+            "needs {} MiB (weights {} + KV cache {} + STT {} + TTS {} + reserve {}), {} MiB available",
+            memory_needed >> 20,
+            m.file_bytes >> 20,
+            kv >> 20,
+            t.stt_bytes >> 20,
+            t.tts_bytes >> 20,
+            t.reserve_bytes >> 20,
+            machine.mem_available >> 20
+        ));
+    } else if m.backend == "npu"
+        && machine.npu_domain_bytes > 0
+        && m.file_bytes + kv > machine.npu_domain_bytes
+    {
+        does_not_fit = Some(format!(
+            "weights + KV cache {} MiB exceed the NPU's {} MiB memory domain",
+            (m.file_bytes + kv) >> 20,
+            machine.npu_domain_bytes >> 20
+        ));
+    }
+    Prediction {
+        model: m.name.clone(),
+        backend: m.backend.clone(),
+        present: m.present,
+        bytes_per_token: bytes,
+        ops_per_token: ops,
+        bandwidth_seconds,
+        compute_seconds,
+        overhead_seconds: eff.overhead_seconds,
+        binding,
+        tokens_per_second,
+        time_to_first_token,
+        memory_needed,
+        does_not_fit,
+        meets_speed: tokens_per_second >= t.tokens_per_second,
+        meets_first_token: time_to_first_token <= t.time_to_first_token,
+    }
+}
+
+/// The planner's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// Index into the predictions; None when nothing can be loaded.
+    pub chosen: Option<usize>,
+    /// One sentence for the journal, D-Bus and `tutorctl plan`.
+    pub reason: String,
+    /// Set when the choice misses a target.
+    pub warning: Option<String>,
+}
+
+/// Picks the largest present model that meets both targets and fits; else the fastest that
+/// fits, with a warning. A pinned model (by name) wins, with a warning if it misses.
+pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice {
+    let usable = |p: &Prediction| p.present && p.fits();
+    if let Some(name) = pinned {
+        let Some((i, p)) = preds.iter().enumerate().find(|(_, p)| p.model == name) else {
+            return Choice {
+                chosen: None,
+                reason: format!("the pinned model '{name}' is not in the plan"),
+                warning: None,
+            };
+        };
+        let warning = (!(p.meets_speed && p.meets_first_token)).then(|| {
+            format!(
+                "the pinned model {} is predicted at {:.1} tok/s and {:.2} s to first token, \
+                 short of the targets ({:.1} tok/s, {:.1} s)",
+                p.model,
+                p.tokens_per_second,
+                p.time_to_first_token,
+                t.tokens_per_second,
+                t.time_to_first_token
+            )
+        });
+        return Choice {
+            chosen: Some(i),
+            reason: format!("{} is pinned in the configuration", p.model),
+            warning,
+        };
+    }
+    let best_meeting = preds
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| usable(p) && p.meets_speed && p.meets_first_token)
+        .max_by(|(_, a), (_, b)| {
+            a.bytes_per_token
+                .total_cmp(&b.bytes_per_token)
+                .then(a.tokens_per_second.total_cmp(&b.tokens_per_second))
+        });
+    if let Some((i, p)) = best_meeting {
+        return Choice {
+            chosen: Some(i),
+            reason: format!(
+                "{} on {}: the largest model that meets {:.1} tok/s (predicted {:.1}, {}-bound) \
+                 and fits in memory",
+                p.model,
+                p.backend,
+                t.tokens_per_second,
+                p.tokens_per_second,
+                p.binding.as_str()
+            ),
+            warning: None,
+        };
+    }
+    let fastest = preds
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| usable(p))
+        .max_by(|(_, a), (_, b)| a.tokens_per_second.total_cmp(&b.tokens_per_second));
+    match fastest {
+        Some((i, p)) => Choice {
+            chosen: Some(i),
+            reason: format!("{} on {}: the fastest model that fits", p.model, p.backend),
+            warning: Some(format!(
+                "no model meets the targets ({:.1} tok/s, {:.1} s to first token); the fastest \
+                 that fits, {}, is predicted at {:.1} tok/s and {:.2} s",
+                t.tokens_per_second,
+                t.time_to_first_token,
+                p.model,
+                p.tokens_per_second,
+                p.time_to_first_token
+            )),
+        },
+        None => Choice {
+            chosen: None,
+            reason: if preds.iter().any(|p| p.fits()) {
+                "no model that fits is in the models folder: fetch one with `tutorctl models \
+                 fetch`"
+                    .into()
+            } else {
+                "no model fits in the available memory".into()
+            },
+            warning: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+use super::*;
+
+/// Qwen2.5 7B at INT4: 4.8 GB of weights, 28 layers, 4 KV heads of 128.
+fn qwen7b() -> ModelFacts {
+    ModelFacts {
+        name: "qwen2.5-7b-q4".into(),
+        backend: "cpu".into(),
+        file_bytes: 4_800_000_000,
+        parameters: 7_615_616_512,
+        layers: 28,
+        kv_heads: 4,
+        head_dim: 128,
+        present: true,
+    }
+}
+
+fn rk3588() -> Machine {
+    Machine {
+        // The worked example's theoretical figure, as if measured.
+        bandwidth: 33_792_000_000.0,
+        cpu_ops: 4.0 * 2.4e9 * 64.0, // 4 A76, 4 × 16 int8 MACs... per cycle: plenty
+        npu_ops: 6e12,
+        gpu_ops: 0.0,
+        mem_available: 14 << 30,
+        npu_domain_bytes: 4 << 30,
+    }
+}
+
+fn targets() -> Targets {
+    Targets {
+        tokens_per_second: 5.0,
+        time_to_first_token: 3.0,
+        prompt_tokens: 0,
+        context_length: 4096,
+        stt_bytes: 0,
+        tts_bytes: 0,
+        reserve_bytes: 0,
+    }
+}
+
+fn no_overhead(memory: f64) -> Efficiencies {
+    Efficiencies {
+        memory,
+        compute: 0.3,
+        prefill: 0.3,
+        overhead_seconds: 0.0,
+        samples: 0,
+    }
+}
+
+#[test]
+fn worked_example_7_04_ceiling_and_5_28_at_75_percent() {
+    let t = targets();
+    let ceiling = predict(&qwen7b(), &rk3588(), &no_overhead(1.0), &t);
+    assert_eq!(format!("{:.2}", ceiling.tokens_per_second), "7.04");
+    assert_eq!(ceiling.binding, Roof::Bandwidth);
+    let p = predict(&qwen7b(), &rk3588(), &no_overhead(0.75), &t);
+    assert_eq!(format!("{:.2}", p.tokens_per_second), "5.28");
+    assert!(p.meets_speed);
+}
+
+#[test]
+fn kv_cache_for_an_architecture_and_context() {
+    // 2 (K, V) × 28 layers × 4096 tokens × 4 heads × 128 × 2 bytes = 224 MiB.
+    assert_eq!(qwen7b().kv_cache_bytes(4096), 234_881_024);
+    // SmolLM2-135M: 30 layers, 3 KV heads of 64, 2048 tokens = 45 MiB.
+    let smol = ModelFacts {
+        layers: 30,
+        kv_heads: 3,
+        head_dim: 64,
+        ..qwen7b()
+    };
+    assert_eq!(smol.kv_cache_bytes(2048), 47_185_920);
+    let p = predict(&qwen7b(), &rk3588(), &no_overhead(0.75), &targets());
+    assert_eq!(p.memory_needed, 4_800_000_000 + 234_881_024);
+}
+
+#[test]
+fn a_small_model_on_a_fast_core_is_compute_bound() {
+    let m = Machine {
+        bandwidth: 20e9,
+        cpu_ops: 20e9,
+        ..rk3588()
+    };
+    let small = ModelFacts {
+        file_bytes: 100_000_000,
+        parameters: 135_000_000,
+        ..qwen7b()
+    };
+    let p = predict(&small, &m, &no_overhead(0.75), &targets());
+    // bandwidth: 1e8 / 15e9 = 6.7 ms; compute: 2.7e8 / 6e9 = 45 ms.
+    assert_eq!(p.binding, Roof::Compute);
+    assert_eq!(format!("{:.1}", p.tokens_per_second), "22.2");
+}
+
+fn tiers() -> Vec<ModelFacts> {
+    [("small", 1u64), ("medium", 2), ("large", 4)]
+        .into_iter()
+        .map(|(n, gb)| ModelFacts {
+            name: n.into(),
+            file_bytes: gb * 1_000_000_000,
+            parameters: gb * 2_000_000_000,
+            ..qwen7b()
+        })
+        .collect()
+}
+
+fn plan(models: &[ModelFacts], m: &Machine, t: &Targets) -> Vec<Prediction> {
+    models
+        .iter()
+        .map(|f| predict(f, m, &no_overhead(0.75), t))
+        .collect()
+}
+
+#[test]
+fn picks_the_largest_that_meets_the_target() {
+    // 33.8 × 0.75 = 25.3 GB/s: 25.3, 12.7 and 6.3 tok/s.
+    let t = targets();
+    let preds = plan(&tiers(), &rk3588(), &t);
+    let c = choose(&preds, &t, None);
+    assert_eq!(preds[c.chosen.unwrap()].model, "large");
+    assert!(c.warning.is_none());
+    let t = Targets {
+        tokens_per_second: 10.0,
+        ..targets()
+    };
+    let c = choose(&plan(&tiers(), &rk3588(), &t), &t, None);
+    assert_eq!(c.chosen, Some(1), "{c:?}");
+    assert!(c.reason.contains("medium"), "{}", c.reason);
+}
+
+#[test]
+fn nothing_meets_the_target_so_the_fastest_that_fits_with_a_warning() {
+    let t = Targets {
+        tokens_per_second: 100.0,
+        ..targets()
+    };
+    let c = choose(&plan(&tiers(), &rk3588(), &t), &t, None);
+    assert_eq!(c.chosen, Some(0));
+    assert!(c.warning.unwrap().contains("no model meets"));
+}
+
+#[test]
+fn nothing_fits() {
+    let m = Machine {
+        mem_available: 500_000_000,
+        ..rk3588()
+    };
+    let preds = plan(&tiers(), &m, &targets());
+    assert!(
+        preds[0]
+            .does_not_fit
+            .as_ref()
+            .unwrap()
+            .contains("available")
+    );
+    let c = choose(&preds, &targets(), None);
+    assert_eq!(c.chosen, None);
+    assert_eq!(c.reason, "no model fits in the available memory");
+    // The reserve counts: 1 GB model + 3 GB of speech and OS do not fit in 3.5 GB.
+    let t = Targets {
+        stt_bytes: 1 << 30,
+        tts_bytes: 1 << 30,
+        reserve_bytes: 1 << 30,
+        ..targets()
+    };
+    let m = Machine {
+        mem_available: 3_500_000_000,
+        ..rk3588()
+    };
+    assert!(!predict(&tiers()[0], &m, &no_overhead(0.75), &t).fits());
+}
+
+#[test]
+fn ties_go_to_the_faster_then_absent_models_are_skipped() {
+    let mut models = tiers();
+    models.push(ModelFacts {
+        name: "large-npu".into(),
+        backend: "npu".into(),
+        ..models[2].clone()
+    });
+    // Same bytes: the NPU copy is compute-faster, so it wins the tie.
+    let m = Machine {
+        cpu_ops: 1e11,
+        ..rk3588()
+    };
+    let t = Targets {
+        tokens_per_second: 1.0,
+        time_to_first_token: 100.0,
+        ..targets()
+    };
+    let preds = plan(&models, &m, &t);
+    assert_eq!(choose(&preds, &t, None).chosen, Some(3));
+    models[3].present = false;
+    models[2].present = false;
+    let preds = plan(&models, &m, &t);
+    assert_eq!(choose(&preds, &t, None).chosen, Some(1));
+    // NPU: over 4 GiB of weights + KV does not fit its memory domain.
+    let big = ModelFacts {
+        file_bytes: 4_500_000_000,
+        ..models[3].clone()
+    };
+    let p = predict(&big, &m, &no_overhead(0.75), &t);
+    assert!(p.does_not_fit.unwrap().contains("NPU"));
+}
+
+#[test]
+fn a_pinned_model_wins_with_a_warning_when_it_misses() {
+    let t = Targets {
+        tokens_per_second: 10.0,
+        ..targets()
+    };
+    let preds = plan(&tiers(), &rk3588(), &t);
+    let c = choose(&preds, &t, Some("large"));
+    assert_eq!(c.chosen, Some(2));
+    assert!(c.warning.unwrap().contains("pinned model large"));
+    let c = choose(&preds, &t, Some("small"));
+    assert_eq!((c.chosen, c.warning), (Some(0), None));
+    assert_eq!(choose(&preds, &t, Some("nope")).chosen, None);
+}
+
+fn sample(name: &str, bytes: f64, ops: f64, seconds: f64) -> Sample {
+    Sample {
+        model: name.into(),
+        bytes_per_token: bytes,
+        ops_per_token: ops,
+        bandwidth: 20e9,
+        compute: 100e9,
+        seconds_per_token: seconds,
+        prefill_seconds_per_token: Some(ops / (100e9 * 0.2)),
+        count: 5,
+    }
+}
+
+#[test]
+fn calibration_moves_toward_the_measured_efficiency() {
+    let prior = Efficiencies::default();
+    assert_eq!(fit(&[], &prior), prior);
+    // A bandwidth-bound model measured at 50 % of 20 GB/s: 1 GB → 0.1 s per token.
+    let s = [sample("big", 1e9, 2e8, 0.1)];
+    let e = fit(&s, &prior);
+    assert!((e.memory - 0.5).abs() < 0.02, "{e:?}");
+    assert!((e.prefill - 0.2).abs() < 1e-9, "{e:?}");
+    assert_eq!(e.samples, 5);
+}
+
+#[test]
+fn calibration_finds_overhead_and_the_compute_roof_from_three_models() {
+    // Truth: em 0.6, ec 0.05, overhead 4 ms.
+    let truth = |b: f64, w: f64| (b / (20e9 * 0.6)).max(w / (100e9 * 0.05)) + 0.004;
+    let s: Vec<Sample> = [(1e8, 2.7e8), (5e8, 1e9), (1.1e9, 3.1e9)]
+        .iter()
+        .enumerate()
+        .map(|(i, (b, w))| sample(&i.to_string(), *b, *w, truth(*b, *w)))
+        .collect();
+    let e = fit(&s, &Efficiencies::default());
+    for x in &s {
+        let pred = (x.bytes_per_token / (x.bandwidth * e.memory))
+            .max(x.ops_per_token / (x.compute * e.compute))
+            + e.overhead_seconds;
+        let err = (pred - x.seconds_per_token).abs() / x.seconds_per_token;
+        assert!(err < 0.03, "model {}: {err} {e:?}", x.model);
+    }
+    // Before calibration the prediction was off by more.
+    let before = Efficiencies::default();
+    let x = &s[0];
+    let pred0 = (x.bytes_per_token / (x.bandwidth * before.memory))
+        .max(x.ops_per_token / (x.compute * before.compute));
+    assert!((pred0 - x.seconds_per_token).abs() / x.seconds_per_token > 0.3);
+}
+
+#[test]
+fn smoothing_is_a_mean_first_then_follows() {
+    assert_eq!(smooth(0.0, 1.0, 0), 1.0);
+    assert_eq!(smooth(1.0, 2.0, 1), 1.5);
+    assert!((smooth(1.0, 2.0, 10) - 1.3).abs() < 1e-12);
+}
