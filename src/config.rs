@@ -31,6 +31,8 @@ pub struct Config {
     pub llm: LlmConfig,
     pub models: ModelsConfig,
     pub tuning: TuningConfig,
+    pub bench: BenchConfig,
+    pub plan: PlanConfig,
 }
 
 /// `[models]`: where model files live.
@@ -117,12 +119,15 @@ impl Default for PlatformConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmConfig {
-    /// The model to load at boot: a name from the catalog (its file in `[models] dir`), a
-    /// path to a model file (anything with a `/`), or empty for none (the daemon then serves
-    /// without a tutor; `Ask` fails with `NotReady`). Default empty.
+    /// The model to load at boot: `auto` (the planner picks the largest fetched catalog model
+    /// that meets `[plan]`'s targets and fits), a name from the catalog (pinned: it wins, with
+    /// a warning if it misses the targets), a path to a model file (anything with a `/`), or
+    /// empty for none (the daemon then serves without a tutor; `Ask` fails with `NotReady`).
+    /// Default `auto`.
     pub model: String,
-    /// Where the model runs: `cpu` (llama.cpp), `cuda` (llama.cpp on the GPU, Jetson) or
-    /// `npu` (RKLLM, RK3588). Default `cpu`.
+    /// Where the model runs: `auto` (the planner's choice among what the board has), `cpu`
+    /// (llama.cpp), `cuda` (llama.cpp on the GPU, Jetson) or `npu` (RKLLM, RK3588). Default
+    /// `auto`.
     pub backend: BackendChoice,
     /// Context length in tokens (system prompt + history + answer). 256..=32768, default 2048.
     pub context_length: u32,
@@ -142,8 +147,8 @@ pub struct LlmConfig {
 impl Default for LlmConfig {
     fn default() -> Self {
         Self {
-            model: String::new(),
-            backend: BackendChoice::Cpu,
+            model: "auto".into(),
+            backend: BackendChoice::Auto,
             context_length: 2048,
             cpus: Vec::new(),
             engine_path: String::new(),
@@ -152,6 +157,63 @@ impl Default for LlmConfig {
                 .into(),
             max_tokens: 256,
             temperature: 0.7,
+        }
+    }
+}
+
+/// `[bench]`: the boot self-benchmark (memory bandwidth, compute peaks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchConfig {
+    /// Wall time for the memory benchmark at boot, setup included. 50..=10000, default 1000.
+    pub budget_ms: u32,
+    /// Wall time for the compute peaks. 10..=5000, default 300.
+    pub compute_budget_ms: u32,
+    /// A result for the same board, kernel, cores and DDR clock state is reused this long.
+    /// 0..=365, default 7; `Rebenchmark()` measures anyway.
+    pub max_age_days: u32,
+    /// Largest working set, MiB (it is otherwise 8 x the last-level cache, at least 256 MiB,
+    /// at most a quarter of MemAvailable). 16..=65536, default 4096.
+    pub max_working_set_mib: u32,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            budget_ms: 1000,
+            compute_budget_ms: 300,
+            max_age_days: 7,
+            max_working_set_mib: 4096,
+        }
+    }
+}
+
+/// `[plan]`: what the model choice aims for and what it leaves room for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanConfig {
+    /// Decode speed to meet: reading speed is ~5 tokens/s. 0.1..=1000, default 5.0.
+    pub target_tokens_per_second: f64,
+    /// Time to first token to meet, seconds. 0.05..=120, default 2.0.
+    pub target_first_token_seconds: f64,
+    /// A typical prompt (instructions + question), tokens. 1..=32768, default 128.
+    pub prompt_tokens: u32,
+    /// Memory kept for speech recognition, speech synthesis and the OS, MiB.
+    pub stt_mib: u32,
+    pub tts_mib: u32,
+    pub reserve_mib: u32,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            target_tokens_per_second: 5.0,
+            target_first_token_seconds: 2.0,
+            prompt_tokens: 128,
+            // whisper tiny.en (75 MB) and its buffers; Piper medium (63 MB) + ONNX Runtime.
+            stt_mib: 200,
+            tts_mib: 200,
+            reserve_mib: 512,
         }
     }
 }
@@ -234,6 +296,7 @@ pub enum SwapChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
+    Auto,
     Cpu,
     Cuda,
     Npu,
@@ -325,6 +388,42 @@ impl Config {
         }
         if let Some(cpu) = l.cpus.iter().find(|c| **c >= 1024) {
             return Err(("llm.cpus".into(), format!("CPU {cpu} does not exist")));
+        }
+        let b = &self.bench;
+        for (key, v, lo, hi) in [
+            ("bench.budget_ms", b.budget_ms, 50, 10_000),
+            ("bench.compute_budget_ms", b.compute_budget_ms, 10, 5_000),
+            ("bench.max_age_days", b.max_age_days, 0, 365),
+            (
+                "bench.max_working_set_mib",
+                b.max_working_set_mib,
+                16,
+                65_536,
+            ),
+            ("plan.prompt_tokens", self.plan.prompt_tokens, 1, 32_768),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err((key.into(), format!("{v} is out of range {lo}..={hi}")));
+            }
+        }
+        let p = &self.plan;
+        for (key, v, lo, hi) in [
+            (
+                "plan.target_tokens_per_second",
+                p.target_tokens_per_second,
+                0.1,
+                1000.0,
+            ),
+            (
+                "plan.target_first_token_seconds",
+                p.target_first_token_seconds,
+                0.05,
+                120.0,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err((key.into(), format!("{v} is out of range {lo}..={hi}")));
+            }
         }
         // [tuning]: a CPU the machine lacks is only known at run time (a warning then); a
         // number no kernel supports is a typo.

@@ -17,7 +17,7 @@ use zbus::object_server::InterfaceRef;
 
 use crate::bus::{self, Status, Tutor};
 use crate::cli::BusChoice;
-use crate::config::{BackendChoice, Config, LogLevel};
+use crate::config::{Config, LogLevel};
 use crate::diagnostics::Value;
 use crate::engine::{BackendKind, EngineConfig, EngineHandle, LoadSpec, ModelInfo, Sampling};
 use crate::events;
@@ -25,7 +25,8 @@ use crate::logging::LogControl;
 use crate::models::Catalog;
 use crate::models::resolve::{ResolveError, resolve};
 use crate::notify::Notifier;
-use crate::platform::{self, Paths};
+use crate::platform::Paths;
+use crate::platform::profile::Profiles;
 use crate::state::State;
 use crate::store::{Store, StoreError};
 use crate::tutor::Tutor as Conversation;
@@ -79,8 +80,12 @@ pub struct Context {
     pub notifier: Notifier,
     log: LogControl,
     log_level: Mutex<String>,
-    store: Mutex<Store>,
+    store: Arc<Mutex<Store>>,
     started: Instant,
+    /// Benchmark, predictions, choice, calibration (see `planning`).
+    planner: Mutex<crate::plan::service::Planner>,
+    /// The catalog model the engine runs and its backend, for calibration.
+    current_model: Mutex<Option<(String, String)>>,
     pub tutor: Arc<Conversation>,
     pub catalog: Catalog,
     iface: OnceLock<InterfaceRef<Tutor>>,
@@ -197,9 +202,26 @@ impl Context {
         self.tutor.engine().and_then(|e| e.status().model)
     }
 
-    /// Resolves a model name or path and starts an engine for it (loading in the background).
+    /// Resolves a model name or path and starts an engine for it (loading in the background),
+    /// on the backend the plan gives it.
     pub fn engine_for(&self, model: &str) -> Result<EngineHandle, ResolveError> {
-        engine_for(&self.config, &self.catalog, model)
+        self.start_engine(model, None)
+    }
+
+    pub(crate) fn planner(&self) -> std::sync::MutexGuard<'_, crate::plan::service::Planner> {
+        lock(&self.planner)
+    }
+
+    pub(crate) fn store_lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+
+    pub(crate) fn store_handle(&self) -> Arc<Mutex<Store>> {
+        self.store.clone()
+    }
+
+    pub(crate) fn current_model_lock(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
+        lock(&self.current_model)
     }
 
     /// The D-Bus interface object, once the bus is up.
@@ -293,18 +315,26 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     // ---- end tuning
 
     let catalog = load_catalog(&opts.config.models.catalog);
-    // Loading starts now, in the worker, while the bus comes up.
+    let paths = Paths::new(&opts.config.platform.root);
+    let profiles = Profiles::load(&opts.config.platform.boards).unwrap_or_else(|e| {
+        tracing::warn!("{e}: using the built-in board profiles");
+        Profiles::builtin()
+    });
+    let profile = profiles.detect(&paths).clone();
+    // The benchmark runs on the cores inference will use.
+    let bench_cpus = if opts.config.llm.cpus.is_empty() {
+        crate::platform::topology::allowed_cpus()
+    } else {
+        opts.config.llm.cpus.clone()
+    };
+    let planner = crate::plan::service::Planner::new(&opts.config, profile.clone(), bench_cpus);
+    // The model is chosen and loaded after tuning and the benchmark, so that the benchmark
+    // measures a quiet bus and the load does not compete with it.
     let engine = if opts.config.llm.model.is_empty() {
         tracing::info!("no model configured ([llm] model): serving without a tutor");
         Err("none is configured ([llm] model in tutord.toml)".to_string())
     } else {
-        engine_for(&opts.config, &catalog, &opts.config.llm.model).map_err(|e| {
-            tracing::error!(
-                message_id = events::ENGINE_FAILED,
-                "cannot load the configured model: {e}"
-            );
-            e.to_string()
-        })
+        Err("the model is chosen and loaded after the boot benchmark".to_string())
     };
     let llm = &opts.config.llm;
     let sampling = Sampling {
@@ -327,7 +357,9 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         bus: opts.bus.clone(),
         notifier: notifier.clone(),
         log,
-        store: Mutex::new(store),
+        store: Arc::new(Mutex::new(store)),
+        planner: Mutex::new(planner),
+        current_model: Mutex::new(None),
         tuning: tuning_report,
         started: boot_started,
     });
@@ -347,17 +379,52 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     reporter
         .step(State::Booting, "Detecting the board", 0.5)
         .await;
-    let board = platform::detect_board(&Paths::new(&ctx.config.platform.root));
-    reporter.set_board(board.as_str()).await;
-    tracing::info!(board = board.as_str(), "board: {}", board.as_str());
+    let board = profile.name.clone();
+    reporter.set_board(&board).await;
+    tracing::info!(
+        board = %board,
+        board_family = profile.board().as_str(),
+        "board: {board} ({} profile)",
+        profiles.origin
+    );
 
     // ---- tuning (issue 5): undo what a crashed run left, then stop units and pin clocks.
     reporter
         .step(State::Tuning, "Tuning the system for the model", 0.6)
         .await;
-    tuner.start(&ctx.store).await;
+    tuner.start(&*ctx.store).await;
     let thermal = tuner.spawn_thermal();
     // ---- end tuning
+
+    reporter
+        .step(State::Benchmarking, "Measuring memory bandwidth", 0.65)
+        .await;
+    ctx.benchmark(false).await;
+    publish_figures(&ctx, &iface).await;
+    reporter
+        .step(State::Benchmarking, "Choosing the model", 0.7)
+        .await;
+    if let Some((model, backend)) = ctx.plan() {
+        let engine = ctx.start_engine(&model, backend.as_deref()).map_err(|e| {
+            tracing::error!(
+                message_id = events::ENGINE_FAILED,
+                "cannot load the model {model}: {e}"
+            );
+            e.to_string()
+        });
+        // Nothing is queued at boot, so the replacement cannot be refused.
+        let _ = ctx.tutor.replace_engine(engine);
+    } else if ctx.config.llm.model == "auto" {
+        let why = ctx
+            .planner()
+            .choice
+            .as_ref()
+            .map_or("no plan".to_string(), |c| c.reason.clone());
+        let _ = ctx
+            .tutor
+            .replace_engine(Err(format!("the planner chose no model: {why}")));
+    }
+    publish_figures(&ctx, &iface).await;
 
     if !ctx.config.llm.model.is_empty()
         && let Some(why) = ctx.tutor.no_engine_reason()
@@ -465,7 +532,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     if let Some(t) = thermal {
         t.abort();
     }
-    tuner.stop(&ctx.store).await;
+    tuner.stop(&*ctx.store).await;
     // ---- end tuning
     if let Err(e) = lock(&ctx.store).record_clean_stop() {
         tracing::error!("{e}");
@@ -483,6 +550,18 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     Ok(())
 }
 
+/// Emits PropertiesChanged for the benchmark and plan figures.
+pub(crate) async fn publish_figures(ctx: &Context, iface: &InterfaceRef<Tutor>) {
+    let mut s = iface.get().await.status().clone();
+    let f = ctx.figures();
+    s.bandwidth_measured = f.bandwidth_measured;
+    s.bandwidth_theoretical = f.bandwidth_theoretical;
+    s.predicted_tokens_per_second = f.predicted_tokens_per_second;
+    if let Err(e) = Tutor::publish(iface, s).await {
+        tracing::warn!("cannot emit PropertiesChanged: {e}");
+    }
+}
+
 /// Reads the model catalog; without one, only model paths can be loaded.
 fn load_catalog(path: &std::path::Path) -> Catalog {
     match Catalog::load(path) {
@@ -497,11 +576,12 @@ fn load_catalog(path: &std::path::Path) -> Catalog {
     }
 }
 
-/// Resolves `model` and starts an engine supervisor for it.
-fn engine_for(
+/// Resolves `model` and starts an engine supervisor for it on `backend`.
+pub(crate) fn engine_for(
     config: &Config,
     catalog: &Catalog,
     model: &str,
+    backend: BackendKind,
 ) -> Result<EngineHandle, ResolveError> {
     let resolved = resolve(model, catalog, &config.models.dir)?;
     let llm = &config.llm;
@@ -511,11 +591,6 @@ fn engine_for(
             .unwrap_or_else(|_| PathBuf::from("/usr/bin/tutord-engine"))
     } else {
         PathBuf::from(&llm.engine_path)
-    };
-    let backend = match llm.backend {
-        BackendChoice::Cpu => BackendKind::Cpu,
-        BackendChoice::Cuda => BackendKind::Cuda,
-        BackendChoice::Npu => BackendKind::Npu,
     };
     Ok(EngineHandle::start(EngineConfig {
         program,

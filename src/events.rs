@@ -34,6 +34,13 @@ pub const TUNING_RECONCILED: &str = "6ea95d00aa9b4aacab0fdc4e8e4338b3";
 /// The board is throttling (thermal): answers are slower than planned.
 pub const THROTTLED: &str = "dadbfa0466244fee9812b6900fd5b970";
 
+/// The boot self-benchmark measured (or reused) the memory bandwidth and compute peaks.
+pub const BENCHMARKED: &str = "81f33183ab7c44a3bbdaa986a6c83be0";
+/// The planner predicted every model and chose one (or none).
+pub const PLANNED: &str = "787cdaa98af248aabd9aa4681d926c6a";
+/// A real answer moved the planner's calibration.
+pub const CALIBRATED: &str = "0639ec9cebee4fe3baaa197b9b7fdb5f";
+
 /// Every ID with its name, for the catalog check.
 pub const ALL: &[(&str, &str)] = &[
     ("STARTED", STARTED),
@@ -45,6 +52,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("WATCHDOG_SKIPPED", WATCHDOG_SKIPPED),
     ("MODEL_LOADED", MODEL_LOADED),
     ("ENGINE_FAILED", ENGINE_FAILED),
+    ("BENCHMARKED", BENCHMARKED),
+    ("PLANNED", PLANNED),
+    ("CALIBRATED", CALIBRATED),
     ("TUNING_APPLIED", TUNING_APPLIED),
     ("TUNING_UNDONE", TUNING_UNDONE),
     ("TUNING_RECONCILED", TUNING_RECONCILED),

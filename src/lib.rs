@@ -16,6 +16,7 @@ pub mod logging;
 pub mod models;
 pub mod notify;
 pub mod plan;
+pub mod planning;
 pub mod platform;
 pub mod state;
 pub mod store;

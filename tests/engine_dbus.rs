@@ -357,13 +357,35 @@ fn a_truncated_model_is_reported_and_the_daemon_serves_on() {
 fn no_model_configured_gives_not_ready() {
     let bus = Bus::open();
     let mut notify = NotifySocket::new();
-    let _daemon = Daemon::start(&bus, Some(&notify.path), &[]);
+    let _daemon = Daemon::start(&bus, Some(&notify.path), &[("TUTORD_LLM__MODEL", "")]);
     assert!(notify.wait_for("READY=1", Duration::from_secs(10)));
     let out = tutorctl(&bus, &["ask", "hi"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr.contains("org.tutord.Tutor1.Error.NotReady: no model is loaded: none is configured"),
+        "{stderr}"
+    );
+    // "auto" with no catalog model fetched: NotReady says why.
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let empty = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(
+        &bus,
+        Some(&notify.path),
+        &[
+            ("TUTORD_MODELS__DIR", empty.path().to_str().unwrap()),
+            (
+                "TUTORD_MODELS__CATALOG",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config/models.toml"),
+            ),
+        ],
+    );
+    assert!(notify.wait_for("READY=1", Duration::from_secs(10)));
+    let out = tutorctl(&bus, &["ask", "hi"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the planner chose no model: no model that fits is in the models folder"),
         "{stderr}"
     );
 }

@@ -195,7 +195,7 @@ impl Region {
         }
         let words = aligned as *mut u64;
         // SAFETY: as above; writing every word is the first touch.
-        unsafe { std::slice::from_raw_parts_mut(words, len) }.fill(1);
+        kernels::fill(unsafe { std::slice::from_raw_parts_mut(words, len) }, 1);
         Self {
             map,
             map_len,

@@ -6,7 +6,6 @@
 //! spec sheet: DDR clock governors, 32- vs 64-bit boards and thermal state all move it.
 
 pub mod compute;
-pub mod kernels;
 pub mod memory;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,11 +20,12 @@ use crate::store::{Store, StoreError};
 
 pub use compute::ClusterPeak;
 pub use memory::Bandwidth;
+pub use tutord_kernels as kernels;
 
 /// Working sets are at least this big in all, whatever the caches.
 pub const MIN_WORKING_SET: u64 = 256 << 20;
-/// ... and at most this big, so a board with a big cache does not spend its boot faulting
-/// pages in.
+/// ... and at most this big by default (`[bench] max_working_set_mib`), so a machine with a
+/// big cache does not spend its boot faulting pages in.
 pub const MAX_WORKING_SET: u64 = 4 << 30;
 
 /// Everything one benchmark run found.
@@ -89,6 +89,8 @@ pub struct Setup {
     pub ddr: DdrClock,
     pub llc_bytes: Option<u64>,
     pub mem: Option<MemInfo>,
+    /// The largest working set allowed (`[bench] max_working_set_mib`).
+    pub max_working_set: u64,
 }
 
 impl Setup {
@@ -111,6 +113,7 @@ impl Setup {
                 .first()
                 .and_then(|c| topology::last_level_cache_bytes(paths, *c)),
             mem: MemInfo::read(paths),
+            max_working_set: MAX_WORKING_SET,
         }
     }
 
@@ -142,13 +145,14 @@ impl Setup {
             .mem
             .map(|m| m.available / 4)
             .filter(|c| *c > 0)
-            .unwrap_or(MAX_WORKING_SET)
-            .min(MAX_WORKING_SET);
+            .unwrap_or(self.max_working_set)
+            .min(self.max_working_set);
         if size > cap {
             size = cap;
             rule = format!(
-                "{rule}, capped at {} MiB (1/4 of MemAvailable, max 4 GiB)",
-                cap >> 20
+                "{rule}, capped at {} MiB (1/4 of MemAvailable, max {} MiB)",
+                cap >> 20,
+                self.max_working_set >> 20
             );
         }
         (size, rule)

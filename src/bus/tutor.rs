@@ -25,6 +25,9 @@ pub struct Status {
     pub last_error: String,
     pub last_tokens_per_second: f64,
     pub last_time_to_first_token: f64,
+    pub bandwidth_measured: f64,
+    pub bandwidth_theoretical: f64,
+    pub predicted_tokens_per_second: f64,
 }
 
 impl Default for Status {
@@ -37,6 +40,9 @@ impl Default for Status {
             last_error: String::new(),
             last_tokens_per_second: 0.0,
             last_time_to_first_token: 0.0,
+            bandwidth_measured: 0.0,
+            bandwidth_theoretical: 0.0,
+            predicted_tokens_per_second: 0.0,
         }
     }
 }
@@ -80,6 +86,15 @@ impl Tutor {
         }
         if old.last_time_to_first_token != this.status.last_time_to_first_token {
             this.last_time_to_first_token_changed(emitter).await?;
+        }
+        if old.bandwidth_measured != this.status.bandwidth_measured {
+            this.bandwidth_measured_changed(emitter).await?;
+        }
+        if old.bandwidth_theoretical != this.status.bandwidth_theoretical {
+            this.bandwidth_theoretical_changed(emitter).await?;
+        }
+        if old.predicted_tokens_per_second != this.status.predicted_tokens_per_second {
+            this.predicted_tokens_per_second_changed(emitter).await?;
         }
         Ok(())
     }
@@ -177,6 +192,44 @@ impl Tutor {
         }
     }
 
+    /// Runs the memory and compute benchmark again now (ignoring the cached result), plans
+    /// again and returns when done (about `[bench] budget_ms` + `compute_budget_ms`). The
+    /// loaded model stays: `Plan()` shows whether the plan would now choose another, and
+    /// `SelectModel` switches. `Busy` while an answer is being written (the benchmark would
+    /// measure the answer, not the bus).
+    async fn rebenchmark(&self) -> Result<(), TutorError> {
+        if self.ctx.tutor.busy() {
+            return Err(TutorError::Busy(
+                "an answer is being written; benchmark when the tutor is idle".into(),
+            ));
+        }
+        self.ctx.benchmark(true).await;
+        self.ctx.plan();
+        if let Some(iface) = self.ctx.iface() {
+            crate::daemon::publish_figures(&self.ctx, &iface).await;
+        }
+        Ok(())
+    }
+
+    /// The plan: the machine as measured (bandwidths in bytes/s, compute in op/s, the
+    /// targets, the calibrated efficiencies, the choice and its reason) and one dictionary
+    /// per (model, backend) candidate (predicted tokens/s, first-token seconds, which roof
+    /// binds, memory needed, whether it fits and is fetched, whether it was chosen).
+    async fn plan(
+        &self,
+    ) -> (
+        HashMap<String, OwnedVariant>,
+        Vec<HashMap<String, OwnedVariant>>,
+    ) {
+        let (machine, candidates) = self.ctx.plan_report();
+        let dict = |v: Vec<(String, Value)>| {
+            v.into_iter()
+                .map(|(k, v)| (k, to_variant(v)))
+                .collect::<HashMap<_, _>>()
+        };
+        (dict(machine), candidates.into_iter().map(dict).collect())
+    }
+
     /// The catalog: one `(name, quantization, parameters, file_bytes, present)` per model;
     /// `present` is true when its file is in the models folder with the right size.
     async fn list_models(&self) -> Vec<(String, String, u64, u64, bool)> {
@@ -247,6 +300,26 @@ impl Tutor {
     #[zbus(property)]
     async fn last_tokens_per_second(&self) -> f64 {
         self.status.last_tokens_per_second
+    }
+
+    /// Read bandwidth the boot benchmark measured on the inference cores, bytes/s (0 before
+    /// it ran).
+    #[zbus(property)]
+    async fn bandwidth_measured(&self) -> f64 {
+        self.status.bandwidth_measured
+    }
+
+    /// DDR clock × 2 × bus width ÷ 8, bytes/s; 0 when the board does not tell its DDR clock.
+    #[zbus(property)]
+    async fn bandwidth_theoretical(&self) -> f64 {
+        self.status.bandwidth_theoretical
+    }
+
+    /// The planner's decode speed for the loaded model, tokens/s (0 for a model outside the
+    /// catalog); calibrated after every answer.
+    #[zbus(property)]
+    async fn predicted_tokens_per_second(&self) -> f64 {
+        self.status.predicted_tokens_per_second
     }
 
     /// Time from `Ask` to the first piece of the last answer, seconds.
@@ -353,6 +426,10 @@ impl BusSink {
                     SinkEvent::Started => set_state(&iface, State::Thinking, None).await,
                     SinkEvent::Piece(turn, piece) => Tutor::token(&emitter, &turn, &piece).await,
                     SinkEvent::Finished(turn, outcome) => {
+                        if outcome.error.is_none() {
+                            ctx.calibrate(&outcome.stats);
+                            crate::daemon::publish_figures(&ctx, &iface).await;
+                        }
                         finish(&iface, &emitter, &turn, &outcome).await
                     }
                 };

@@ -10,6 +10,7 @@
 //! defaults and are calibrated from real answers (`calibrate`).
 
 pub mod calibrate;
+pub mod service;
 
 use serde::{Deserialize, Serialize};
 
@@ -63,7 +64,8 @@ pub struct Machine {
     pub cpu_ops: f64,
     pub npu_ops: f64,
     pub gpu_ops: f64,
-    /// `MemAvailable` at planning time (swap never counts).
+    /// `MemAvailable` at planning time (swap never counts); 0 = unknown (no /proc/meminfo
+    /// under the platform root), and then memory does not rule a model out.
     pub mem_available: u64,
     /// The most one NPU memory domain holds (RK3588: 4 GB); 0 = no limit known.
     pub npu_domain_bytes: u64,
@@ -161,7 +163,7 @@ pub fn predict(m: &ModelFacts, machine: &Machine, eff: &Efficiencies, t: &Target
     let kv = m.kv_cache_bytes(t.context_length);
     let memory_needed = m.file_bytes + kv + t.stt_bytes + t.tts_bytes + t.reserve_bytes;
     let mut does_not_fit = None;
-    if memory_needed > machine.mem_available {
+    if machine.mem_available > 0 && memory_needed > machine.mem_available {
         does_not_fit = Some(format!(
             "needs {} MiB (weights {} + KV cache {} + STT {} + TTS {} + reserve {}), {} MiB available",
             memory_needed >> 20,
@@ -286,7 +288,9 @@ pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice
         },
         None => Choice {
             chosen: None,
-            reason: if preds.iter().any(|p| p.fits()) {
+            reason: if preds.is_empty() {
+                "no catalog model can run on this board (is the catalog installed?)".into()
+            } else if preds.iter().any(|p| p.fits()) {
                 "no model that fits is in the models folder: fetch one with `tutorctl models \
                  fetch`"
                     .into()

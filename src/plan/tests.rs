@@ -157,6 +157,12 @@ fn nothing_fits() {
     let c = choose(&preds, &targets(), None);
     assert_eq!(c.chosen, None);
     assert_eq!(c.reason, "no model fits in the available memory");
+    let c = choose(&[], &targets(), None);
+    assert!(
+        c.reason.starts_with("no catalog model can run"),
+        "{}",
+        c.reason
+    );
     // The reserve counts: 1 GB model + 3 GB of speech and OS do not fit in 3.5 GB.
     let t = Targets {
         stt_bytes: 1 << 30,

@@ -21,11 +21,11 @@ impl Store {
             .map_err(|source| query_err(&self.path, "storing a benchmark result", source))
     }
 
-    /// The newest result for `key` measured at or after `since_unix`.
+    /// The newest result for `key` measured after `since_unix`.
     pub fn bench_latest(&self, key: &str, since_unix: i64) -> Result<Option<String>, StoreError> {
         self.conn
             .query_row(
-                "SELECT result FROM bench_runs WHERE cache_key = ?1 AND measured_unix >= ?2 \
+                "SELECT result FROM bench_runs WHERE cache_key = ?1 AND measured_unix > ?2 \
                  ORDER BY measured_unix DESC, id DESC LIMIT 1",
                 rusqlite::params![key, since_unix],
                 |r| r.get(0),

@@ -7,6 +7,7 @@
 //! file stays for a person to rescue. It is never deleted.
 
 mod bench;
+mod calibration;
 mod schema;
 mod tuning;
 

@@ -110,6 +110,11 @@ impl Tutor {
             .cloned()
     }
 
+    /// Whether questions are pending (being answered or waiting).
+    pub fn busy(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) > 0
+    }
+
     /// Switches to another engine (another model): refused while questions are pending.
     /// The conversation starts afresh: its KV cache belonged to the old model. The old
     /// worker stops when its last handle is dropped.

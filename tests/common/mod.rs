@@ -241,6 +241,11 @@ impl Daemon {
         if let Some(p) = notify {
             cmd.env("NOTIFY_SOCKET", p);
         }
+        // A short boot benchmark: many daemons start in parallel here; tests that check the
+        // benchmark itself override these.
+        for (k, v) in QUICK_BENCH {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -304,6 +309,13 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Environment for a quick boot benchmark (the real one takes a second and up to GBs).
+pub const QUICK_BENCH: [(&str, &str); 3] = [
+    ("TUTORD_BENCH__BUDGET_MS", "100"),
+    ("TUTORD_BENCH__COMPUTE_BUDGET_MS", "20"),
+    ("TUTORD_BENCH__MAX_WORKING_SET_MIB", "32"),
+];
 
 /// A config file with nothing in it, so the machine's /etc/tutord never leaks into a test.
 pub fn empty_config(dir: &Path) -> PathBuf {

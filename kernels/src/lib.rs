@@ -1,4 +1,4 @@
-//! The inner loops: memory streaming (read, copy, triad) and arithmetic peaks (FP32 FMA,
+//! tutord's benchmark inner loops: memory streaming (read, copy, triad) and arithmetic peaks (FP32 FMA,
 //! INT8 dot), vectorized for the CPU found at run time.
 //!
 //! The read kernel is what decoding does: stream every weight once, with loads that do not
@@ -77,6 +77,11 @@ fn read_scalar(buf: &[u64]) -> u64 {
         .remainder()
         .iter()
         .fold(acc[0] ^ acc[1] ^ acc[2] ^ acc[3], |a, b| a ^ b)
+}
+
+/// Writes `v` to every word: the first touch of a new buffer.
+pub fn fill(buf: &mut [u64], v: u64) {
+    buf.fill(v);
 }
 
 /// `dst = src`, through the C library's memcpy (what a program copying memory gets).
