@@ -11,6 +11,9 @@ use crate::engine::{BackendKind, EngineHandle, GenStats};
 use crate::events;
 use crate::models::resolve::ResolveError;
 
+/// Key/value entries as `Diagnostics()` and `Plan()` send them.
+pub type Entries = Vec<(String, Value)>;
+
 /// What the D-Bus properties show of the plan.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Figures {
@@ -232,7 +235,7 @@ impl Context {
     }
 
     /// `Plan()`: the machine and one entry per candidate.
-    pub fn plan_report(&self) -> (Vec<(String, Value)>, Vec<Vec<(String, Value)>>) {
+    pub fn plan_report(&self) -> (Entries, Vec<Entries>) {
         let p = self.planner();
         let mut machine: Vec<(String, Value)> = vec![
             ("board".into(), p.profile.name.clone().into()),
