@@ -51,3 +51,37 @@ prepare_dirs() {
     # The policy test runs tutorctl as user nobody: the build must be readable by others.
     as_root chmod 0755 "$CACHE"
 }
+
+# start_private_bus DIR: a dbus-daemon on DIR/bus that tutord may own names on; sets BUS (its
+# pid) and ADDR (its address). The caller kills $BUS.
+start_private_bus() {
+    local dir="$1"
+    cat >"$dir/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$dir/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+CONF
+    dbus-daemon --config-file="$dir/bus.conf" --nofork &
+    BUS=$!
+    ADDR="unix:path=$dir/bus"
+    for _ in $(seq 100); do [ -S "$dir/bus" ] && break; sleep 0.05; done
+}
+
+# wait_ready PID: until tutord on $ADDR says State: ready (or PID exits).
+wait_ready() {
+    for _ in $(seq 1200); do
+        "$BIN/tutorctl" --bus "$ADDR" status 2>/dev/null | grep -q 'State: ready' && return 0
+        kill -0 "$1" 2>/dev/null || die "tutord exited during boot"
+        sleep 0.05
+    done
+    die "tutord did not become ready in 60 s"
+}

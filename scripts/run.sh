@@ -24,24 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "starting a private D-Bus bus"
-cat >"$RUN/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$RUN/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-CONF
-dbus-daemon --config-file="$RUN/bus.conf" --nofork &
-BUS=$!
-ADDR="unix:path=$RUN/bus"
-for _ in $(seq 100); do [ -S "$RUN/bus" ] && break; sleep 0.05; done
+start_private_bus "$RUN"
 
 # config/dev.toml plus the fetched model (by its catalog name) and short answers.
 {
@@ -54,11 +37,7 @@ log "starting tutord (config/dev.toml + the model, state in $RUN/state)"
 start_ns=$(date +%s%N)
 "$BIN/tutord" --bus "$ADDR" --config "$RUN/tutord.toml" --state-dir "$RUN/state" &
 DAEMON=$!
-for _ in $(seq 200); do
-    "$BIN/tutorctl" --bus "$ADDR" status 2>/dev/null | grep -q 'State: ready' && break
-    kill -0 "$DAEMON" 2>/dev/null || die "tutord exited during boot"
-    sleep 0.05
-done
+wait_ready "$DAEMON"
 ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 
 log "tutorctl status"

@@ -13,46 +13,6 @@ use common::*;
 use futures_util::StreamExt;
 use zbus::{OwnedVariant, Variant};
 
-const SMALL: &str = "smollm2-135m-q4_1";
-const SMALL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("TUTORD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(REPO).join(".cache/models"))
-}
-
-/// The real small model, fetched once (the fetcher skips a verified file). Tests run in
-/// parallel threads: one fetches, the others wait for it.
-fn small_model() -> PathBuf {
-    static FETCHED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    FETCHED.get_or_init(fetch_small_model).clone()
-}
-
-fn fetch_small_model() -> PathBuf {
-    let dir = models_dir();
-    let out = std::process::Command::new(TUTORCTL)
-        .args(["models", "--catalog"])
-        .arg(Path::new(REPO).join("config/models.toml"))
-        .arg("--dir")
-        .arg(&dir)
-        .args(["fetch", SMALL])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "fetching {SMALL}: {out:?}");
-    dir.join(SMALL_FILE)
-}
-
-fn engine_binary() -> PathBuf {
-    let p = Path::new(TUTORD).with_file_name("tutord-engine");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
 /// Starts tutord with `model` on a fresh private bus; returns once READY=1 came.
 fn daemon_with(model: &Path, extra: &str) -> (Bus, Daemon, NotifySocket) {
     engine_binary();

@@ -303,6 +303,22 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Stops this tutord (SIGTERM) and starts another on the same state directory: what a
+    /// reboot looks like to the store.
+    pub fn restart(
+        mut self,
+        bus: &Bus,
+        notify: Option<&Path>,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let _ = self.signal_and_wait("TERM", Duration::from_secs(20));
+        let state = std::mem::replace(&mut self.state_dir, tempfile::tempdir().unwrap());
+        Self::start_in(bus, notify, config, state, env)
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -351,4 +367,46 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+// ---- the real small model, shared by the tests that run answers ----
+
+pub const SMALL: &str = "smollm2-135m-q4_1";
+pub const SMALL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("TUTORD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(REPO).join(".cache/models"))
+}
+
+/// The real small model, fetched once (the fetcher skips a verified file). Tests run in
+/// parallel threads: one fetches, the others wait for it.
+pub fn small_model() -> PathBuf {
+    static FETCHED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FETCHED.get_or_init(fetch_small_model).clone()
+}
+
+fn fetch_small_model() -> PathBuf {
+    let dir = models_dir();
+    let out = std::process::Command::new(TUTORCTL)
+        .args(["models", "--catalog"])
+        .arg(Path::new(REPO).join("config/models.toml"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["fetch", SMALL])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fetching {SMALL}: {out:?}");
+    dir.join(SMALL_FILE)
+}
+
+pub fn engine_binary() -> PathBuf {
+    let p = Path::new(TUTORD).with_file_name("tutord-engine");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
 }
