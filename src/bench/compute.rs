@@ -70,6 +70,18 @@ pub fn per_core(cpus: &[usize], each: Duration) -> Vec<(usize, f64)> {
     .unwrap_or_default()
 }
 
+/// The cores within 10 % of the fastest by measured FP32 rate: big cores on a big.LITTLE
+/// board whose sysfs publishes neither `cpu_capacity` nor `cpuinfo_max_freq`.
+pub fn fastest(cpus: &[usize], each: Duration) -> Vec<usize> {
+    let ranked = per_core(cpus, each);
+    let best = ranked.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    ranked
+        .into_iter()
+        .filter(|(_, r)| *r >= 0.9 * best)
+        .map(|(c, _)| c)
+        .collect()
+}
+
 /// Operations per second of `kernel(iterations) -> operations`, best of short runs within
 /// `budget`.
 fn rate(budget: Duration, kernel: impl Fn(u64) -> f64) -> f64 {

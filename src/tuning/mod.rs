@@ -35,7 +35,7 @@ use crate::config::{Config, SwapChoice, TuningConfig, TuningMode};
 use crate::events;
 use crate::platform::memory::MemInfo;
 use crate::platform::profile::{BoardProfile, Profiles};
-use crate::platform::topology::{Topology, format_cpu_list};
+use crate::platform::topology::{BigBasis, Topology, format_cpu_list};
 use crate::platform::{Board, Paths};
 use crate::store::{StoreError, TuningRow};
 
@@ -133,7 +133,12 @@ impl<U: Units> Tuner<U> {
             }
         } else if board != Board::Generic && cfg.board_defaults {
             let (big, basis) = topology.big_cores();
-            if big.len() == online.len() {
+            let big_little = matches!(board, Board::Rk3588 | Board::Rk3576);
+            if basis == BigBasis::AllAlike && big_little && online.len() > 1 {
+                // sysfs does not tell the A76 from the A55 here: measure them (~20 ms each).
+                let fast = crate::bench::compute::fastest(&online, Duration::from_millis(20));
+                (Some(fast), "big cores by measured FP32 rate".to_string())
+            } else if big.len() == online.len() {
                 // All cores alike (Orin Nano): pinning would change nothing.
                 (None, format!("all cores alike ({})", basis.as_str()))
             } else {

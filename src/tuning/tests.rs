@@ -659,3 +659,25 @@ fn report_entries_name_what_is_in_effect() {
     assert_eq!(e["tuning_cpus"], Value::Str("all (not pinned)".into()));
     assert_eq!(e["tuning_throttled"], Value::Bool(false));
 }
+
+#[test]
+fn big_cores_are_measured_when_sysfs_does_not_tell_them_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    rk3588_tree(&root);
+    for cpu in 0..8 {
+        let base = root.join(format!("sys/devices/system/cpu/cpu{cpu}"));
+        std::fs::remove_file(base.join("cpu_capacity")).unwrap();
+        std::fs::remove_file(base.join("cpufreq/cpuinfo_max_freq")).unwrap();
+    }
+    let cfg = config(&root, "");
+    let t: Tuner = Tuner::new(&cfg, Shared::default());
+    let cpus = t.engine_cpus().expect("a big.LITTLE board is pinned");
+    // This machine's cores are alike, so which ones win is up to measurement noise; what
+    // matters is that they were measured and are among the online ones.
+    assert!(!cpus.is_empty() && cpus.iter().all(|c| *c < 8), "{cpus:?}");
+    assert_eq!(
+        crate::tuning::report::lock(&t.report()).cpus_basis,
+        "big cores by measured FP32 rate"
+    );
+}
