@@ -278,13 +278,14 @@ mod x86 {
     }
 }
 
-// Written for the boards (Cortex-A76/A78); this machine cannot compile aarch64, so keep it to
-// intrinsics and one instruction of inline assembly.
+// Written for the boards (Cortex-A76/A78): checked with `cargo check --target
+// aarch64-unknown-linux-gnu -p tutord-kernels` here, run only on a board.
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use std::arch::aarch64::*;
     use std::hint::black_box;
 
+    #[target_feature(enable = "neon")]
     pub unsafe fn read_neon(buf: &[u64]) -> u64 {
         let mut acc = [vdupq_n_u64(0); 4];
         let mut chunks = buf.chunks_exact(8);
@@ -299,6 +300,7 @@ mod arm {
         chunks.remainder().iter().fold(x, |a, b| a ^ b)
     }
 
+    #[target_feature(enable = "neon")]
     pub unsafe fn fma_neon(iters: u64) -> f64 {
         let mut acc = [vdupq_n_f32(0.0); 12];
         let (m, k) = (vdupq_n_f32(0.999), vdupq_n_f32(0.001));
@@ -311,7 +313,7 @@ mod arm {
         iters as f64 * 12.0 * 4.0 * 2.0
     }
 
-    #[target_feature(enable = "dotprod")]
+    #[target_feature(enable = "neon,dotprod")]
     pub unsafe fn dot_sdot(iters: u64) -> f64 {
         let mut acc = [vdupq_n_s32(0); 8];
         let (x, y) = (vdupq_n_s8(3), vdupq_n_s8(-2));
