@@ -1,11 +1,12 @@
 //! `tutorctl`: controls tutord over D-Bus, as `systemctl` does systemd.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tutord::cli::BusChoice;
-use tutord::ctl::{Client, render};
+use tutord::ctl::{Client, CtlError, plan, render, roofline};
 
 /// Control the tutord voice tutor daemon over D-Bus.
 #[derive(Parser)]
@@ -42,6 +43,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the plan: the machine as measured, each model's predicted speed, and the choice.
+    Plan {
+        /// Print `Plan()`'s answer as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the memory bandwidth and compute tutord measured; draw the roofline.
+    Bench {
+        /// Run the benchmark again first (about 1.3 s; refused while an answer is written).
+        #[arg(long)]
+        rerun: bool,
+        /// Also write the roofline picture (SVG) of the plan to FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
     /// Fetch and list model files; needs no daemon.
     Models(tutord::models::cli::ModelsArgs),
     /// Change the daemon's log level until its next restart.
@@ -53,6 +69,9 @@ enum Command {
 
 /// The same default as libdbus's method call timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(25);
+/// `Rebenchmark()` takes `[bench] budget_ms` + `compute_budget_ms` (1.3 s by default, more
+/// when configured so) before it answers.
+const REBENCHMARK_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -78,6 +97,7 @@ fn main() -> ExitCode {
     // pieces instead (Client::ask).
     let limit = match args.command {
         Command::Ask { .. } => Duration::MAX,
+        Command::Bench { rerun: true, .. } => REBENCHMARK_TIMEOUT,
         _ => CALL_TIMEOUT,
     };
     let result = runtime.block_on(async {
@@ -155,6 +175,36 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
             } else {
                 tutord::ctl::tuning::text(&d)
             }
+        }
+        Command::Plan { json } => {
+            let (machine, candidates) = client.plan().await?;
+            if json {
+                format!("{:#}\n", plan::json(&machine, &candidates))
+            } else {
+                plan::plan_text(&plan::PlanView::from_dicts(&machine, &candidates))
+            }
+        }
+        Command::Bench { rerun, svg } => {
+            let mut out = String::new();
+            if rerun {
+                let started = std::time::Instant::now();
+                client.rebenchmark().await?;
+                out = format!(
+                    "Benchmarked again in {:.1} s.\n",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            let (machine, candidates) = client.plan().await?;
+            let view = plan::PlanView::from_dicts(&machine, &candidates);
+            out.push_str(&plan::machine_text(&view.machine));
+            if let Some(path) = svg {
+                std::fs::write(&path, roofline::svg(&view)).map_err(|source| CtlError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                out.push_str(&format!("Roofline written to {}\n", path.display()));
+            }
+            out
         }
         Command::Models(_) => unreachable!("handled in main, without the bus"),
         Command::LogLevel { level } => {

@@ -1,8 +1,10 @@
 //! `tutorctl`'s library side: a D-Bus client of `org.tutord.Tutor1`, like `systemctl` is of
 //! systemd. It talks D-Bus only.
 
+pub mod plan;
 pub mod proxy;
 pub mod render;
+pub mod roofline;
 pub mod tuning;
 
 use std::collections::HashMap;
@@ -22,6 +24,11 @@ pub enum CtlError {
     NotRunning { name: &'static str, bus: BusChoice },
     #[error("{0}")]
     Call(String),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl CtlError {
@@ -144,6 +151,16 @@ impl Client {
                 else => return Err(CtlError::Call("the bus connection closed".into())),
             }
         }
+    }
+
+    /// `Plan()`: the machine and one dictionary per candidate, as sent.
+    pub async fn plan(&self) -> Result<(plan::Dict, Vec<plan::Dict>), CtlError> {
+        self.proxy.plan().await.map_err(CtlError::call)
+    }
+
+    /// `Rebenchmark()`: returns when the new measurement is planned with.
+    pub async fn rebenchmark(&self) -> Result<(), CtlError> {
+        self.proxy.rebenchmark().await.map_err(CtlError::call)
     }
 
     pub async fn set_log_level(&self, level: &str) -> Result<(), CtlError> {

@@ -14,6 +14,14 @@ pub trait Tutor {
     fn set_log_level(&self, level: &str) -> zbus::Result<()>;
     fn ask(&self, text: &str, options: HashMap<&str, zbus::Variant<'_>>) -> zbus::Result<String>;
     fn abort(&self) -> zbus::Result<()>;
+    fn rebenchmark(&self) -> zbus::Result<()>;
+    #[allow(clippy::type_complexity)] // the D-Bus signature (a{sv}, aa{sv}) spelled out
+    fn plan(
+        &self,
+    ) -> zbus::Result<(
+        HashMap<String, OwnedVariant>,
+        Vec<HashMap<String, OwnedVariant>>,
+    )>;
     #[zbus(signal)]
     fn token(&self, turn_id: String, piece: String) -> zbus::Result<()>;
     #[zbus(signal)]
@@ -28,6 +36,12 @@ pub trait Tutor {
     fn model(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn model_bytes(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn bandwidth_measured(&self) -> zbus::Result<f64>;
+    #[zbus(property)]
+    fn bandwidth_theoretical(&self) -> zbus::Result<f64>;
+    #[zbus(property)]
+    fn predicted_tokens_per_second(&self) -> zbus::Result<f64>;
     #[zbus(property)]
     fn state(&self) -> zbus::Result<String>;
     #[zbus(property)]
