@@ -11,6 +11,9 @@
 #   TUTORD_NSPAWN_CONFIG  a tutord.toml to bind to /etc/tutord/tutord.toml
 #                         (default: tests/nspawn/tutord.toml if it exists; else the daemon's defaults)
 #   TUTORD_NSPAWN_START_TIMEOUT  seconds allowed for `systemctl start tutord` (default 120)
+#   TUTORD_NSPAWN_DEB     package mode: install this tutord .deb with `apt-get install` in the
+#                         booted container (its maintainer scripts enable and start tutord)
+#                         instead of binding BINDIR's binaries and SYSTEMD_DIR's files
 #
 # Every check prints "ok: ..." or "FAIL: ...". Exit status 0 only when all checks passed.
 #
@@ -57,6 +60,15 @@ bind_req() {  # SRC DEST: required file
 bind_opt() {  # SRC DEST: needed file whose absence fails the run but lets the other checks report
     if [ -f "$1" ]; then BINDS+=("--bind-ro=$1:$2"); else fail "missing $1 (not installed into the container)"; fi
 }
+# ---- package mode (issue 7; packaging/build-deb.sh, tests/package_deb.rs)
+DEB=${TUTORD_NSPAWN_DEB:-}
+CONFIG_DEST=/etc/tutord/tutord.toml
+if [ -n "$DEB" ]; then
+    bind_req "$DEB" /root/tutord.deb
+    # /etc/tutord/tutord.toml is the package's conffile: dpkg cannot rename onto a bind mount.
+    CONFIG_DEST=/etc/tutord/tutord.toml.d/00-nspawn-test.toml
+else
+# ---- end of package mode
 bind_req "$BINDIR/tutord"                   /usr/bin/tutord
 bind_opt "$BINDIR/tutorctl"                 /usr/bin/tutorctl
 bind_req "$SYSTEMD_DIR/tutord.service"      /usr/lib/systemd/system/tutord.service
@@ -65,10 +77,11 @@ bind_opt "$SYSTEMD_DIR/tutord.sysusers"     /usr/lib/sysusers.d/tutord.conf
 bind_opt "$SYSTEMD_DIR/tutord.tmpfiles"     /usr/lib/tmpfiles.d/tutord.conf
 bind_opt "$SYSTEMD_DIR/tutord.catalog"      /usr/lib/systemd/catalog/tutord.catalog
 bind_opt "$SYSTEMD_DIR/tutord.rules"        /usr/share/polkit-1/rules.d/50-tutord.rules
+fi  # package mode
 CONFIG=${TUTORD_NSPAWN_CONFIG:-}
 [ -z "$CONFIG" ] && [ -f "$HERE/tutord.toml" ] && CONFIG=$HERE/tutord.toml
 if [ -n "$CONFIG" ]; then
-    bind_req "$CONFIG" /etc/tutord/tutord.toml
+    bind_req "$CONFIG" "$CONFIG_DEST"
 fi
 
 if [ -n "${TUTORD_NSPAWN_ROOT:-}" ]; then
@@ -273,6 +286,31 @@ case "$state" in
 esac
 
 # ---------------------------------------------------------------- preparation
+# ---- package mode: what an administrator does, `apt install ./tutord_*.deb`; apt resolves the
+# Depends from the rootfs (no package lists needed when they are met) and the postinst creates
+# the user, applies tmpfiles, indexes the catalog, enables and starts tutord.
+if [ -n "$DEB" ]; then
+    ts=$(date +%s%N)
+    if out=$(cx timeout "${TUTORD_NSPAWN_START_TIMEOUT:-120}" apt-get install -y /root/tutord.deb 2>&1); then
+        ok "apt-get install ./tutord.deb ($(( ($(date +%s%N) - ts) / 1000000 )) ms): $(printf '%s\n' "$out" | grep -m1 '^Setting up tutord')"
+    else
+        fail "apt-get install ./tutord.deb: $(printf '%s' "$out" | tail -n 15)"
+        exit 1
+    fi
+    st=$(cx systemctl is-enabled tutord 2>&1)
+    if [ "$st" = enabled ]; then ok "the package enabled tutord.service"; else fail "is-enabled tutord = $st after install"; fi
+    st=$(cx systemctl is-active tutord 2>&1)
+    if [ "$st" = active ]; then ok "the package started tutord (is-active = active)"; else fail "is-active tutord = $st after install (postinst should start it)"; fi
+    out=$(cx tutorctl status 2>&1)
+    if printf '%s' "$out" | grep -q 'State: ready'; then
+        ok "tutorctl status after install: $(oneline "$out" | head -c 200)"
+    else
+        fail "tutorctl status after install: $out"
+    fi
+    st=$(cx stat -c '%U:%G %a' /var/lib/tutord 2>&1)
+    if [ "$st" = "tutord:tutord 750" ]; then ok "/var/lib/tutord is $st"; else fail "/var/lib/tutord is $st (expected tutord:tutord 750)"; fi
+fi
+# ---- end of package mode
 if ldd_out=$(cx ldd /usr/bin/tutord 2>&1); then
     missing=$(printf '%s\n' "$ldd_out" | awk '/not found/ { print $1 }')
     if [ -n "$missing" ]; then
