@@ -33,6 +33,7 @@ pub struct Config {
     pub tuning: TuningConfig,
     pub bench: BenchConfig,
     pub plan: PlanConfig,
+    pub voice: VoiceConfig,
 }
 
 /// `[models]`: where model files live.
@@ -157,6 +158,27 @@ impl Default for LlmConfig {
                 .into(),
             max_tokens: 256,
             temperature: 0.7,
+        }
+    }
+}
+
+/// `[voice]`: speech in and out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoiceConfig {
+    /// The whisper model: a catalog name (its file in `[models] dir`) or a path to a ggml
+    /// file. Default `whisper-tiny.en`.
+    pub stt_model: String,
+    /// Threads whisper runs on; they inherit tutord's affinity, so they run on the cores
+    /// `[tuning] cpus` chose. 1..=64, default 4 (the big cores of an RK3588).
+    pub stt_threads: u32,
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        Self {
+            stt_model: "whisper-tiny.en".into(),
+            stt_threads: 4,
         }
     }
 }
@@ -388,6 +410,19 @@ impl Config {
         }
         if let Some(cpu) = l.cpus.iter().find(|c| **c >= 1024) {
             return Err(("llm.cpus".into(), format!("CPU {cpu} does not exist")));
+        }
+        let v = &self.voice;
+        if v.stt_model.trim().is_empty() {
+            return Err((
+                "voice.stt_model".into(),
+                "is empty: name a catalog model or a ggml file".into(),
+            ));
+        }
+        if !(1..=64).contains(&v.stt_threads) {
+            return Err((
+                "voice.stt_threads".into(),
+                format!("{} is out of range 1..=64", v.stt_threads),
+            ));
         }
         let b = &self.bench;
         for (key, v, lo, hi) in [

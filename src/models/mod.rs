@@ -25,7 +25,10 @@ pub mod sources;
 use std::fmt::Write as _;
 use std::path::Path;
 
-pub use catalog::{Backend, Catalog, CatalogError, DEFAULT_CATALOG_PATH, Format, Model, Part};
+pub use catalog::{
+    Backend, Catalog, CatalogError, Convert, ConvertFrom, DEFAULT_CATALOG_PATH, Format, Input,
+    Kind, Model, Part,
+};
 pub use fetch::{
     DEFAULT_MODELS_DIR, FetchError, FetchOptions, Fetched, Outcome, Presence, fetch_all,
     fetch_model, presence,
@@ -50,11 +53,16 @@ pub fn list_text(catalog: &Catalog, dir: &Path, verify: bool) -> String {
                 count(m.parameters),
                 m.quantization.clone(),
                 megabytes(m.file_bytes),
-                m.backends
-                    .iter()
-                    .map(|b| b.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                match m.kind {
+                    Kind::Llm => m
+                        .backends
+                        .iter()
+                        .map(|b| b.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    // Not the engine's: tutord runs it itself.
+                    Kind::Whisper => "stt".to_string(),
+                },
                 if m.default { "yes" } else { "" }.to_string(),
                 state,
             ]

@@ -38,6 +38,13 @@ pub enum Progress {
         path: PathBuf,
         bytes: u64,
     },
+    /// The model's file was written from its verified inputs by a converter.
+    Converted {
+        model: String,
+        from: &'static str,
+        bytes: u64,
+        took: Duration,
+    },
 }
 
 /// Prints progress to a terminal or log, one line per part:
@@ -113,6 +120,16 @@ impl<W: io::Write> ProgressPrinter<W> {
                 self.out,
                 "{model}: installed {} ({bytes} bytes, sha256 verified)",
                 path.display()
+            ),
+            Progress::Converted {
+                model,
+                from,
+                bytes,
+                took,
+            } => writeln!(
+                self.out,
+                "{model}: converted from {from}: {bytes} bytes in {:.1} s",
+                took.as_secs_f64()
             ),
             Progress::PartStarted { .. } => Ok(()),
         }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Catalog, Model, Presence, presence};
+use super::{Catalog, Kind, Model, Presence, presence};
 
 /// Why a model cannot be loaded before the engine even tries.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,8 +30,18 @@ pub struct Resolved {
     pub entry: Option<Model>,
 }
 
-/// Resolves `spec` (a catalog name, or a path when it contains `/`).
+/// Resolves `spec` (a catalog name, or a path when it contains `/`) to an LLM.
 pub fn resolve(spec: &str, catalog: &Catalog, dir: &Path) -> Result<Resolved, ResolveError> {
+    resolve_kind(spec, catalog, dir, Kind::Llm)
+}
+
+/// Resolves `spec` to a model of `kind`: `[voice] stt_model` names a whisper model.
+pub fn resolve_kind(
+    spec: &str,
+    catalog: &Catalog,
+    dir: &Path,
+    kind: Kind,
+) -> Result<Resolved, ResolveError> {
     if spec.contains('/') {
         return Ok(Resolved {
             path: PathBuf::from(spec),
@@ -50,6 +60,18 @@ pub fn resolve(spec: &str, catalog: &Catalog, dir: &Path) -> Result<Resolved, Re
                 .join(", "),
         });
     };
+    if model.kind != kind {
+        return Err(ResolveError::Broken {
+            name: model.name.clone(),
+            why: match model.kind {
+                Kind::Whisper => {
+                    "a speech-to-text model, not an LLM: it goes in `[voice] stt_model`"
+                }
+                Kind::Llm => "an LLM, not a speech-to-text model: it goes in `[llm] model`",
+            }
+            .into(),
+        });
+    }
     // A size check only: hashing a multi-GB file at every boot would cost seconds; the
     // fetcher verified it, and its record notices later changes.
     match presence(model, dir, false) {
@@ -99,6 +121,17 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("smollm2-135m-q4_1"), "{msg}");
+    }
+
+    #[test]
+    fn a_model_of_the_other_kind_is_refused() {
+        let dir = Path::new("/nonexistent");
+        let err = resolve("whisper-tiny.en", &catalog(), dir).unwrap_err();
+        assert!(err.to_string().contains("`[voice] stt_model`"), "{err}");
+        let err = resolve_kind("smollm2-135m-q4_1", &catalog(), dir, Kind::Whisper).unwrap_err();
+        assert!(err.to_string().contains("`[llm] model`"), "{err}");
+        let err = resolve_kind("whisper-tiny.en", &catalog(), dir, Kind::Whisper).unwrap_err();
+        assert!(matches!(err, ResolveError::NotFetched { .. }), "{err}");
     }
 
     #[test]

