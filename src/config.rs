@@ -33,6 +33,7 @@ pub struct Config {
     pub tuning: TuningConfig,
     pub bench: BenchConfig,
     pub plan: PlanConfig,
+    pub tutor: TutorConfig,
     pub voice: VoiceConfig,
 }
 
@@ -137,7 +138,8 @@ pub struct LlmConfig {
     pub cpus: Vec<usize>,
     /// The worker binary; empty = `tutord-engine` next to `tutord`.
     pub engine_path: String,
-    /// The tutor's instructions, sent first in every conversation.
+    /// The tutor's instructions, sent first in every conversation; empty = made from the
+    /// `[tutor]` persona (the default).
     pub system_prompt: String,
     /// Longest answer, in tokens. 1..=4096, default 256.
     pub max_tokens: u32,
@@ -153,11 +155,34 @@ impl Default for LlmConfig {
             context_length: 2048,
             cpus: Vec::new(),
             engine_path: String::new(),
-            system_prompt: "You are a patient, encouraging tutor. Answer in a few short, clear \
-                            sentences suited to being read aloud."
-                .into(),
+            system_prompt: String::new(),
             max_tokens: 256,
             temperature: 0.7,
+        }
+    }
+}
+
+/// `[tutor]`: the persona the system prompt is made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TutorConfig {
+    /// The subject of a session when `StartSession` names none (and of the first session).
+    pub subject: String,
+    /// Who is taught, e.g. "primary school", "secondary school", "adult beginner".
+    pub level: String,
+    /// The language the tutor answers in.
+    pub language: String,
+    /// How the tutor speaks.
+    pub tone: String,
+}
+
+impl Default for TutorConfig {
+    fn default() -> Self {
+        Self {
+            subject: "general knowledge".into(),
+            level: "secondary school".into(),
+            language: "English".into(),
+            tone: "patient and encouraging".into(),
         }
     }
 }
@@ -410,6 +435,17 @@ impl Config {
         }
         if let Some(cpu) = l.cpus.iter().find(|c| **c >= 1024) {
             return Err(("llm.cpus".into(), format!("CPU {cpu} does not exist")));
+        }
+        let t = &self.tutor;
+        for (key, v) in [
+            ("tutor.subject", &t.subject),
+            ("tutor.level", &t.level),
+            ("tutor.language", &t.language),
+            ("tutor.tone", &t.tone),
+        ] {
+            if v.trim().is_empty() || v.len() > 200 {
+                return Err((key.into(), "must be 1 to 200 characters".into()));
+            }
         }
         let v = &self.voice;
         if v.stt_model.trim().is_empty() {

@@ -86,6 +86,10 @@ pub struct Context {
     planner: Mutex<crate::plan::service::Planner>,
     /// The catalog model the engine runs and its backend, for calibration.
     current_model: Mutex<Option<(String, String)>>,
+    /// The tutoring session questions go to (see `tutor::session`).
+    session: Mutex<Option<crate::store::SessionRow>>,
+    /// Turn id → its row in the store, while the turn runs.
+    turn_rows: Mutex<std::collections::HashMap<String, i64>>,
     pub tutor: Arc<Conversation>,
     pub catalog: Catalog,
     iface: OnceLock<InterfaceRef<Tutor>>,
@@ -220,6 +224,18 @@ impl Context {
         self.store.clone()
     }
 
+    pub(crate) fn session_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<crate::store::SessionRow>> {
+        lock(&self.session)
+    }
+
+    pub(crate) fn turn_rows_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        lock(&self.turn_rows)
+    }
+
     pub(crate) fn current_model_lock(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
         lock(&self.current_model)
     }
@@ -344,7 +360,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     };
     let tutor = Arc::new(Conversation::new(
         engine,
-        llm.system_prompt.clone(),
+        crate::tutor::persona::system_prompt(llm, &opts.config.tutor, &opts.config.tutor.subject),
         sampling,
     ));
     let ctx = Arc::new(Context {
@@ -360,6 +376,8 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         store: Arc::new(Mutex::new(store)),
         planner: Mutex::new(planner),
         current_model: Mutex::new(None),
+        session: Mutex::new(None),
+        turn_rows: Mutex::new(std::collections::HashMap::new()),
         tuning: tuning_report,
         started: boot_started,
     });
@@ -388,6 +406,23 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         profiles.origin
     );
 
+    // Tuning is there to free the bus: when it will change something, measure before it too
+    // (cached like any result), so the journal shows what it gained.
+    let tuning_may_change = ctx.config.tuning.mode == crate::config::TuningMode::Apply
+        && (profile.board() != crate::platform::Board::Generic
+            || !ctx.config.tuning.stop_units.is_empty()
+            || ctx.config.tuning.swap == crate::config::SwapChoice::Off);
+    if tuning_may_change {
+        reporter
+            .step(
+                State::Benchmarking,
+                "Measuring memory bandwidth before tuning",
+                0.55,
+            )
+            .await;
+        ctx.benchmark(false).await;
+    }
+
     // ---- tuning (issue 5): undo what a crashed run left, then stop units and pin clocks.
     reporter
         .step(State::Tuning, "Tuning the system for the model", 0.6)
@@ -395,6 +430,10 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     tuner.start(&*ctx.store).await;
     let thermal = tuner.spawn_thermal();
     // ---- end tuning
+    {
+        let r = crate::tuning::report::lock(&ctx.tuning);
+        ctx.planner().tuned = !r.stopped_units.is_empty() || !r.writes.is_empty();
+    }
 
     reporter
         .step(State::Benchmarking, "Measuring memory bandwidth", 0.65)
@@ -425,6 +464,8 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
             .replace_engine(Err(format!("the planner chose no model: {why}")));
     }
     publish_figures(&ctx, &iface).await;
+    // After the engine is in place (replacing it starts a fresh conversation).
+    ctx.resume_session();
 
     if !ctx.config.llm.model.is_empty()
         && let Some(why) = ctx.tutor.no_engine_reason()
@@ -551,14 +592,19 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
 }
 
 /// Emits PropertiesChanged for the benchmark and plan figures.
-pub(crate) async fn publish_figures(ctx: &Context, iface: &InterfaceRef<Tutor>) {
-    let mut s = iface.get().await.status().clone();
-    let f = ctx.figures();
-    s.bandwidth_measured = f.bandwidth_measured;
-    s.bandwidth_theoretical = f.bandwidth_theoretical;
-    s.predicted_tokens_per_second = f.predicted_tokens_per_second;
-    if let Err(e) = Tutor::publish(iface, s).await {
-        tracing::warn!("cannot emit PropertiesChanged: {e}");
+/// The properties read the planner's figures live; this only tells clients they changed.
+/// Not for use inside an interface method (see `Tutor::rebenchmark`).
+pub(crate) async fn publish_figures(_ctx: &Context, iface: &InterfaceRef<Tutor>) {
+    let this = iface.get().await;
+    let e = iface.signal_emitter();
+    for r in [
+        this.bandwidth_measured_changed(e).await,
+        this.bandwidth_theoretical_changed(e).await,
+        this.predicted_tokens_per_second_changed(e).await,
+    ] {
+        if let Err(err) = r {
+            tracing::warn!("cannot emit PropertiesChanged: {err}");
+        }
     }
 }
 

@@ -83,7 +83,21 @@ impl Context {
                 m.ddr_clock_hz / 1_000_000
             );
         }
-        self.planner().set_measurement(m, origin);
+        let mut p = self.planner();
+        if !p.tuned {
+            p.untuned_read = Some(b.read);
+        } else if let Some(before) = p.untuned_read {
+            tracing::info!(
+                message_id = events::BENCHMARKED,
+                bandwidth_before_tuning = before,
+                bandwidth_after_tuning = b.read,
+                "memory bandwidth before tuning {}, after {} ({:+.1} %)",
+                bench::gbps(before),
+                bench::gbps(b.read),
+                100.0 * (b.read - before) / before
+            );
+        }
+        p.set_measurement(m, origin);
     }
 
     /// Predicts every candidate and chooses; logs the plan. Returns the model to load (a
@@ -122,9 +136,11 @@ impl Context {
         match &chosen {
             Some(c) => tracing::info!(
                 message_id = events::PLANNED,
-                plan_model = %c.model,
-                plan_backend = %c.backend,
-                predicted_tokens_per_second = c.tokens_per_second,
+                model = %c.model,
+                backend = %c.backend,
+                bandwidth_gbps = p.machine.as_ref().map_or(0.0, |m| m.bandwidth / 1e9),
+                predicted_tps = c.tokens_per_second,
+                reason = %choice.reason,
                 predicted_first_token_seconds = c.time_to_first_token,
                 plan_binding = c.binding.as_str(),
                 plan_candidates = p.predictions.len(),
@@ -136,6 +152,8 @@ impl Context {
             ),
             None => tracing::warn!(
                 message_id = events::PLANNED,
+                bandwidth_gbps = p.machine.as_ref().map_or(0.0, |m| m.bandwidth / 1e9),
+                reason = %choice.reason,
                 plan_candidates = p.predictions.len(),
                 "plan: no model: {}",
                 choice.reason
@@ -232,6 +250,67 @@ impl Context {
                 .and_then(|(m, b)| p.prediction(&m, &b).map(|x| x.tokens_per_second))
                 .unwrap_or(0.0),
         }
+    }
+
+    /// For `ListModels()`: each catalog model's prediction (its first backend that the plan
+    /// has) and why it was or was not chosen.
+    pub fn model_verdicts(&self, model: &str) -> Entries {
+        let p = self.planner();
+        let chosen = p.chosen().cloned();
+        let Some(pr) = p
+            .predictions
+            .iter()
+            .find(|x| x.model == model && chosen.as_ref().is_some_and(|c| c.backend == x.backend))
+            .or_else(|| p.predictions.iter().find(|x| x.model == model))
+        else {
+            let why = if p.predictions.is_empty() && p.measurement.is_none() {
+                "not planned yet"
+            } else {
+                "not for this board or its backends"
+            };
+            return vec![("why".into(), why.into())];
+        };
+        let is_chosen = chosen
+            .as_ref()
+            .is_some_and(|c| c.model == pr.model && c.backend == pr.backend);
+        let t = &p.targets;
+        let why = if is_chosen {
+            p.choice
+                .as_ref()
+                .map_or(String::new(), |c| c.reason.clone())
+        } else if let Some(w) = &pr.does_not_fit {
+            format!("does not fit: {w}")
+        } else if !pr.present {
+            format!("not fetched (`tutorctl models fetch {}`)", pr.model)
+        } else if !pr.meets_speed {
+            format!(
+                "predicted {:.1} tok/s, under the target {:.1}",
+                pr.tokens_per_second, t.tokens_per_second
+            )
+        } else if !pr.meets_first_token {
+            format!(
+                "first token predicted after {:.2} s, over the target {:.1} s",
+                pr.time_to_first_token, t.time_to_first_token
+            )
+        } else {
+            "meets the targets, but a larger one that does was chosen".to_string()
+        };
+        vec![
+            ("backend".into(), pr.backend.clone().into()),
+            (
+                "predicted_tokens_per_second".into(),
+                pr.tokens_per_second.into(),
+            ),
+            (
+                "predicted_first_token_seconds".into(),
+                pr.time_to_first_token.into(),
+            ),
+            ("binding".into(), pr.binding.as_str().into()),
+            ("memory_needed".into(), pr.memory_needed.into()),
+            ("fits".into(), pr.fits().into()),
+            ("chosen".into(), is_chosen.into()),
+            ("why".into(), why.into()),
+        ]
     }
 
     /// `Plan()`: the machine and one entry per candidate.

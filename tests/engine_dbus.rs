@@ -387,7 +387,15 @@ fn models_by_name_unknown_names_and_switching() {
         let first_pid = d["engine_pid"].clone();
 
         let reply = call(&conn, "ListModels", &()).await.unwrap();
-        let models: Vec<(String, String, u64, u64, bool)> = reply.body().deserialize().unwrap();
+        type Entry = (
+            String,
+            String,
+            u64,
+            u64,
+            bool,
+            HashMap<String, OwnedVariant>,
+        );
+        let models: Vec<Entry> = reply.body().deserialize().unwrap();
         let small = models
             .iter()
             .find(|m| m.0 == "smollm2-135m-q4_1")
@@ -395,6 +403,31 @@ fn models_by_name_unknown_names_and_switching() {
         assert_eq!(
             (small.1.as_str(), small.3, small.4),
             ("Q4_1", 98_362_432, true)
+        );
+        // Pinned by name: the plan's choice, with its prediction and the reason.
+        assert!(
+            matches!(&*small.5["predicted_tokens_per_second"], Variant::F64(t) if *t > 0.0),
+            "{:?}",
+            small.5
+        );
+        assert!(
+            matches!(&*small.5["chosen"], Variant::Bool(true)),
+            "{:?}",
+            small.5
+        );
+        assert!(
+            matches!(&*small.5["why"], Variant::Str(s) if s.as_str().contains("pinned")),
+            "{:?}",
+            small.5
+        );
+        let big = models
+            .iter()
+            .find(|m| m.0 == "qwen2.5-coder-1.5b-q4_k_m")
+            .expect("in the catalog");
+        assert!(
+            matches!(&*big.5["chosen"], Variant::Bool(false)),
+            "{:?}",
+            big.5
         );
 
         let err = named_error(call(&conn, "SelectModel", &("gpt-17",)).await.unwrap_err());

@@ -94,6 +94,9 @@ pub struct Setup {
     pub mem: Option<MemInfo>,
     /// The largest working set allowed (`[bench] max_working_set_mib`).
     pub max_working_set: u64,
+    /// Whether tuning changed the system (stopped units, pinned clocks): results before and
+    /// after are kept apart.
+    pub tuned: bool,
 }
 
 impl Setup {
@@ -117,17 +120,19 @@ impl Setup {
                 .and_then(|c| topology::last_level_cache_bytes(paths, *c)),
             mem: MemInfo::read(paths),
             max_working_set: MAX_WORKING_SET,
+            tuned: false,
         }
     }
 
     /// Results hold for this board, kernel, set of cores and DDR clock state only.
     pub fn cache_key(&self) -> String {
         format!(
-            "{}|{}|cpus {}|ddr {}",
+            "{}|{}|cpus {}|ddr {}|{}",
             self.board,
             self.kernel_release,
             format_cpu_list(&self.cpus),
-            self.ddr.state_key()
+            self.ddr.state_key(),
+            if self.tuned { "tuned" } else { "untuned" }
         )
     }
 

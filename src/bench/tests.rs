@@ -29,7 +29,7 @@ fn rk3588_setup_reads_the_fake_tree() {
     assert_eq!(s.ddr.theoretical_bytes_per_second(), Some(33_792_000_000.0));
     assert_eq!(
         s.cache_key(),
-        "rk3588|6.1.75-rockchip|cpus 4-7|ddr 2112MHz/dmc_ondemand"
+        "rk3588|6.1.75-rockchip|cpus 4-7|ddr 2112MHz/dmc_ondemand|untuned"
     );
     // 8 × 3 MiB = 24 MiB is under the 256 MiB floor.
     assert_eq!(s.working_set(), (256 << 20, "256 MiB floor".to_string()));

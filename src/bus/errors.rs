@@ -19,6 +19,9 @@ pub enum TutorError {
     UnknownModel(String),
     /// The inference engine failed or crashed; the turn is lost, the daemon goes on.
     EngineFailed(String),
+    /// The database could not be read or written (e.g. a full disk); the message names the
+    /// file. Answers go on; what could not be stored is logged.
+    StoreFailed(String),
     #[zbus(error)]
     ZBus(zbus::Error),
 }

@@ -25,9 +25,6 @@ pub struct Status {
     pub last_error: String,
     pub last_tokens_per_second: f64,
     pub last_time_to_first_token: f64,
-    pub bandwidth_measured: f64,
-    pub bandwidth_theoretical: f64,
-    pub predicted_tokens_per_second: f64,
 }
 
 impl Default for Status {
@@ -40,9 +37,6 @@ impl Default for Status {
             last_error: String::new(),
             last_tokens_per_second: 0.0,
             last_time_to_first_token: 0.0,
-            bandwidth_measured: 0.0,
-            bandwidth_theoretical: 0.0,
-            predicted_tokens_per_second: 0.0,
         }
     }
 }
@@ -87,15 +81,7 @@ impl Tutor {
         if old.last_time_to_first_token != this.status.last_time_to_first_token {
             this.last_time_to_first_token_changed(emitter).await?;
         }
-        if old.bandwidth_measured != this.status.bandwidth_measured {
-            this.bandwidth_measured_changed(emitter).await?;
-        }
-        if old.bandwidth_theoretical != this.status.bandwidth_theoretical {
-            this.bandwidth_theoretical_changed(emitter).await?;
-        }
-        if old.predicted_tokens_per_second != this.status.predicted_tokens_per_second {
-            this.predicted_tokens_per_second_changed(emitter).await?;
-        }
+
         Ok(())
     }
 
@@ -141,14 +127,60 @@ impl Tutor {
     ) -> Result<String, TutorError> {
         let options = parse_ask_options(&options)?;
         let sink = BusSink::start(self.ctx.clone());
-        self.ctx
+        let new_session = options.new_session;
+        let turn = self
+            .ctx
             .tutor
             .ask(text, options, sink)
             .map_err(|e| match e {
                 AskError::Invalid(m) => TutorError::InvalidArgument(m),
                 AskError::NotReady(_) => TutorError::NotReady(e.to_string()),
                 AskError::Busy(_) => TutorError::Busy(e.to_string()),
-            })
+            })?;
+        // The answer is given even when the store fails (a full disk): the error is logged.
+        match self.ctx.session_for_question(new_session) {
+            Ok(session) => self
+                .ctx
+                .record_question(session, &turn, "text", text.trim()),
+            Err(e) => tracing::error!("cannot store {turn}: {e}"),
+        }
+        Ok(turn)
+    }
+
+    /// Ends the current session and starts one on `subject` ("" = the configured subject);
+    /// returns its id. The tutor's conversation starts afresh. `Busy` while questions are
+    /// pending; `InvalidArgument` for a subject over 200 bytes.
+    async fn start_session(&self, subject: &str) -> Result<String, TutorError> {
+        let s = self.ctx.start_session(subject).map_err(session_error)?;
+        if let Some(iface) = self.ctx.iface() {
+            let this = iface.get().await;
+            let _ = this.session_changed(iface.signal_emitter()).await;
+        }
+        Ok(s.id.to_string())
+    }
+
+    /// Ends the current session; the next question starts a new one on the configured
+    /// subject. `Busy` while questions are pending.
+    async fn end_session(&self) -> Result<(), TutorError> {
+        self.ctx.end_session().map_err(session_error)?;
+        if let Some(iface) = self.ctx.iface() {
+            let this = iface.get().await;
+            let _ = this.session_changed(iface.signal_emitter()).await;
+        }
+        Ok(())
+    }
+
+    /// A session's turns, oldest first, one dictionary each: `turn_id`, `source` (text or
+    /// voice), `question`, `answer` (absent while unanswered or when it never finished),
+    /// `asked_at`, `finished_at` (ISO 8601 UTC), `time_to_first_token`,
+    /// `tokens_per_second`, `generated_tokens`, `aborted`, `error`. `InvalidArgument` for
+    /// an unknown session id.
+    async fn history(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<HashMap<String, OwnedVariant>>, TutorError> {
+        let turns = self.ctx.history(session_id).map_err(session_error)?;
+        Ok(turns.into_iter().map(turn_entry).collect())
     }
 
     /// Stops the answer being generated and drops the questions waiting; each ends with
@@ -197,7 +229,10 @@ impl Tutor {
     /// loaded model stays: `Plan()` shows whether the plan would now choose another, and
     /// `SelectModel` switches. `Busy` while an answer is being written (the benchmark would
     /// measure the answer, not the bus).
-    async fn rebenchmark(&self) -> Result<(), TutorError> {
+    async fn rebenchmark(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), TutorError> {
         if self.ctx.tutor.busy() {
             return Err(TutorError::Busy(
                 "an answer is being written; benchmark when the tutor is idle".into(),
@@ -205,9 +240,11 @@ impl Tutor {
         }
         self.ctx.benchmark(true).await;
         self.ctx.plan();
-        if let Some(iface) = self.ctx.iface() {
-            crate::daemon::publish_figures(&self.ctx, &iface).await;
-        }
+        // Through our own emitter: this method holds the interface's read lock, so going
+        // through `InterfaceRef` (which may need the write lock) would deadlock.
+        self.bandwidth_measured_changed(&emitter).await?;
+        self.bandwidth_theoretical_changed(&emitter).await?;
+        self.predicted_tokens_per_second_changed(&emitter).await?;
         Ok(())
     }
 
@@ -230,9 +267,21 @@ impl Tutor {
         (dict(machine), candidates.into_iter().map(dict).collect())
     }
 
-    /// The catalog: one `(name, quantization, parameters, file_bytes, present)` per model;
-    /// `present` is true when its file is in the models folder with the right size.
-    async fn list_models(&self) -> Vec<(String, String, u64, u64, bool)> {
+    /// The catalog: one `(name, quantization, parameters, file_bytes, present, plan)` per
+    /// model; `present` is true when its file is in the models folder with the right size;
+    /// `plan` is the planner's view: `backend`, `predicted_tokens_per_second`,
+    /// `predicted_first_token_seconds`, `binding` (bandwidth|compute), `memory_needed`,
+    /// `fits`, `chosen` and `why` (a sentence: why it was or was not chosen).
+    async fn list_models(
+        &self,
+    ) -> Vec<(
+        String,
+        String,
+        u64,
+        u64,
+        bool,
+        HashMap<String, OwnedVariant>,
+    )> {
         let dir = &self.ctx.config.models.dir;
         self.ctx
             .catalog
@@ -245,12 +294,19 @@ impl Tutor {
                         | crate::models::Presence::Unverified
                         | crate::models::Presence::Rechecked)
                 );
+                let plan = self
+                    .ctx
+                    .model_verdicts(&m.name)
+                    .into_iter()
+                    .map(|(k, v)| (k, to_variant(v)))
+                    .collect();
                 (
                     m.name.clone(),
                     m.quantization.clone(),
                     m.parameters,
                     m.file_bytes,
                     present,
+                    plan,
                 )
             })
             .collect()
@@ -302,24 +358,33 @@ impl Tutor {
         self.status.last_tokens_per_second
     }
 
+    /// The current tutoring session's id ("" before the first question or after
+    /// `EndSession`).
+    #[zbus(property)]
+    async fn session(&self) -> String {
+        self.ctx
+            .current_session()
+            .map_or(String::new(), |s| s.id.to_string())
+    }
+
     /// Read bandwidth the boot benchmark measured on the inference cores, bytes/s (0 before
     /// it ran).
     #[zbus(property)]
     async fn bandwidth_measured(&self) -> f64 {
-        self.status.bandwidth_measured
+        self.ctx.figures().bandwidth_measured
     }
 
     /// DDR clock × 2 × bus width ÷ 8, bytes/s; 0 when the board does not tell its DDR clock.
     #[zbus(property)]
     async fn bandwidth_theoretical(&self) -> f64 {
-        self.status.bandwidth_theoretical
+        self.ctx.figures().bandwidth_theoretical
     }
 
     /// The planner's decode speed for the loaded model, tokens/s (0 for a model outside the
     /// catalog); calibrated after every answer.
     #[zbus(property)]
     async fn predicted_tokens_per_second(&self) -> f64 {
-        self.status.predicted_tokens_per_second
+        self.ctx.figures().predicted_tokens_per_second
     }
 
     /// Time from `Ask` to the first piece of the last answer, seconds.
@@ -426,6 +491,7 @@ impl BusSink {
                     SinkEvent::Started => set_state(&iface, State::Thinking, None).await,
                     SinkEvent::Piece(turn, piece) => Tutor::token(&emitter, &turn, &piece).await,
                     SinkEvent::Finished(turn, outcome) => {
+                        ctx.record_answer(&turn, &outcome);
                         if outcome.error.is_none() {
                             ctx.calibrate(&outcome.stats);
                             crate::daemon::publish_figures(&ctx, &iface).await;
@@ -523,6 +589,45 @@ async fn finish(
     }
     set_state(iface, State::Ready, Some(o)).await?;
     Tutor::answer_finished(emitter, turn, stats).await
+}
+
+fn session_error(e: crate::tutor::session::SessionError) -> TutorError {
+    use crate::tutor::session::SessionError as E;
+    match e {
+        E::Invalid(m) => TutorError::InvalidArgument(m),
+        E::Unknown(_) => TutorError::InvalidArgument(e.to_string()),
+        E::Busy(b) => TutorError::Busy(b.to_string()),
+        E::Store(s) => TutorError::StoreFailed(s.to_string()),
+    }
+}
+
+fn turn_entry(t: crate::store::TurnRow) -> HashMap<String, OwnedVariant> {
+    let mut e: HashMap<String, OwnedVariant> = HashMap::new();
+    let s = |v: String| OwnedVariant::from(Str::from(v));
+    e.insert("turn_id".into(), s(t.turn_id));
+    e.insert("source".into(), s(t.source));
+    e.insert("question".into(), s(t.question));
+    if let Some(a) = t.answer {
+        e.insert("answer".into(), s(a));
+    }
+    e.insert("asked_at".into(), s(t.asked_at));
+    if let Some(f) = t.finished_at {
+        e.insert("finished_at".into(), s(f));
+    }
+    if let Some(x) = t.time_to_first_token {
+        e.insert("time_to_first_token".into(), x.into());
+    }
+    if let Some(x) = t.tokens_per_second {
+        e.insert("tokens_per_second".into(), x.into());
+    }
+    if let Some(x) = t.generated_tokens {
+        e.insert("generated_tokens".into(), x.into());
+    }
+    e.insert("aborted".into(), t.aborted.into());
+    if let Some(x) = t.error {
+        e.insert("error".into(), s(x));
+    }
+    e
 }
 
 fn to_variant(v: Value) -> OwnedVariant {

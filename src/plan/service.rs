@@ -31,6 +31,10 @@ pub struct Planner {
     max_age: Duration,
     max_working_set: u64,
     pub measurement: Option<(Measurement, Origin)>,
+    /// Tuning changed the system before the benchmark (see `bench::Setup::tuned`).
+    pub tuned: bool,
+    /// The read bandwidth measured before tuning, when tuning changed anything.
+    pub untuned_read: Option<f64>,
     pub facts: Vec<ModelFacts>,
     pub machine: Option<Machine>,
     pub efficiencies: BTreeMap<String, Efficiencies>,
@@ -61,6 +65,8 @@ impl Planner {
             max_age: Duration::from_secs(u64::from(config.bench.max_age_days) * 24 * 3600),
             max_working_set: mib(config.bench.max_working_set_mib),
             measurement: None,
+            tuned: false,
+            untuned_read: None,
             facts: Vec::new(),
             machine: None,
             efficiencies: BTreeMap::new(),
@@ -73,6 +79,7 @@ impl Planner {
     pub fn setup(&self) -> bench::Setup {
         let mut s = bench::Setup::read(&self.paths, &self.profile, &self.cpus);
         s.max_working_set = self.max_working_set;
+        s.tuned = self.tuned;
         s
     }
 

@@ -9,6 +9,7 @@
 mod bench;
 mod calibration;
 mod schema;
+mod sessions;
 mod tuning;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 pub use schema::latest as latest_schema_version;
+pub use sessions::{SessionRow, TurnEnd, TurnRow};
 pub use tuning::TuningRow;
 
 /// The database's file name inside the state directory.

@@ -55,6 +55,34 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at  TEXT
     );
     CREATE INDEX tuning_changes_open ON tuning_changes (state);",
+    // 4: tutoring sessions and their turns. A turn's row is written when the question is
+    // asked and completed when the answer ends, so a power cut loses at most the answer in
+    // flight; an open session (no ended_at) is resumed at the next start. `timings` holds the
+    // per-stage seconds as JSON (speech end → transcript → first token → first audio).
+    "CREATE TABLE sessions (
+        id         INTEGER PRIMARY KEY,
+        subject    TEXT NOT NULL,
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        ended_at   TEXT
+    );
+    CREATE TABLE turns (
+        id                  INTEGER PRIMARY KEY,
+        session_id          INTEGER NOT NULL REFERENCES sessions (id),
+        boot_id             INTEGER NOT NULL,
+        turn_id             TEXT NOT NULL,
+        source              TEXT NOT NULL DEFAULT 'text',
+        question            TEXT NOT NULL,
+        answer              TEXT,
+        asked_at            TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        finished_at         TEXT,
+        time_to_first_token REAL,
+        tokens_per_second   REAL,
+        generated_tokens    INTEGER,
+        aborted             INTEGER NOT NULL DEFAULT 0,
+        error               TEXT,
+        timings             TEXT
+    );
+    CREATE INDEX turns_by_session ON turns (session_id, id);",
 ];
 
 /// The version a fully migrated database has.

@@ -17,7 +17,7 @@ pub mod affinity;
 mod change;
 pub mod clocks;
 pub mod journal;
-mod report;
+pub(crate) mod report;
 pub mod services;
 pub mod swap;
 pub mod thermal;

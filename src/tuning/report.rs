@@ -32,7 +32,7 @@ pub struct Report {
 /// The report, shared between the tuner, the thermal sampler and the bus.
 pub type Shared = Arc<Mutex<Report>>;
 
-pub(super) fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Report> {
+pub(crate) fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Report> {
     r.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -6,6 +6,9 @@
 //! ends with `AnswerFinished`. The engine keeps the conversation's KV cache, so each turn only
 //! processes the new question.
 
+pub mod persona;
+pub mod session;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -60,7 +63,8 @@ pub struct TurnOutcome {
 pub struct Tutor {
     /// The engine, or why there is none (no model configured, unknown name, not fetched).
     engine: Mutex<Result<EngineHandle, String>>,
-    system_prompt: String,
+    /// The session's instructions (its persona and subject).
+    system_prompt: Mutex<String>,
     defaults: Sampling,
     history: Mutex<Vec<ChatMessage>>,
     next_turn: AtomicU64,
@@ -80,7 +84,7 @@ impl Tutor {
     ) -> Self {
         Self {
             engine: Mutex::new(engine),
-            system_prompt,
+            system_prompt: Mutex::new(system_prompt),
             defaults,
             history: Mutex::new(Vec::new()),
             next_turn: AtomicU64::new(1),
@@ -113,6 +117,22 @@ impl Tutor {
     /// Whether questions are pending (being answered or waiting).
     pub fn busy(&self) -> bool {
         self.pending.load(Ordering::SeqCst) > 0
+    }
+
+    /// Starts a conversation with these instructions and (for a resumed session) these
+    /// earlier turns; refused while questions are pending. The engine's kept KV cache is
+    /// dropped: the next turn processes the whole conversation once.
+    pub fn begin(&self, system_prompt: String, history: Vec<ChatMessage>) -> Result<(), AskError> {
+        let pending = self.pending.load(Ordering::SeqCst);
+        if pending > 0 {
+            return Err(AskError::Busy(pending));
+        }
+        *self.system_prompt.lock().unwrap_or_else(|p| p.into_inner()) = system_prompt;
+        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = history;
+        if let Some(e) = self.engine() {
+            e.reset();
+        }
+        Ok(())
     }
 
     /// Switches to another engine (another model): refused while questions are pending.
@@ -249,7 +269,12 @@ impl Tutor {
                 .clear();
             engine.reset();
         }
-        let mut chat = vec![ChatMessage::new("system", &self.system_prompt)];
+        let prompt = self
+            .system_prompt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut chat = vec![ChatMessage::new("system", &prompt)];
         chat.extend(self.history());
         chat.push(ChatMessage::new("user", &question));
         sink.started(id);

@@ -1,0 +1,179 @@
+//! Tutoring sessions and their turns.
+
+use rusqlite::OptionalExtension;
+
+use super::{Store, StoreError, query_err};
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub id: i64,
+    pub subject: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+}
+
+/// A turn as stored; `answer` is None while (or if) it never finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnRow {
+    pub id: i64,
+    pub session_id: i64,
+    pub turn_id: String,
+    pub source: String,
+    pub question: String,
+    pub answer: Option<String>,
+    pub asked_at: String,
+    pub finished_at: Option<String>,
+    pub time_to_first_token: Option<f64>,
+    pub tokens_per_second: Option<f64>,
+    pub generated_tokens: Option<i64>,
+    pub aborted: bool,
+    pub error: Option<String>,
+    pub timings: Option<String>,
+}
+
+/// How a turn ended, to complete its row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnEnd<'a> {
+    pub answer: &'a str,
+    pub time_to_first_token: f64,
+    pub tokens_per_second: f64,
+    pub generated_tokens: u32,
+    pub aborted: bool,
+    pub error: Option<&'a str>,
+    pub timings: Option<&'a str>,
+}
+
+impl Store {
+    pub fn session_start(&self, subject: &str) -> Result<SessionRow, StoreError> {
+        self.conn
+            .execute("INSERT INTO sessions (subject) VALUES (?1)", [subject])
+            .map_err(|source| query_err(&self.path, "starting a session", source))?;
+        let id = self.conn.last_insert_rowid();
+        self.session(id)?.ok_or_else(|| {
+            query_err(
+                &self.path,
+                "reading the new session",
+                rusqlite::Error::QueryReturnedNoRows,
+            )
+        })
+    }
+
+    pub fn session_end(&self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE sessions SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                 WHERE id = ?1 AND ended_at IS NULL",
+                [id],
+            )
+            .map(drop)
+            .map_err(|source| query_err(&self.path, "ending a session", source))
+    }
+
+    pub fn session(&self, id: i64) -> Result<Option<SessionRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, subject, started_at, ended_at FROM sessions WHERE id = ?1",
+                [id],
+                session_row,
+            )
+            .optional()
+            .map_err(|source| query_err(&self.path, "reading a session", source))
+    }
+
+    /// The newest session that was not ended: the one to resume after a restart.
+    pub fn session_open(&self) -> Result<Option<SessionRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, subject, started_at, ended_at FROM sessions \
+                 WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1",
+                [],
+                session_row,
+            )
+            .optional()
+            .map_err(|source| query_err(&self.path, "finding the open session", source))
+    }
+
+    /// Writes a question as it is asked; returns the turn's row id.
+    pub fn turn_asked(
+        &self,
+        session_id: i64,
+        turn_id: &str,
+        source: &str,
+        question: &str,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO turns (session_id, boot_id, turn_id, source, question) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![session_id, self.boot_id, turn_id, source, question],
+            )
+            .map_err(|source| query_err(&self.path, "storing a question", source))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Completes a turn's row with its answer and figures.
+    pub fn turn_finished(&self, row: i64, end: &TurnEnd<'_>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE turns SET answer = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                 time_to_first_token = ?3, tokens_per_second = ?4, generated_tokens = ?5, \
+                 aborted = ?6, error = ?7, timings = ?8 WHERE id = ?1",
+                rusqlite::params![
+                    row,
+                    end.answer,
+                    end.time_to_first_token,
+                    end.tokens_per_second,
+                    end.generated_tokens,
+                    end.aborted,
+                    end.error,
+                    end.timings
+                ],
+            )
+            .map(drop)
+            .map_err(|source| query_err(&self.path, "storing an answer", source))
+    }
+
+    /// Every turn of a session, oldest first.
+    pub fn turns(&self, session_id: i64) -> Result<Vec<TurnRow>, StoreError> {
+        let err = |source| query_err(&self.path, "reading a session's turns", source);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, session_id, turn_id, source, question, answer, asked_at, finished_at, \
+                 time_to_first_token, tokens_per_second, generated_tokens, aborted, error, timings \
+                 FROM turns WHERE session_id = ?1 ORDER BY id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([session_id], |r| {
+                Ok(TurnRow {
+                    id: r.get(0)?,
+                    session_id: r.get(1)?,
+                    turn_id: r.get(2)?,
+                    source: r.get(3)?,
+                    question: r.get(4)?,
+                    answer: r.get(5)?,
+                    asked_at: r.get(6)?,
+                    finished_at: r.get(7)?,
+                    time_to_first_token: r.get(8)?,
+                    tokens_per_second: r.get(9)?,
+                    generated_tokens: r.get(10)?,
+                    aborted: r.get(11)?,
+                    error: r.get(12)?,
+                    timings: r.get(13)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+}
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        started_at: r.get(2)?,
+        ended_at: r.get(3)?,
+    })
+}
