@@ -165,7 +165,9 @@ pub fn hparams<R: Read + Seek>(m: &mut Ct2Model<R>) -> Result<Hparams, ConvertEr
             return Err(bad(m, name, what));
         }
     }
-    if h.n_audio_state % h.n_audio_head != 0 || h.n_text_state % h.n_text_head != 0 {
+    if !h.n_audio_state.is_multiple_of(h.n_audio_head)
+        || !h.n_text_state.is_multiple_of(h.n_text_head)
+    {
         return Err(bad(
             m,
             "encoder/num_heads",
