@@ -98,7 +98,8 @@ expect_state dbus active "protected"
 expect_state dummy-unlisted active "polkit does not allow it to tutord"
 journal=$(tutord_journal --since "$since")
 for want in "dbus.service is protected" "no-such-unit.service does not exist" \
-            "CPU 999 does not exist" "polkit refused" "MemAvailable"; do
+            "CPU 999 does not exist" "polkit refused" "MemAvailable" \
+            "memory bandwidth before tuning"; do
     if printf '%s\n' "$journal" | grep -qF "$want"; then
         ok "journal: $(printf '%s\n' "$journal" | grep -F "$want" | head -n1 | cut -c1-220)"
     else
@@ -110,6 +111,13 @@ case "$ids" in
     *4f18b8b12da843b28a6b53ca70b540af*) ok "journal has TUNING_APPLIED (4f18b8b1...)" ;;
     *) fail "no TUNING_APPLIED MESSAGE_ID in the journal ($ids)" ;;
 esac
+# The benchmark (before and after tuning) and the plan (issue 4).
+for id in 81f33183ab7c44a3bbdaa986a6c83be0:BENCHMARKED 787cdaa98af248aabd9aa4681d926c6a:PLANNED; do
+    case "$ids" in
+        *"${id%%:*}"*) ok "journal has ${id##*:} (${id:0:8}...)" ;;
+        *) fail "no ${id##*:} MESSAGE_ID in the journal ($ids)" ;;
+    esac
+done
 
 # ---- affinity: every thread of tutord on the configured CPU
 pid=$(main_pid)
