@@ -10,10 +10,10 @@
 //! Build: whisper-rs-sys compiles whisper.cpp with CMake, passing every `GGML_*`,
 //! `WHISPER_*` and `CMAKE_*` environment variable as a definition. whisper.cpp defaults to
 //! `GGML_NATIVE=ON` (`-march=native`): a binary built so may use instructions another CPU
-//! lacks. Package and image builds set `GGML_NATIVE=OFF` in the environment (and, for the
-//! boards, the target's features, e.g. `GGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16`); the
-//! build script does not ask Cargo to rerun when these change, so build from a clean target
-//! directory (or `cargo clean -p whisper-rs-sys`) after changing them.
+//! lacks. Package and image builds set `GGML_NATIVE=OFF` in the environment, as
+//! `packaging/build-deb.sh` does (with the boards' `armv8.2-a+dotprod+fp16` for arm64). The
+//! build script does not ask Cargo to rerun when these variables change: build from a clean
+//! target directory (or `cargo clean -p whisper-rs-sys`) after changing them.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};

@@ -511,6 +511,7 @@ pub fn write<R: Read + Seek>(
         w.u32(t.len() as u32)?;
         w.all(t)?;
     }
+    key_biases_are_zero(m, &h)?;
     let plan = plan(&h);
     for t in &plan {
         let data = tensor_bytes(m, t)?;
@@ -591,6 +592,53 @@ fn tensor_bytes<R: Read + Seek>(m: &mut Ct2Model<R>, t: &Tensor) -> Result<Vec<u
         }
     }
     Ok(out)
+}
+
+/// Whisper's key projections have no bias, and whisper.cpp no tensor for one: CTranslate2
+/// stores zeros in its place, which are dropped. Anything else would change the model, so
+/// it is refused rather than dropped.
+fn key_biases_are_zero<R: Read + Seek>(
+    m: &mut Ct2Model<R>,
+    h: &Hparams,
+) -> Result<(), ConvertError> {
+    let mut fused = Vec::new();
+    for i in 0..h.n_audio_layer {
+        fused.push((
+            format!("encoder/layer_{i}/self_attention/linear_0/bias"),
+            3,
+            1,
+        ));
+    }
+    for i in 0..h.n_text_layer {
+        fused.push((
+            format!("decoder/layer_{i}/self_attention/linear_0/bias"),
+            3,
+            1,
+        ));
+        fused.push((format!("decoder/layer_{i}/attention/linear_1/bias"), 2, 0));
+    }
+    for (name, parts, key) in fused {
+        let var = m.need(&name)?.clone();
+        let data = m.data(&var)?;
+        let part = data.len() / parts;
+        // +0.0 and -0.0 alike: every byte zero but the sign bits.
+        let size = var.dtype.size() as usize;
+        let nonzero = data[key * part..(key + 1) * part].chunks(size).any(|e| {
+            let mut e = e.to_vec();
+            if let Some(last) = e.last_mut() {
+                *last &= 0x7f;
+            }
+            e.iter().any(|&b| b != 0)
+        });
+        if nonzero {
+            return Err(bad(
+                m,
+                &name,
+                "the key projection has a non-zero bias, which whisper.cpp cannot hold".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A writer that counts what it wrote and names the file in errors.

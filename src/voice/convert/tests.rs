@@ -136,6 +136,15 @@ fn tiny() -> Ct2 {
     f(&mut m, &format!("{a}/linear_1/bias"), vec![2 * N]);
     f(&mut m, &format!("{a}/linear_2/weight"), vec![N, N]);
     f(&mut m, &format!("{a}/linear_2/bias"), vec![N]);
+    // Whisper's keys have no bias: CTranslate2 stores zeros there.
+    for (name, from) in [
+        ("encoder/layer_0/self_attention/linear_0/bias", N),
+        ("decoder/layer_0/self_attention/linear_0/bias", N),
+        ("decoder/layer_0/attention/linear_1/bias", 0),
+    ] {
+        let v = m.vars.iter_mut().find(|v| v.0 == name).unwrap();
+        v.3[from as usize * 2..(from + N) as usize * 2].fill(0);
+    }
     m.set("decoder/scale_embeddings", vec![], 1, vec![0]);
     m.aliases.push((
         "decoder/projection/weight".into(),
@@ -407,6 +416,26 @@ fn wrong_models_name_what_is_wrong() {
         err(&m).contains("int8 weights: a quantized model"),
         "{}",
         err(&m)
+    );
+
+    let mut m = tiny();
+    let v = m
+        .vars
+        .iter_mut()
+        .find(|v| v.0 == "encoder/layer_0/self_attention/linear_0/bias");
+    // A negative zero is a zero; a one is not.
+    v.unwrap().3[2 * N as usize + 1] = 0x80;
+    assert!(convert_bytes(m.bytes(), &vocab()).is_ok());
+    let v = m
+        .vars
+        .iter_mut()
+        .find(|v| v.0 == "encoder/layer_0/self_attention/linear_0/bias");
+    v.unwrap().3[2 * N as usize + 1] = 0x3c;
+    let err_key = err(&m);
+    assert!(err_key.contains("non-zero bias"), "{err_key}");
+    assert!(
+        err_key.contains("encoder/layer_0/self_attention/linear_0/bias"),
+        "{err_key}"
     );
 
     let mut m = tiny();
