@@ -64,6 +64,8 @@ pub enum SttError {
     Threads(usize),
     #[error("whisper failed: {0}")]
     Whisper(String),
+    #[error("`[voice] stt_model`: {0}")]
+    Model(#[from] crate::models::resolve::ResolveError),
 }
 
 /// Speech to text over 16 kHz mono f32 samples in [-1, 1].
@@ -109,6 +111,24 @@ impl Whisper {
             threads,
             language,
         })
+    }
+}
+
+impl Whisper {
+    /// Loads what `[voice] stt_model` names (a catalog name, found in `models_dir`, or a
+    /// path) with `[voice] stt_threads` threads.
+    pub fn from_config(
+        voice: &crate::config::VoiceConfig,
+        catalog: &crate::models::Catalog,
+        models_dir: &Path,
+    ) -> Result<Self, SttError> {
+        let resolved = crate::models::resolve::resolve_kind(
+            &voice.stt_model,
+            catalog,
+            models_dir,
+            crate::models::Kind::Whisper,
+        )?;
+        Self::load(&resolved.path, voice.stt_threads as usize)
     }
 }
 
@@ -207,6 +227,33 @@ mod tests {
         let e = Whisper::load(&p, 2).err().unwrap().to_string();
         assert!(e.contains("bad.bin: cannot load the whisper model"), "{e}");
         assert!(matches!(Whisper::load(&p, 0), Err(SttError::Threads(0))));
+    }
+
+    #[test]
+    fn the_configured_model_is_looked_up_in_the_catalog() {
+        let catalog = crate::models::Catalog::parse(
+            "config/models.toml",
+            include_str!("../../config/models.toml"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let voice = crate::config::VoiceConfig::default();
+        let e = Whisper::from_config(&voice, &catalog, dir.path())
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("fetch it with `tutorctl models fetch whisper-tiny.en`"),
+            "{e}"
+        );
+        let voice = crate::config::VoiceConfig {
+            stt_model: "smollm2-135m-q4_1".into(),
+            ..Default::default()
+        };
+        let e = Whisper::from_config(&voice, &catalog, dir.path())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("not a speech-to-text model"), "{e}");
     }
 
     #[test]
