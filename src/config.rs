@@ -197,6 +197,13 @@ pub struct VoiceConfig {
     /// Threads whisper runs on; they inherit tutord's affinity, so they run on the cores
     /// `[tuning] cpus` chose. 1..=64, default 4 (the big cores of an RK3588).
     pub stt_threads: u32,
+    /// The text-to-speech voice: a Piper catalog name (its `.onnx` in `[models] dir`, with
+    /// the `.onnx.json` beside it) or a path to a Piper `.onnx` file. When it is missing,
+    /// tutord warns and speaks with espeak-ng. Default `piper-joe-medium`.
+    pub tts_voice: String,
+    /// The ONNX Runtime library Piper voices run in: a catalog name or a path to
+    /// `libonnxruntime.so.*`. Default `onnxruntime`.
+    pub tts_runtime: String,
 }
 
 impl Default for VoiceConfig {
@@ -204,6 +211,8 @@ impl Default for VoiceConfig {
         Self {
             stt_model: "whisper-tiny.en".into(),
             stt_threads: 4,
+            tts_voice: "piper-joe-medium".into(),
+            tts_runtime: "onnxruntime".into(),
         }
     }
 }
@@ -459,6 +468,17 @@ impl Config {
                 "voice.stt_threads".into(),
                 format!("{} is out of range 1..=64", v.stt_threads),
             ));
+        }
+        for (key, value) in [
+            ("voice.tts_voice", &v.tts_voice),
+            ("voice.tts_runtime", &v.tts_runtime),
+        ] {
+            if value.trim().is_empty() {
+                return Err((
+                    key.into(),
+                    "is empty: name a catalog entry or a file".into(),
+                ));
+            }
         }
         let b = &self.bench;
         for (key, v, lo, hi) in [

@@ -110,6 +110,11 @@ pub enum Kind {
     Llm,
     /// Speech to text, run by tutord itself with whisper.cpp.
     Whisper,
+    /// A text-to-speech voice (a Piper ONNX model, or its `.onnx.json` settings), run by
+    /// tutord itself ([`crate::voice::tts`]).
+    Voice,
+    /// A shared library tutord loads at run time (ONNX Runtime for Piper voices).
+    Runtime,
 }
 
 /// A conversion step: the model's file is written from `inputs` by a converter.
@@ -161,6 +166,12 @@ pub enum Format {
     Rkllm,
     /// whisper.cpp's own format (hparams, mel filters, vocabulary, tensors).
     Ggml,
+    /// An ONNX graph (Piper voices).
+    Onnx,
+    /// JSON settings beside a model (a Piper voice's `.onnx.json`).
+    Json,
+    /// A native shared library (`kind = "runtime"`).
+    Library,
 }
 
 /// Where inference can run.
@@ -430,12 +441,26 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
             .map_err(|r| at.err("sha256", r))?;
         let family = non_empty(&at, "family", rm.family)?;
         let quantization = non_empty(&at, "quantization", rm.quantization)?;
-        let parameters = positive(&at, "parameters", rm.parameters)?;
         let file_bytes = positive(&at, "file_bytes", rm.file_bytes)?;
         let kind = rm.kind.unwrap_or(Kind::Llm);
+        // A runtime library has no parameters to count.
+        let parameters = match (kind, rm.parameters) {
+            (Kind::Runtime, None) => 0,
+            (_, p) => positive(&at, "parameters", p)?,
+        };
         let format = at.required("format", rm.format)?;
         let boards = at.required("boards", rm.boards)?;
         check_boards(&boards, format).map_err(|r| at.err("boards", r))?;
+        if kind == Kind::Llm && matches!(format, Format::Onnx | Format::Json | Format::Library) {
+            return Err(at.err(
+                "format",
+                format!(
+                    "{:?} is not an LLM's format: voices have kind = \"voice\", \
+                     ONNX Runtime kind = \"runtime\"",
+                    format!("{format:?}").to_lowercase()
+                ),
+            ));
+        }
         if kind == Kind::Llm && format == Format::Ggml {
             return Err(at.err(
                 "format",
@@ -453,9 +478,17 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                 check_backends(&backends, format).map_err(|r| at.err("backends", r))?;
                 (context_length, layers, kv_heads, head_dim, backends)
             }
-            Kind::Whisper => {
-                if format != Format::Ggml {
-                    return Err(at.err("format", "a whisper model's file is \"ggml\""));
+            Kind::Whisper | Kind::Voice | Kind::Runtime => {
+                let (formats, what): (&[Format], _) = match kind {
+                    Kind::Whisper => (&[Format::Ggml], "a whisper model's file is \"ggml\""),
+                    Kind::Voice => (
+                        &[Format::Onnx, Format::Json],
+                        "a voice's file is \"onnx\" (the model) or \"json\" (its settings)",
+                    ),
+                    _ => (&[Format::Library], "a runtime's file is \"library\""),
+                };
+                if !formats.contains(&format) {
+                    return Err(at.err("format", what));
                 }
                 for (field, set) in [
                     ("context_length", rm.context_length.is_some()),
@@ -467,7 +500,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                     if set {
                         return Err(at.err(
                             field,
-                            "is for LLM entries; a whisper model runs in tutord, on the CPU",
+                            "is for LLM entries; speech models run in tutord, on the CPU",
                         ));
                     }
                 }
@@ -722,7 +755,7 @@ fn check_backends(backends: &[Backend], format: Format) -> Result<(), String> {
         let fits = match format {
             Format::Gguf => *b != Backend::Npu,
             Format::Rkllm => *b == Backend::Npu,
-            Format::Ggml => false,
+            Format::Ggml | Format::Onnx | Format::Json | Format::Library => false,
         };
         if !fits {
             return Err(format!(
@@ -731,6 +764,9 @@ fn check_backends(backends: &[Backend], format: Format) -> Result<(), String> {
                     Format::Gguf => "gguf",
                     Format::Rkllm => "rkllm",
                     Format::Ggml => "ggml",
+                    Format::Onnx => "onnx",
+                    Format::Json => "json",
+                    Format::Library => "library",
                 },
                 b.as_str()
             ));

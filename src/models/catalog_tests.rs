@@ -321,8 +321,8 @@ fn unknown_keys_are_refused_with_their_line() {
 
 #[test]
 fn wrong_types_and_enums_are_refused() {
-    let msg = err(&entry("m", "", PYPI).replace("format = \"gguf\"", "format = \"onnx\""));
-    assert!(msg.contains("unknown variant `onnx`"), "{msg}");
+    let msg = err(&entry("m", "", PYPI).replace("format = \"gguf\"", "format = \"tflite\""));
+    assert!(msg.contains("unknown variant `tflite`"), "{msg}");
     let msg = err(&entry("m", "", PYPI).replace("file_bytes = 98362432", "file_bytes = \"big\""));
     assert!(msg.contains("invalid type"), "{msg}");
     let msg = err(&entry("m", "", PYPI).replace("file_bytes = 98362432", "file_bytes = 0"));
@@ -543,7 +543,12 @@ fn llm_entries_cannot_be_ggml_nor_converted() {
     );
     let e = err(&entry("m", "kind = \"tts\"", PYPI));
     assert!(
-        e.contains("unknown variant `tts`, expected `llm` or `whisper`"),
+        e.contains("unknown variant `tts`, expected one of `llm`, `whisper`, `voice`"),
+        "{e}"
+    );
+    let e = err(&entry("m", "", PYPI).replace("format = \"gguf\"", "format = \"onnx\""));
+    assert!(
+        e.contains("`format`: \"onnx\" is not an LLM's format"),
         "{e}"
     );
 }

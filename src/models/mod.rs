@@ -62,6 +62,8 @@ pub fn list_text(catalog: &Catalog, dir: &Path, verify: bool) -> String {
                         .join(","),
                     // Not the engine's: tutord runs it itself.
                     Kind::Whisper => "stt".to_string(),
+                    Kind::Voice => "tts".to_string(),
+                    Kind::Runtime => "runtime".to_string(),
                 },
                 if m.default { "yes" } else { "" }.to_string(),
                 state,

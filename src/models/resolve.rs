@@ -68,6 +68,8 @@ pub fn resolve_kind(
                     "a speech-to-text model, not an LLM: it goes in `[voice] stt_model`"
                 }
                 Kind::Llm => "an LLM, not a speech-to-text model: it goes in `[llm] model`",
+                Kind::Voice => "a text-to-speech voice: it goes in `[voice] tts_voice`",
+                Kind::Runtime => "a runtime library: it goes in `[voice] tts_runtime`",
             }
             .into(),
         });

@@ -25,6 +25,29 @@ pub enum WavError {
         seconds: f64,
         max: u32,
     },
+    #[error("{path}: cannot write WAV: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// Writes `samples` (in [-1, 1], clipped beyond) as mono 16-bit PCM at `rate` Hz: what
+/// the tutor says, for a person to listen to.
+pub fn write(path: &Path, samples: &[f32], rate: u32) -> Result<(), WavError> {
+    let write_err = |e: hound::Error| WavError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).map_err(write_err)?;
+    for &s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+            .map_err(write_err)?;
+    }
+    w.finalize().map_err(write_err)
 }
 
 /// Samples in [-1, 1), and how long they last.

@@ -1,0 +1,169 @@
+//! Piper voices: a VITS model in ONNX Runtime (loaded at run time from the library PyPI's
+//! `onnxruntime` wheel ships), fed espeak-ng's phonemes as the voice's `phoneme_id_map`
+//! numbers them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::value::Tensor;
+use serde::Deserialize;
+
+use super::ids::{IdMap, to_ids};
+use super::{Speech, Synthesizer, TtsError, espeak};
+
+/// The parts of a voice's `.onnx.json` synthesis needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VoiceSettings {
+    pub audio: Audio,
+    pub espeak: EspeakVoice,
+    pub inference: Inference,
+    pub phoneme_id_map: IdMap,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Audio {
+    pub sample_rate: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EspeakVoice {
+    pub voice: String,
+}
+
+/// VITS's noise and duration controls, as the voice was tuned.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Inference {
+    pub noise_scale: f32,
+    pub length_scale: f32,
+    pub noise_w: f32,
+}
+
+impl VoiceSettings {
+    /// Reads `path` (a voice's `.onnx.json`).
+    pub fn read(path: &Path) -> Result<Self, TtsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => TtsError::VoiceMissing {
+                path: path.to_path_buf(),
+            },
+            _ => TtsError::VoiceSettings {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
+        })?;
+        let s: Self = serde_json::from_str(&text).map_err(|e| TtsError::VoiceSettings {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        for key in ["^", "_", "$"] {
+            if !s.phoneme_id_map.contains_key(key) {
+                return Err(TtsError::VoiceSettings {
+                    path: path.to_path_buf(),
+                    reason: format!("phoneme_id_map has no '{key}'"),
+                });
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// A loaded Piper voice.
+pub struct Piper {
+    // `Session::run` takes `&mut`: one synthesis at a time per voice.
+    session: Mutex<Session>,
+    pub settings: VoiceSettings,
+    pub model: PathBuf,
+}
+
+/// `path.onnx` → `path.onnx.json`, where Piper keeps a voice's settings.
+pub fn settings_path(model: &Path) -> PathBuf {
+    let mut s = model.as_os_str().to_owned();
+    s.push(".json");
+    PathBuf::from(s)
+}
+
+impl Piper {
+    /// Loads the voice `model` (with its `.onnx.json` beside it) into ONNX Runtime from
+    /// `runtime` (`libonnxruntime.so.*`), running on `threads` threads.
+    pub fn load(model: &Path, runtime: &Path, threads: usize) -> Result<Self, TtsError> {
+        if !model.is_file() {
+            return Err(TtsError::VoiceMissing {
+                path: model.to_path_buf(),
+            });
+        }
+        let settings = VoiceSettings::read(&settings_path(model))?;
+        if !runtime.is_file() {
+            return Err(TtsError::RuntimeMissing {
+                path: runtime.to_path_buf(),
+            });
+        }
+        let runtime_err = |reason: String| TtsError::Runtime {
+            path: runtime.to_path_buf(),
+            reason,
+        };
+        // The first library loaded serves the whole process (ort keeps it).
+        let _ = ort::init_from(runtime)
+            .map_err(|e| runtime_err(e.to_string()))?
+            .with_name("tutord")
+            .commit();
+        let model_err = |reason: String| TtsError::Model {
+            path: model.to_path_buf(),
+            reason,
+        };
+        let session = Session::builder()
+            .and_then(|b| Ok(b.with_intra_threads(threads)?))
+            .and_then(|mut b| b.commit_from_file(model))
+            .map_err(|e| model_err(e.to_string()))?;
+        Ok(Self {
+            session: Mutex::new(session),
+            settings,
+            model: model.to_path_buf(),
+        })
+    }
+
+    /// The phoneme ids Piper feeds the model for `text`.
+    pub fn ids(&self, text: &str) -> Result<Vec<i64>, TtsError> {
+        let clauses = espeak::phonemes(text, &self.settings.espeak.voice)?;
+        Ok(to_ids(&clauses, &self.settings.phoneme_id_map))
+    }
+}
+
+impl Synthesizer for Piper {
+    fn synthesize(&self, text: &str) -> Result<Speech, TtsError> {
+        let ids = self.ids(text)?;
+        let rate = self.settings.audio.sample_rate;
+        // BOS, pad, EOS only: nothing to say.
+        if ids.len() <= 3 {
+            return Ok(Speech {
+                samples: Vec::new(),
+                sample_rate: rate,
+            });
+        }
+        let err = |e: ort::Error| TtsError::Model {
+            path: self.model.clone(),
+            reason: e.to_string(),
+        };
+        let n = ids.len();
+        let inf = &self.settings.inference;
+        let input = Tensor::from_array(([1usize, n], ids)).map_err(err)?;
+        let lengths = Tensor::from_array(([1usize], vec![n as i64])).map_err(err)?;
+        let scales = Tensor::from_array((
+            [3usize],
+            vec![inf.noise_scale, inf.length_scale, inf.noise_w],
+        ))
+        .map_err(err)?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session
+            .run(ort::inputs![
+                "input" => input,
+                "input_lengths" => lengths,
+                "scales" => scales,
+            ])
+            .map_err(err)?;
+        let (_, audio) = outputs[0].try_extract_tensor::<f32>().map_err(err)?;
+        Ok(Speech {
+            samples: audio.iter().map(|s| s.clamp(-1.0, 1.0)).collect(),
+            sample_rate: rate,
+        })
+    }
+}
