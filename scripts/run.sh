@@ -26,10 +26,11 @@ trap cleanup EXIT
 log "starting a private D-Bus bus"
 start_private_bus "$RUN"
 
-# config/dev.toml plus the fetched model (by its catalog name) and short answers.
+# config/dev.toml plus the model folder and short answers; [llm] model = "auto": tutord
+# measures the bus and picks the largest fetched model that meets the target speed.
 {
     cat "$REPO/config/dev.toml"
-    printf '\n[llm]\nmodel = "smollm2-135m-q4_1"\nmax_tokens = 96\n'
+    printf '\n[llm]\nmodel = "auto"\nmax_tokens = 96\n'
     printf '\n[models]\ndir = "%s"\ncatalog = "%s"\n' "$TUTORD_MODELS_DIR" "$REPO/config/models.toml"
 } >"$RUN/tutord.toml"
 
@@ -44,6 +45,8 @@ log "tutorctl status"
 "$BIN/tutorctl" --bus "$ADDR" status
 log "tutorctl diagnostics"
 "$BIN/tutorctl" --bus "$ADDR" diagnostics
+log "tutorctl plan (the boot benchmark and why this model)"
+"$BIN/tutorctl" --bus "$ADDR" plan
 rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$DAEMON/status")
 
 log "tutorctl ask (a question, the answer streamed, then its figures)"

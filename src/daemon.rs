@@ -90,6 +90,10 @@ pub struct Context {
     session: Mutex<Option<crate::store::SessionRow>>,
     /// Turn id → its row in the store, while the turn runs.
     turn_rows: Mutex<std::collections::HashMap<String, i64>>,
+    /// Speech recognition, once loaded (or why not).
+    stt: Mutex<Result<Arc<dyn crate::voice::stt::Transcriber>, String>>,
+    /// Turn id → what was heard, for spoken turns while they run.
+    heard: Mutex<std::collections::HashMap<String, crate::voice::pipeline::Heard>>,
     pub tutor: Arc<Conversation>,
     pub catalog: Catalog,
     iface: OnceLock<InterfaceRef<Tutor>>,
@@ -236,6 +240,19 @@ impl Context {
         lock(&self.turn_rows)
     }
 
+    pub(crate) fn stt_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Result<Arc<dyn crate::voice::stt::Transcriber>, String>> {
+        lock(&self.stt)
+    }
+
+    pub(crate) fn heard_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, crate::voice::pipeline::Heard>>
+    {
+        lock(&self.heard)
+    }
+
     pub(crate) fn current_model_lock(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
         lock(&self.current_model)
     }
@@ -378,6 +395,8 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         current_model: Mutex::new(None),
         session: Mutex::new(None),
         turn_rows: Mutex::new(std::collections::HashMap::new()),
+        stt: Mutex::new(crate::voice::pipeline::not_loaded()),
+        heard: Mutex::new(std::collections::HashMap::new()),
         tuning: tuning_report,
         started: boot_started,
     });
@@ -466,6 +485,11 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     publish_figures(&ctx, &iface).await;
     // After the engine is in place (replacing it starts a fresh conversation).
     ctx.resume_session();
+    // Speech recognition loads beside the LLM; spoken questions wait for it (NotReady).
+    {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { ctx.load_stt().await });
+    }
 
     if !ctx.config.llm.model.is_empty()
         && let Some(why) = ctx.tutor.no_engine_reason()

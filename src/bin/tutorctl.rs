@@ -37,6 +37,16 @@ enum Command {
         #[arg(long)]
         new_session: bool,
     },
+    /// Ask a spoken question from a WAV file (16 kHz mono 16-bit PCM): the daemon finds the
+    /// speech, transcribes it and answers; prints the transcript, the answer and the timings.
+    Listen {
+        /// The recording.
+        #[arg(long, value_name = "FILE")]
+        wav: PathBuf,
+        /// Start a new conversation instead of following up on the last one.
+        #[arg(long)]
+        new_session: bool,
+    },
     /// Show what tuning has in effect: stopped units, CPU affinity, governors, throttling.
     Tuning {
         /// Print JSON (the `tuning_*` diagnostics) instead of a table.
@@ -96,7 +106,7 @@ fn main() -> ExitCode {
     // An answer streams for as long as the model writes: `ask` bounds the silence between
     // pieces instead (Client::ask).
     let limit = match args.command {
-        Command::Ask { .. } => Duration::MAX,
+        Command::Ask { .. } | Command::Listen { .. } => Duration::MAX,
         Command::Bench { rerun: true, .. } => REBENCHMARK_TIMEOUT,
         _ => CALL_TIMEOUT,
     };
@@ -139,30 +149,15 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
             question,
             new_session,
         } => {
-            use std::io::Write;
-            let stats = client
-                .ask(&question, new_session, |piece| {
-                    print!("{piece}");
-                    let _ = std::io::stdout().flush();
-                })
-                .await?;
-            println!();
-            let failed = matches!(
-                stats.get("ok").map(|v| &**v),
-                Some(zbus::Variant::Bool(false))
-            );
-            let mut out = String::from("\n");
-            out.push_str(&render::answer_stats(&stats));
-            if failed {
-                eprint!("{out}");
-                return Err(tutord::ctl::CtlError::Call(
-                    stats
-                        .get("error")
-                        .map(|e| format!("the answer failed: {}", render::variant_text(e)))
-                        .unwrap_or_else(|| "the answer failed".into()),
-                ));
-            }
-            out
+            let stats = client.ask(&question, new_session, print_piece).await?;
+            answer_output(stats)?
+        }
+        Command::Listen { wav, new_session } => {
+            let bytes = std::fs::read(&wav).map_err(|e| {
+                tutord::ctl::CtlError::Call(format!("{}: cannot read: {e}", wav.display()))
+            })?;
+            let stats = client.listen_wav(&bytes, new_session, print_piece).await?;
+            answer_output(stats)?
         }
         Command::Tuning { json } => {
             let d = client.diagnostics().await?;
@@ -212,4 +207,33 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
             String::new()
         }
     })
+}
+
+fn print_piece(piece: &str) {
+    use std::io::Write;
+    print!("{piece}");
+    let _ = std::io::stdout().flush();
+}
+
+/// The figures after a streamed answer; an error when the answer failed.
+fn answer_output(
+    stats: std::collections::HashMap<String, zbus::OwnedVariant>,
+) -> Result<String, tutord::ctl::CtlError> {
+    println!();
+    let failed = matches!(
+        stats.get("ok").map(|v| &**v),
+        Some(zbus::Variant::Bool(false))
+    );
+    let mut out = String::from("\n");
+    out.push_str(&render::answer_stats(&stats));
+    if failed {
+        eprint!("{out}");
+        return Err(tutord::ctl::CtlError::Call(
+            stats
+                .get("error")
+                .map(|e| format!("the answer failed: {}", render::variant_text(e)))
+                .unwrap_or_else(|| "the answer failed".into()),
+        ));
+    }
+    Ok(out)
 }

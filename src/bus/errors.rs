@@ -22,6 +22,8 @@ pub enum TutorError {
     /// The database could not be read or written (e.g. a full disk); the message names the
     /// file. Answers go on; what could not be stored is logged.
     StoreFailed(String),
+    /// An operation failed for a reason the message gives (e.g. speech recognition).
+    Failed(String),
     #[zbus(error)]
     ZBus(zbus::Error),
 }

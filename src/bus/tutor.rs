@@ -126,26 +126,56 @@ impl Tutor {
         options: HashMap<String, OwnedVariant>,
     ) -> Result<String, TutorError> {
         let options = parse_ask_options(&options)?;
-        let sink = BusSink::start(self.ctx.clone());
-        let new_session = options.new_session;
-        let turn = self
-            .ctx
-            .tutor
-            .ask(text, options, sink)
-            .map_err(|e| match e {
-                AskError::Invalid(m) => TutorError::InvalidArgument(m),
-                AskError::NotReady(_) => TutorError::NotReady(e.to_string()),
-                AskError::Busy(_) => TutorError::Busy(e.to_string()),
-            })?;
-        // The answer is given even when the store fails (a full disk): the error is logged.
-        match self.ctx.session_for_question(new_session) {
-            Ok(session) => self
-                .ctx
-                .record_question(session, &turn, "text", text.trim()),
-            Err(e) => tracing::error!("cannot store {turn}: {e}"),
-        }
+        start_turn(&self.ctx, text, options, "text")
+    }
+
+    /// A spoken question: `wav` is a WAV file's bytes (16 kHz mono 16-bit PCM, at most 120
+    /// s). Voice activity detection finds the speech, whisper transcribes it (a
+    /// `Transcript` signal), and the text is asked as by `Ask` (same options); returns the
+    /// turn id. The turn's `AnswerFinished` adds `transcript` and the stage timings
+    /// `speech_seconds`, `end_of_speech_to_transcript`, `end_of_speech_to_first_token`,
+    /// `stt_real_time_factor`. `InvalidArgument` for a malformed WAV, a wrong format, an
+    /// empty or too long one, or no speech in it; `NotReady` while the speech model is
+    /// missing or loading.
+    async fn listen_wav(
+        &self,
+        wav: Vec<u8>,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, TutorError> {
+        let options = parse_ask_options(&options)?;
+        let heard = self.ctx.hear(wav).await.map_err(|e| {
+            use crate::voice::pipeline::VoiceError as V;
+            match e {
+                V::NotReady(_) => TutorError::NotReady(e.to_string()),
+                V::Stt(_) => TutorError::Failed(e.to_string()),
+                V::Wav(_) | V::NoSpeech { .. } | V::NoWords => {
+                    TutorError::InvalidArgument(e.to_string())
+                }
+            }
+        })?;
+        tracing::info!(
+            transcript = %heard.text,
+            speech_seconds = heard.speech.as_secs_f64(),
+            stt_seconds = heard.to_transcript.as_secs_f64(),
+            stt_rtf = heard.stt_rtf,
+            "heard {:.1} s of speech in {:.2} s: \"{}\"",
+            heard.speech.as_secs_f64(),
+            heard.to_transcript.as_secs_f64(),
+            heard.text
+        );
+        Self::transcript(&emitter, &heard.text, true).await?;
+        let text = heard.text.clone();
+        let turn = start_turn(&self.ctx, &text, options, "voice")?;
+        self.ctx.heard_lock().insert(turn.clone(), heard);
         Ok(turn)
     }
+
+    /// What speech recognition heard; `final` is true for the finished transcript of an
+    /// utterance (the text that is asked).
+    #[zbus(signal)]
+    async fn transcript(emitter: &SignalEmitter<'_>, text: &str, r#final: bool)
+    -> zbus::Result<()>;
 
     /// Ends the current session and starts one on `subject` ("" = the configured subject);
     /// returns its id. The tutor's conversation starts afresh. `Busy` while questions are
@@ -492,11 +522,12 @@ impl BusSink {
                     SinkEvent::Piece(turn, piece) => Tutor::token(&emitter, &turn, &piece).await,
                     SinkEvent::Finished(turn, outcome) => {
                         ctx.record_answer(&turn, &outcome);
+                        let heard = ctx.heard_lock().remove(&turn);
                         if outcome.error.is_none() {
                             ctx.calibrate(&outcome.stats);
                             crate::daemon::publish_figures(&ctx, &iface).await;
                         }
-                        finish(&iface, &emitter, &turn, &outcome).await
+                        finish(&iface, &emitter, &turn, &outcome, heard.as_ref()).await
                     }
                 };
                 if let Err(e) = result {
@@ -545,9 +576,23 @@ async fn finish(
     emitter: &SignalEmitter<'_>,
     turn: &str,
     o: &TurnOutcome,
+    heard: Option<&crate::voice::pipeline::Heard>,
 ) -> zbus::Result<()> {
     let s = &o.stats;
     let mut stats: HashMap<String, OwnedVariant> = HashMap::new();
+    if let Some(h) = heard {
+        stats.insert("transcript".into(), Str::from(h.text.clone()).into());
+        stats.insert("speech_seconds".into(), h.speech.as_secs_f64().into());
+        stats.insert(
+            "end_of_speech_to_transcript".into(),
+            h.to_transcript.as_secs_f64().into(),
+        );
+        stats.insert("stt_real_time_factor".into(), h.stt_rtf.into());
+        stats.insert(
+            "end_of_speech_to_first_token".into(),
+            (h.to_transcript.as_secs_f64() + o.time_to_first_token).into(),
+        );
+    }
     stats.insert("ok".into(), o.error.is_none().into());
     if let Some(e) = &o.error {
         stats.insert("error".into(), Str::from(e.to_string()).into());
@@ -589,6 +634,28 @@ async fn finish(
     }
     set_state(iface, State::Ready, Some(o)).await?;
     Tutor::answer_finished(emitter, turn, stats).await
+}
+
+/// Starts a turn for `text` (typed or heard) and stores its question.
+fn start_turn(
+    ctx: &Arc<Context>,
+    text: &str,
+    options: AskOptions,
+    source: &str,
+) -> Result<String, TutorError> {
+    let sink = BusSink::start(ctx.clone());
+    let new_session = options.new_session;
+    let turn = ctx.tutor.ask(text, options, sink).map_err(|e| match e {
+        AskError::Invalid(m) => TutorError::InvalidArgument(m),
+        AskError::NotReady(_) => TutorError::NotReady(e.to_string()),
+        AskError::Busy(_) => TutorError::Busy(e.to_string()),
+    })?;
+    // The answer is given even when the store fails (a full disk): the error is logged.
+    match ctx.session_for_question(new_session) {
+        Ok(session) => ctx.record_question(session, &turn, source, text.trim()),
+        Err(e) => tracing::error!("cannot store {turn}: {e}"),
+    }
+    Ok(turn)
 }
 
 fn session_error(e: crate::tutor::session::SessionError) -> TutorError {

@@ -102,6 +102,26 @@ impl Client {
         &self,
         question: &str,
         new_session: bool,
+        on_piece: impl FnMut(&str),
+    ) -> Result<HashMap<String, OwnedVariant>, CtlError> {
+        self.turn(Question::Text(question), new_session, on_piece)
+            .await
+    }
+
+    /// A spoken question from a WAV file's bytes (`ListenWav`); as `ask` otherwise.
+    pub async fn listen_wav(
+        &self,
+        wav: &[u8],
+        new_session: bool,
+        on_piece: impl FnMut(&str),
+    ) -> Result<HashMap<String, OwnedVariant>, CtlError> {
+        self.turn(Question::Wav(wav), new_session, on_piece).await
+    }
+
+    async fn turn(
+        &self,
+        question: Question<'_>,
+        new_session: bool,
         mut on_piece: impl FnMut(&str),
     ) -> Result<HashMap<String, OwnedVariant>, CtlError> {
         use futures_util::StreamExt;
@@ -115,11 +135,11 @@ impl Client {
         if new_session {
             options.insert("new_session", zbus::Variant::from(true));
         }
-        let turn = self
-            .proxy
-            .ask(question, options)
-            .await
-            .map_err(CtlError::call)?;
+        let turn = match question {
+            Question::Text(q) => self.proxy.ask(q, options).await,
+            Question::Wav(w) => self.proxy.listen_wav(w, options).await,
+        }
+        .map_err(CtlError::call)?;
         loop {
             // A slow board writes a few tokens a second; a minute without a piece or the end
             // means the daemon is gone or wedged.
@@ -169,4 +189,10 @@ impl Client {
             .await
             .map_err(CtlError::call)
     }
+}
+
+/// What a turn starts from.
+enum Question<'a> {
+    Text(&'a str),
+    Wav(&'a [u8]),
 }

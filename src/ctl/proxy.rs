@@ -13,6 +13,11 @@ pub trait Tutor {
     fn diagnostics(&self) -> zbus::Result<HashMap<String, OwnedVariant>>;
     fn set_log_level(&self, level: &str) -> zbus::Result<()>;
     fn ask(&self, text: &str, options: HashMap<&str, zbus::Variant<'_>>) -> zbus::Result<String>;
+    fn listen_wav(
+        &self,
+        wav: &[u8],
+        options: HashMap<&str, zbus::Variant<'_>>,
+    ) -> zbus::Result<String>;
     fn abort(&self) -> zbus::Result<()>;
     fn rebenchmark(&self) -> zbus::Result<()>;
     #[allow(clippy::type_complexity)] // the D-Bus signature (a{sv}, aa{sv}) spelled out

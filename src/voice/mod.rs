@@ -3,6 +3,7 @@
 //! where an utterance starts and ends.
 
 pub mod convert;
+pub mod pipeline;
 pub mod stt;
 pub mod tts;
 pub mod vad;

