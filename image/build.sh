@@ -127,10 +127,11 @@ need_tools() {
 base_rootfs() {
     local key dest tmp sources pkgs=() p v
     for p in $KERNEL_PACKAGES $FLAVOUR_PACKAGES; do
-        # Pinned: the version in the lock file when it has one.
+        # Pinned: the version in the lock file when it has one ("name/suite" picks a suite,
+        # e.g. bookworm-backports, when there is no pin yet).
         v=
-        [ -f "$LOCK" ] && v=$(awk -v p="$p" -v arch="$ARCH" '$1 == p || $1 == p ":" arch { print $2; exit }' "$LOCK")
-        pkgs+=("$p${v:+=$v}")
+        [ -f "$LOCK" ] && v=$(awk -v p="${p%%/*}" -v arch="$ARCH" '$1 == p || $1 == p ":" arch { print $2; exit }' "$LOCK")
+        if [ -n "$v" ]; then pkgs+=("${p%%/*}=$v"); else pkgs+=("$p"); fi
     done
     key=$(printf '%s\n' "$RECIPE_VERSION" "$SUITE" "$ARCH" "$MIRROR" "$BASE_PACKAGES" "${pkgs[@]}" |
         sha256sum | cut -c1-16)
@@ -155,6 +156,7 @@ base_rootfs() {
     # Security and point-release updates too: a flashed board should not start out of date.
     sources="deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
+deb $MIRROR $SUITE-backports main
 deb ${TUTORD_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security} $SUITE-security main"
     case "$MIRROR" in *snapshot.debian.org*) sources="deb $MIRROR $SUITE main" ;; esac
     printf '%s\n' "$sources" >"$tmp/etc/apt/sources.list"

@@ -27,4 +27,11 @@ else
         "TUTORD_TEST_CACHE=$TUTORD_TEST_CACHE" "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
         "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" cargo test --locked --workspace
 fi
+# ---- image tier (issue 7), off by default: TUTORD_TEST_IMAGE=1 builds the release package,
+# the qemu-x86_64 board image and boots it under QEMU (scripts/image-test.sh; README,
+# "Packages and board images", has the timings).
+if [ "${TUTORD_TEST_IMAGE:-0}" = 1 ]; then
+    bash "$REPO/scripts/image-test.sh"
+fi
+# ---- end of image tier
 log "all tests passed"
