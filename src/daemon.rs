@@ -92,6 +92,8 @@ pub struct Context {
     turn_rows: Mutex<std::collections::HashMap<String, i64>>,
     /// Speech recognition, once loaded (or why not).
     stt: Mutex<Result<Arc<dyn crate::voice::stt::Transcriber>, String>>,
+    /// Speech synthesis, once loaded (or why not).
+    tts: Mutex<Result<Arc<dyn crate::voice::tts::Synthesizer>, String>>,
     /// Turn id → what was heard, for spoken turns while they run.
     heard: Mutex<std::collections::HashMap<String, crate::voice::pipeline::Heard>>,
     pub tutor: Arc<Conversation>,
@@ -246,6 +248,12 @@ impl Context {
         lock(&self.stt)
     }
 
+    pub(crate) fn tts_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Result<Arc<dyn crate::voice::tts::Synthesizer>, String>> {
+        lock(&self.tts)
+    }
+
     pub(crate) fn heard_lock(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, crate::voice::pipeline::Heard>>
@@ -396,6 +404,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         session: Mutex::new(None),
         turn_rows: Mutex::new(std::collections::HashMap::new()),
         stt: Mutex::new(crate::voice::pipeline::not_loaded()),
+        tts: Mutex::new(Err("the voice is still loading".into())),
         heard: Mutex::new(std::collections::HashMap::new()),
         tuning: tuning_report,
         started: boot_started,

@@ -98,7 +98,10 @@ fn listen_err(bus: &Bus, wav: Vec<u8>) -> String {
 fn a_spoken_question_is_heard_answered_and_stored() {
     engine_binary();
     let small = small_model();
-    fetch("whisper-tiny.en", "ggml-tiny.en.bin");
+    let whisper = fetch("whisper-tiny.en", "ggml-tiny.en.bin");
+    for voice in ["piper-joe-medium", "piper-joe-medium.json", "onnxruntime"] {
+        fetch(voice, "");
+    }
     let jfk = jfk();
     let bus = Bus::open();
     let mut notify = NotifySocket::new();
@@ -118,9 +121,19 @@ fn a_spoken_question_is_heard_answered_and_stored() {
     assert!(notify.wait_for("READY=1", Duration::from_secs(60)));
 
     // The speech model loads beside the LLM: wait until a spoken question is not NotReady.
+    let answer_wav = cfg_dir.path().join("answer.wav");
     let mut out = None;
     for _ in 0..100 {
-        let o = tutorctl(&bus, &["listen", "--wav", jfk.to_str().unwrap()]);
+        let o = tutorctl(
+            &bus,
+            &[
+                "listen",
+                "--wav",
+                jfk.to_str().unwrap(),
+                "--out",
+                answer_wav.to_str().unwrap(),
+            ],
+        );
         if String::from_utf8_lossy(&o.stderr).contains("still loading") {
             std::thread::sleep(Duration::from_millis(100));
             continue;
@@ -139,10 +152,44 @@ fn a_spoken_question_is_heard_answered_and_stored() {
     for key in [
         "end_of_speech_to_transcript",
         "end_of_speech_to_first_token",
+        "end_of_speech_to_first_audio",
         "stt_real_time_factor",
     ] {
         assert!(stdout.contains(key), "{key} missing: {stdout}");
     }
+    eprintln!("{stdout}");
+
+    // The spoken answer, heard back by whisper: English words.
+    let spoken = hound::WavReader::open(&answer_wav).unwrap();
+    let rate = spoken.spec().sample_rate;
+    let samples: Vec<f32> = spoken
+        .into_samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    assert!(
+        samples.len() as f64 / f64::from(rate) > 0.3,
+        "an audible answer"
+    );
+    let speech = tutord::voice::tts::Speech {
+        samples,
+        sample_rate: rate,
+    }
+    .resampled(16_000);
+    use tutord::voice::stt::Transcriber;
+    let heard = tutord::voice::stt::Whisper::load(&whisper, 2)
+        .unwrap()
+        .transcribe(&speech.samples)
+        .unwrap();
+    let words = tutord::voice::stt::normalise(&heard.text);
+    eprintln!("the spoken answer, heard back: {words}");
+    assert!(
+        words
+            .split_whitespace()
+            .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+            .count()
+            >= 2,
+        "{words:?}"
+    );
 
     // Stored as a voice turn of the current session.
     rt().block_on(async {

@@ -43,6 +43,9 @@ enum Command {
         /// The recording.
         #[arg(long, value_name = "FILE")]
         wav: PathBuf,
+        /// Write the spoken answer to this WAV file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         /// Start a new conversation instead of following up on the last one.
         #[arg(long)]
         new_session: bool,
@@ -152,12 +155,31 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
             let stats = client.ask(&question, new_session, print_piece).await?;
             answer_output(stats)?
         }
-        Command::Listen { wav, new_session } => {
+        Command::Listen {
+            wav,
+            out,
+            new_session,
+        } => {
             let bytes = std::fs::read(&wav).map_err(|e| {
                 tutord::ctl::CtlError::Call(format!("{}: cannot read: {e}", wav.display()))
             })?;
-            let stats = client.listen_wav(&bytes, new_session, print_piece).await?;
-            answer_output(stats)?
+            let (stats, audio) = client.listen_wav(&bytes, new_session, print_piece).await?;
+            let mut text = answer_output(stats)?;
+            if let Some(path) = out {
+                let Some((rate, samples)) = audio else {
+                    return Err(tutord::ctl::CtlError::Call(
+                        "the daemon spoke no answer (no voice loaded?)".into(),
+                    ));
+                };
+                tutord::voice::wav::write(&path, &samples, rate)
+                    .map_err(|e| tutord::ctl::CtlError::Call(e.to_string()))?;
+                text.push_str(&format!(
+                    "spoken answer: {} ({:.1} s at {rate} Hz)\n",
+                    path.display(),
+                    samples.len() as f64 / f64::from(rate)
+                ));
+            }
+            text
         }
         Command::Tuning { json } => {
             let d = client.diagnostics().await?;

@@ -171,6 +171,16 @@ impl Tutor {
         Ok(turn)
     }
 
+    /// A sentence of a spoken answer: mono 16-bit little-endian PCM at `sample_rate` Hz,
+    /// in order. The turn's `AnswerFinished` comes after its last sentence.
+    #[zbus(signal)]
+    async fn speech(
+        emitter: &SignalEmitter<'_>,
+        turn_id: &str,
+        sample_rate: u32,
+        pcm: &[u8],
+    ) -> zbus::Result<()>;
+
     /// What speech recognition heard; `final` is true for the finished transcript of an
     /// utterance (the text that is asked).
     #[zbus(signal)]
@@ -509,17 +519,28 @@ struct BusSink {
 }
 
 impl BusSink {
-    fn start(ctx: Arc<Context>) -> Arc<dyn TurnSink> {
+    /// `speak`: the answer is also spoken (a spoken question), sentence by sentence as it
+    /// is written, as `Speech` signals.
+    fn start(ctx: Arc<Context>, speak: bool) -> Arc<dyn TurnSink> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let Some(iface) = ctx.iface() else {
                 return;
             };
             let emitter = iface.signal_emitter().clone();
+            let mut speaker = None;
             while let Some(ev) = rx.recv().await {
                 let result = match ev {
                     SinkEvent::Started => set_state(&iface, State::Thinking, None).await,
-                    SinkEvent::Piece(turn, piece) => Tutor::token(&emitter, &turn, &piece).await,
+                    SinkEvent::Piece(turn, piece) => {
+                        if speak && speaker.is_none() {
+                            speaker = start_speaker(&ctx, &emitter, &turn);
+                        }
+                        if let Some(s) = &mut speaker {
+                            s.piece(&piece);
+                        }
+                        Tutor::token(&emitter, &turn, &piece).await
+                    }
                     SinkEvent::Finished(turn, outcome) => {
                         ctx.record_answer(&turn, &outcome);
                         let heard = ctx.heard_lock().remove(&turn);
@@ -527,7 +548,14 @@ impl BusSink {
                             ctx.calibrate(&outcome.stats);
                             crate::daemon::publish_figures(&ctx, &iface).await;
                         }
-                        finish(&iface, &emitter, &turn, &outcome, heard.as_ref()).await
+                        // A spoken answer ends when its last sentence is spoken, so the
+                        // client has all the audio when AnswerFinished comes.
+                        let spoken = match speaker.take() {
+                            Some(s) => Some(s.finish().await),
+                            None => None,
+                        };
+                        let voice = heard.as_ref().map(|h| (h, spoken.as_ref()));
+                        finish(&iface, &emitter, &turn, &outcome, voice).await
                     }
                 };
                 if let Err(e) = result {
@@ -576,11 +604,25 @@ async fn finish(
     emitter: &SignalEmitter<'_>,
     turn: &str,
     o: &TurnOutcome,
-    heard: Option<&crate::voice::pipeline::Heard>,
+    voice: Option<(
+        &crate::voice::pipeline::Heard,
+        Option<&crate::voice::speaker::Spoken>,
+    )>,
 ) -> zbus::Result<()> {
     let s = &o.stats;
     let mut stats: HashMap<String, OwnedVariant> = HashMap::new();
-    if let Some(h) = heard {
+    if let Some((h, spoken)) = voice {
+        if let Some(sp) = spoken {
+            if let Some(at) = sp.first_audio {
+                let secs = at.duration_since(h.received).as_secs_f64();
+                stats.insert("end_of_speech_to_first_audio".into(), secs.into());
+            }
+            stats.insert("spoken_seconds".into(), sp.audio.as_secs_f64().into());
+            stats.insert("tts_seconds".into(), sp.synthesis.as_secs_f64().into());
+            if let Some(e) = sp.errors.first() {
+                stats.insert("tts_error".into(), Str::from(e.clone()).into());
+            }
+        }
         stats.insert("transcript".into(), Str::from(h.text.clone()).into());
         stats.insert("speech_seconds".into(), h.speech.as_secs_f64().into());
         stats.insert(
@@ -636,6 +678,28 @@ async fn finish(
     Tutor::answer_finished(emitter, turn, stats).await
 }
 
+/// A speaker for a spoken turn that emits each sentence's audio as a `Speech` signal; None
+/// when no voice is loaded (the answer is then only written).
+fn start_speaker(
+    ctx: &Arc<Context>,
+    emitter: &SignalEmitter<'static>,
+    turn: &str,
+) -> Option<crate::voice::speaker::Speaker> {
+    let tts = ctx.tts()?;
+    let emitter = emitter.clone();
+    let turn = turn.to_string();
+    Some(crate::voice::speaker::Speaker::start(tts, move |speech| {
+        let emitter = emitter.clone();
+        let turn = turn.clone();
+        async move {
+            let pcm = crate::voice::speaker::pcm16le(&speech.samples);
+            if let Err(e) = Tutor::speech(&emitter, &turn, speech.sample_rate, &pcm).await {
+                tracing::warn!("cannot emit Speech: {e}");
+            }
+        }
+    }))
+}
+
 /// Starts a turn for `text` (typed or heard) and stores its question.
 fn start_turn(
     ctx: &Arc<Context>,
@@ -643,7 +707,7 @@ fn start_turn(
     options: AskOptions,
     source: &str,
 ) -> Result<String, TutorError> {
-    let sink = BusSink::start(ctx.clone());
+    let sink = BusSink::start(ctx.clone(), source == "voice");
     let new_session = options.new_session;
     let turn = ctx.tutor.ask(text, options, sink).map_err(|e| match e {
         AskError::Invalid(m) => TutorError::InvalidArgument(m),

@@ -106,15 +106,17 @@ impl Client {
     ) -> Result<HashMap<String, OwnedVariant>, CtlError> {
         self.turn(Question::Text(question), new_session, on_piece)
             .await
+            .map(|(stats, _)| stats)
     }
 
-    /// A spoken question from a WAV file's bytes (`ListenWav`); as `ask` otherwise.
+    /// A spoken question from a WAV file's bytes (`ListenWav`); as `ask` otherwise, and
+    /// also returns the spoken answer (sample rate, samples) when the daemon spoke one.
     pub async fn listen_wav(
         &self,
         wav: &[u8],
         new_session: bool,
         on_piece: impl FnMut(&str),
-    ) -> Result<HashMap<String, OwnedVariant>, CtlError> {
+    ) -> Result<(HashMap<String, OwnedVariant>, Option<(u32, Vec<f32>)>), CtlError> {
         self.turn(Question::Wav(wav), new_session, on_piece).await
     }
 
@@ -123,9 +125,11 @@ impl Client {
         question: Question<'_>,
         new_session: bool,
         mut on_piece: impl FnMut(&str),
-    ) -> Result<HashMap<String, OwnedVariant>, CtlError> {
+    ) -> Result<(HashMap<String, OwnedVariant>, Option<(u32, Vec<f32>)>), CtlError> {
         use futures_util::StreamExt;
         let mut tokens = self.proxy.receive_token().await.map_err(CtlError::call)?;
+        let mut speech = self.proxy.receive_speech().await.map_err(CtlError::call)?;
+        let mut audio: Option<(u32, Vec<f32>)> = None;
         let mut finished = self
             .proxy
             .receive_answer_finished()
@@ -161,11 +165,23 @@ impl Client {
                         on_piece(&args.piece);
                     }
                 }
+                Some(s) = speech.next() => {
+                    if let Ok(args) = s.args()
+                        && args.turn_id == turn
+                    {
+                        let (_, samples) = audio.get_or_insert((args.sample_rate, Vec::new()));
+                        samples.extend(
+                            args.pcm
+                                .chunks_exact(2)
+                                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
+                        );
+                    }
+                }
                 Some(f) = finished.next() => {
                     if let Ok(args) = f.args()
                         && args.turn_id == turn
                     {
-                        return Ok(args.stats);
+                        return Ok((args.stats, audio));
                     }
                 }
                 else => return Err(CtlError::Call("the bus connection closed".into())),

@@ -30,6 +30,8 @@ pub trait Tutor {
     #[zbus(signal)]
     fn token(&self, turn_id: String, piece: String) -> zbus::Result<()>;
     #[zbus(signal)]
+    fn speech(&self, turn_id: String, sample_rate: u32, pcm: Vec<u8>) -> zbus::Result<()>;
+    #[zbus(signal)]
     fn answer_finished(
         &self,
         turn_id: String,

@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod pipeline;
+pub mod speaker;
 pub mod stt;
 pub mod tts;
 pub mod vad;

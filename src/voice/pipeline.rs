@@ -41,6 +41,8 @@ pub struct Heard {
     pub to_transcript: Duration,
     /// whisper's real-time factor on this utterance.
     pub stt_rtf: f64,
+    /// When the recording arrived: the end of speech, for a recording.
+    pub received: Instant,
 }
 
 impl Context {
@@ -71,6 +73,30 @@ impl Context {
                 *self.stt_lock() = Err(e.to_string());
             }
         }
+        // Speech out: a Piper voice, or espeak-ng when the voice is missing.
+        let ctx = self.clone();
+        let tts = tokio::task::spawn_blocking(move || {
+            crate::voice::tts::open_configured(
+                &ctx.config.voice,
+                &ctx.catalog,
+                &ctx.config.models.dir,
+                ctx.config.voice.stt_threads as usize,
+            )
+        })
+        .await
+        .expect("loading the voice does not panic");
+        match tts {
+            Ok(t) => *self.tts_lock() = Ok(Arc::from(t)),
+            Err(e) => {
+                tracing::warn!("speech synthesis is off: {e}");
+                *self.tts_lock() = Err(e.to_string());
+            }
+        }
+    }
+
+    /// The voice, when one is loaded.
+    pub fn tts(&self) -> Option<Arc<dyn crate::voice::tts::Synthesizer>> {
+        self.tts_lock().as_ref().ok().cloned()
     }
 
     /// Turns a WAV recording (16 kHz mono PCM16) into the question it holds.
@@ -103,6 +129,7 @@ impl Context {
                 audio,
                 to_transcript: received.elapsed(),
                 stt_rtf: t.real_time_factor(),
+                received,
             })
         })
         .await

@@ -1,0 +1,183 @@
+//! Speaking an answer while it is written: the pieces are cut into sentences, and each
+//! sentence is synthesized as soon as it is complete, so the first sentence is heard while
+//! the model still writes the rest.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::tts::{Speech, Synthesizer};
+
+/// What speaking a turn took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spoken {
+    /// When the first audio was ready.
+    pub first_audio: Option<Instant>,
+    /// Total audio produced.
+    pub audio: Duration,
+    /// Time spent synthesizing.
+    pub synthesis: Duration,
+    pub sentences: u32,
+    pub errors: Vec<String>,
+}
+
+/// Cuts streamed text into sentences.
+#[derive(Debug, Default)]
+pub struct Sentences {
+    pending: String,
+}
+
+impl Sentences {
+    /// Adds a piece; returns the sentences it completed.
+    pub fn push(&mut self, piece: &str) -> Vec<String> {
+        self.pending.push_str(piece);
+        let mut out = Vec::new();
+        loop {
+            let cut = self.pending.char_indices().find_map(|(i, c)| {
+                let end = i + c.len_utf8();
+                let next = self.pending[end..].chars().next();
+                let ends = matches!(c, '.' | '!' | '?' | ';' | ':')
+                    && next.is_some_and(char::is_whitespace)
+                    || c == '\n';
+                ends.then_some(end)
+            });
+            let Some(end) = cut else { break };
+            let sentence: String = self.pending.drain(..end).collect();
+            if !sentence.trim().is_empty() {
+                out.push(sentence.trim().to_string());
+            }
+        }
+        out
+    }
+
+    /// The rest, at the end of the answer.
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.pending);
+        (!rest.trim().is_empty()).then(|| rest.trim().to_string())
+    }
+}
+
+/// Speaks sentences in order on a task of its own; `emit` gets each sentence's audio.
+pub struct Speaker {
+    tx: mpsc::UnboundedSender<String>,
+    task: tokio::task::JoinHandle<Spoken>,
+    sentences: Sentences,
+}
+
+impl Speaker {
+    pub fn start<F, Fut>(tts: Arc<dyn Synthesizer>, mut emit: F) -> Self
+    where
+        F: FnMut(Speech) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let task = tokio::spawn(async move {
+            let mut spoken = Spoken::default();
+            while let Some(sentence) = rx.recv().await {
+                let tts = tts.clone();
+                let t = Instant::now();
+                let result = tokio::task::spawn_blocking(move || tts.synthesize(&sentence))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                spoken.synthesis += t.elapsed();
+                match result {
+                    Ok(speech) if !speech.samples.is_empty() => {
+                        spoken.first_audio.get_or_insert_with(Instant::now);
+                        spoken.audio += speech.duration();
+                        spoken.sentences += 1;
+                        emit(speech).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => spoken.errors.push(e),
+                }
+            }
+            spoken
+        });
+        Self {
+            tx,
+            task,
+            sentences: Sentences::default(),
+        }
+    }
+
+    /// A piece of the answer.
+    pub fn piece(&mut self, piece: &str) {
+        for s in self.sentences.push(piece) {
+            let _ = self.tx.send(s);
+        }
+    }
+
+    /// The answer is complete: speaks the rest and returns when all is spoken.
+    pub async fn finish(mut self) -> Spoken {
+        if let Some(rest) = self.sentences.finish() {
+            let _ = self.tx.send(rest);
+        }
+        drop(self.tx);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// 16-bit little-endian PCM bytes of `samples` (what the `Speech` signal carries).
+pub fn pcm16le(samples: &[f32]) -> Vec<u8> {
+    samples
+        .iter()
+        .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_are_cut_as_they_complete() {
+        let mut s = Sentences::default();
+        assert!(s.push("Half of one").is_empty());
+        assert_eq!(s.push(" is 0.5. Then"), vec!["Half of one is 0.5."]);
+        assert_eq!(s.push(" add! Done?\nYes"), vec!["Then add!", "Done?"]);
+        assert_eq!(s.finish(), Some("Yes".into()));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn pcm_is_little_endian_and_clipped() {
+        assert_eq!(
+            pcm16le(&[0.0, 1.0, -2.0]),
+            vec![0, 0, 0xff, 0x7f, 0x01, 0x80]
+        );
+    }
+
+    struct Fake;
+    impl Synthesizer for Fake {
+        fn synthesize(&self, text: &str) -> Result<Speech, super::super::tts::TtsError> {
+            Ok(Speech {
+                samples: vec![0.1; text.len() * 10],
+                sample_rate: 1000,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn sentences_are_spoken_in_order_before_the_answer_ends() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut sp = Speaker::start(Arc::new(Fake), move |s: Speech| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(s.samples.len());
+            }
+        });
+        sp.piece("One. Two");
+        // The first sentence is spoken while the answer goes on.
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(first, Some(40));
+        sp.piece(" three.");
+        let spoken = sp.finish().await;
+        assert_eq!(rx.recv().await, Some(100));
+        assert_eq!(spoken.sentences, 2);
+        assert!(spoken.first_audio.is_some());
+    }
+}
