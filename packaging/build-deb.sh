@@ -167,6 +167,10 @@ for lib in $needed; do
         libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
         libgcc_s.so.*) depends="$depends, libgcc-s1" ;;
         libstdc++.so.*) depends="$depends, libstdc++6 (>= 12)" ;;
+        # speech: TTS through Debian's libespeak-ng, audio through ALSA
+        libespeak-ng.so.1) depends="$depends, libespeak-ng1" ;;
+        libasound.so.2) depends="$depends, libasound2" ;;
+        libsqlite3.so.0) depends="$depends, libsqlite3-0" ;;
         libcuda.so.*|libcudart.so.*|libcublas*.so.*) ;;  # Jetson: from L4T/JetPack, not Debian
         *) die "$lib is needed at run time and not mapped to a Debian package in $0" ;;
     esac
