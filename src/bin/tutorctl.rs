@@ -73,6 +73,8 @@ enum Command {
     },
     /// Fetch and list model files; needs no daemon.
     Models(tutord::models::cli::ModelsArgs),
+    /// Speak a text into a WAV file with the configured voice (no daemon needed).
+    Say(tutord::voice::cli::SayArgs),
     /// Change the daemon's log level until its next restart.
     LogLevel {
         /// error, warn, info, debug or trace
@@ -92,6 +94,13 @@ fn main() -> ExitCode {
     if let Command::Models(models) = args.command {
         return tutord::models::cli::run(models, || {
             tutord::config::load(&tutord::config::Sources::from_process(None)).map(|c| c.models.dir)
+        });
+    }
+    if let Command::Say(say) = args.command {
+        return tutord::voice::cli::run(say, || {
+            tutord::config::load(&tutord::config::Sources::from_process(None))
+                .ok()
+                .map(|c| (c.models.dir, c.voice))
         });
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -223,7 +232,7 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
             }
             out
         }
-        Command::Models(_) => unreachable!("handled in main, without the bus"),
+        Command::Models(_) | Command::Say(_) => unreachable!("handled in main, without the bus"),
         Command::LogLevel { level } => {
             client.set_log_level(&level).await?;
             String::new()

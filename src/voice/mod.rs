@@ -2,6 +2,7 @@
 //! whisper.cpp's format, [`wav`] reads recordings, [`stt`] transcribes with whisper.cpp, [`vad`] finds
 //! where an utterance starts and ends.
 
+pub mod cli;
 pub mod convert;
 pub mod pipeline;
 pub mod speaker;
