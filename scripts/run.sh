@@ -12,8 +12,10 @@ log "building (cargo build --release --locked)"
 cargo build --release --locked --manifest-path "$REPO/Cargo.toml" -p tutord -p tutord-engine
 BIN="$CARGO_TARGET_DIR/release"
 
-log "fetching the default model (skipped when already there and verified)"
+log "fetching the default model, whisper tiny.en and the Piper voice (skipped when already there and verified)"
 "$BIN/tutorctl" models --catalog "$REPO/config/models.toml" --dir "$TUTORD_MODELS_DIR" fetch
+"$BIN/tutorctl" models --catalog "$REPO/config/models.toml" --dir "$TUTORD_MODELS_DIR" fetch \
+    whisper-tiny.en piper-joe-medium piper-joe-medium.json onnxruntime
 
 RUN="$(mktemp -d /tmp/tutord-run.XXXXXX)"
 cleanup() {
@@ -53,6 +55,13 @@ log "tutorctl ask (a question, the answer streamed, then its figures)"
 "$BIN/tutorctl" --bus "$ADDR" ask "In one sentence: why is the sky blue?"
 log "tutorctl ask, a follow-up in the same conversation (reuses the KV cache)"
 "$BIN/tutorctl" --bus "$ADDR" ask "And at sunset?"
+
+log "a spoken turn: a question spoken by the voice itself (tutorctl say), heard, answered, spoken"
+"$BIN/tutorctl" say --catalog "$REPO/config/models.toml" --dir "$TUTORD_MODELS_DIR" \
+    --rate 16000 --out "$RUN/question.wav" "What is a prime number?"
+"$BIN/tutorctl" --bus "$ADDR" listen --new-session --wav "$RUN/question.wav" --out "$RUN/answer.wav"
+cp "$RUN/answer.wav" /tmp/tutord-answer.wav
+echo "the spoken answer is in /tmp/tutord-answer.wav"
 
 log "stopping tutord (SIGTERM)"
 kill -TERM "$DAEMON"
