@@ -5,26 +5,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
 use zbus::{OwnedVariant, Variant};
-
-fn fetch(name: &str, file: &str) -> PathBuf {
-    let dir = models_dir();
-    let out = Command::new(TUTORCTL)
-        .args(["models", "--catalog"])
-        .arg(Path::new(REPO).join("config/models.toml"))
-        .arg("--dir")
-        .arg(&dir)
-        .args(["fetch", name])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "fetching {name}: {out:?}");
-    dir.join(file)
-}
 
 /// JFK's sample as tests/stt.rs fetches it (it is there once that test ran; fetched here
 /// otherwise through the same fetcher).
@@ -75,23 +60,10 @@ fn wav_bytes(rate: u32, channels: u16, samples: usize) -> Vec<u8> {
 }
 
 fn listen_err(bus: &Bus, wav: Vec<u8>) -> String {
-    rt().block_on(async {
-        let conn = zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap();
-        let opts: HashMap<&str, Variant<'_>> = HashMap::new();
-        conn.call_method(
-            Some("org.tutord.Tutor1"),
-            "/org/tutord/Tutor1",
-            Some("org.tutord.Tutor1"),
-            "ListenWav",
-            &(wav, opts),
-        )
-        .await
+    let opts: HashMap<&str, Variant<'_>> = HashMap::new();
+    call_tutor(bus, "ListenWav", &(wav, opts))
         .unwrap_err()
         .to_string()
-    })
 }
 
 #[test]
@@ -192,48 +164,18 @@ fn a_spoken_question_is_heard_answered_and_stored() {
     );
 
     // Stored as a voice turn of the current session.
-    rt().block_on(async {
-        let conn = zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap();
-        let p = |name: &'static str| {
-            let conn = conn.clone();
-            async move {
-                conn.call_method(
-                    Some("org.tutord.Tutor1"),
-                    "/org/tutord/Tutor1",
-                    Some("org.freedesktop.DBus.Properties"),
-                    "Get",
-                    &("org.tutord.Tutor1", name),
-                )
-                .await
-                .unwrap()
-                .body()
-                .deserialize::<OwnedVariant>()
-                .unwrap()
-            }
-        };
-        let session = match &*p("Session").await {
-            Variant::Str(s) => s.to_string(),
-            other => panic!("{other:?}"),
-        };
-        let turns: Vec<HashMap<String, OwnedVariant>> = conn
-            .call_method(
-                Some("org.tutord.Tutor1"),
-                "/org/tutord/Tutor1",
-                Some("org.tutord.Tutor1"),
-                "History",
-                &(session.as_str(),),
-            )
-            .await
+    let session = match &*tutor_property(&bus, "Session") {
+        Variant::Str(s) => s.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let turns: Vec<HashMap<String, OwnedVariant>> =
+        call_tutor(&bus, "History", &(session.as_str(),))
             .unwrap()
             .body()
             .deserialize()
             .unwrap();
-        assert_eq!(turns.len(), 1);
-        assert!(matches!(&*turns[0]["source"], Variant::Str(s) if s.as_str() == "voice"));
-    });
+    assert_eq!(turns.len(), 1);
+    assert!(matches!(&*turns[0]["source"], Variant::Str(s) if s.as_str() == "voice"));
 
     // Bad recordings: named errors, the daemon goes on.
     let e = listen_err(&bus, wav_bytes(44_100, 2, 4410));

@@ -129,27 +129,10 @@ fn three_real_tiers_and_targets_that_separate_them() {
 }
 
 fn property(bus: &Bus, name: &str) -> f64 {
-    rt().block_on(async {
-        let conn = zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap();
-        let reply = conn
-            .call_method(
-                Some("org.tutord.Tutor1"),
-                "/org/tutord/Tutor1",
-                Some("org.freedesktop.DBus.Properties"),
-                "Get",
-                &("org.tutord.Tutor1", name),
-            )
-            .await
-            .unwrap();
-        let v: zbus::OwnedVariant = reply.body().deserialize().unwrap();
-        match &*v {
-            zbus::Variant::F64(x) => *x,
-            other => panic!("{name} is {other:?}, not a double"),
-        }
-    })
+    match &*tutor_property(bus, name) {
+        zbus::Variant::F64(x) => *x,
+        other => panic!("{name} is {other:?}, not a double"),
+    }
 }
 
 #[test]

@@ -10,26 +10,11 @@ use std::time::Duration;
 use common::*;
 use zbus::{OwnedVariant, Variant};
 
-const DEST: &str = "org.tutord.Tutor1";
-const PATH: &str = "/org/tutord/Tutor1";
-
-async fn conn(bus: &Bus) -> zbus::Connection {
-    zbus::connection::Builder::address(bus.address.as_str())
-        .build()
-        .await
-        .unwrap()
-}
-
 fn call<B>(bus: &Bus, method: &str, body: &B) -> Result<zbus::Message, zbus::Error>
 where
     B: serde::Serialize + zbus::zvariant::DynamicType,
 {
-    rt().block_on(async {
-        conn(bus)
-            .await
-            .call_method(Some(DEST), PATH, Some(DEST), method, body)
-            .await
-    })
+    call_tutor(bus, method, body)
 }
 
 fn history(bus: &Bus, id: &str) -> Vec<HashMap<String, OwnedVariant>> {
@@ -48,21 +33,7 @@ fn text(v: &OwnedVariant) -> String {
 }
 
 fn session_prop(bus: &Bus) -> String {
-    rt().block_on(async {
-        let m = conn(bus)
-            .await
-            .call_method(
-                Some(DEST),
-                PATH,
-                Some("org.freedesktop.DBus.Properties"),
-                "Get",
-                &(DEST, "Session"),
-            )
-            .await
-            .unwrap();
-        let v: OwnedVariant = m.body().deserialize().unwrap();
-        text(&v)
-    })
+    text(&tutor_property(bus, "Session"))
 }
 
 /// Asks through tutorctl (the UI's path); returns its output.

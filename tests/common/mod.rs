@@ -388,17 +388,23 @@ pub fn small_model() -> PathBuf {
 }
 
 fn fetch_small_model() -> PathBuf {
+    fetch(SMALL, SMALL_FILE)
+}
+
+/// Fetches catalog entry `name` into the models cache with tutorctl (the fetcher skips a
+/// verified file); returns `<models dir>/<file>`.
+pub fn fetch(name: &str, file: &str) -> PathBuf {
     let dir = models_dir();
     let out = std::process::Command::new(TUTORCTL)
         .args(["models", "--catalog"])
         .arg(Path::new(REPO).join("config/models.toml"))
         .arg("--dir")
         .arg(&dir)
-        .args(["fetch", SMALL])
+        .args(["fetch", name])
         .output()
         .unwrap();
-    assert!(out.status.success(), "fetching {SMALL}: {out:?}");
-    dir.join(SMALL_FILE)
+    assert!(out.status.success(), "fetching {name}: {out:?}");
+    dir.join(file)
 }
 
 pub fn engine_binary() -> PathBuf {
@@ -409,4 +415,53 @@ pub fn engine_binary() -> PathBuf {
         p.display()
     );
     p
+}
+
+// ---- D-Bus client calls, for tests that drive the daemon directly ----
+
+/// A client connection to `bus`.
+pub async fn connect_to(bus: &Bus) -> zbus::Connection {
+    zbus::connection::Builder::address(bus.address.as_str())
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Calls `method` of org.tutord.Tutor1 with `body`.
+pub fn call_tutor<B>(bus: &Bus, method: &str, body: &B) -> Result<zbus::Message, zbus::Error>
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+{
+    rt().block_on(async {
+        connect_to(bus)
+            .await
+            .call_method(
+                Some("org.tutord.Tutor1"),
+                "/org/tutord/Tutor1",
+                Some("org.tutord.Tutor1"),
+                method,
+                body,
+            )
+            .await
+    })
+}
+
+/// Reads property `name` of org.tutord.Tutor1.
+pub fn tutor_property(bus: &Bus, name: &str) -> zbus::OwnedVariant {
+    rt().block_on(async {
+        connect_to(bus)
+            .await
+            .call_method(
+                Some("org.tutord.Tutor1"),
+                "/org/tutord/Tutor1",
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("org.tutord.Tutor1", name),
+            )
+            .await
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap()
+    })
 }
