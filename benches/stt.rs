@@ -5,6 +5,10 @@
 //!     cargo bench --bench stt                 # threads 1, 2, 4 up to the CPUs here
 //!     STT_THREADS=4 STT_RUNS=5 cargo bench --bench stt
 //!
+//! Mind the machine's load: ggml's threads spin at barriers, so more threads than free
+//! cores is far slower than one thread (RTF 2.3 with 2 threads vs 0.17 with 1 on a busy
+//! 2-CPU machine here; 0.11 vs 0.18 when it was quieter).
+//!
 //! Prints one line per thread count: the best and median of the runs (the first, which
 //! also allocates whisper's buffers, is a warm-up and not counted), and the RTF, time ÷
 //! audio length: below 1 is faster than real time.

@@ -195,7 +195,8 @@ pub struct VoiceConfig {
     /// file. Default `whisper-tiny.en`.
     pub stt_model: String,
     /// Threads whisper runs on; they inherit tutord's affinity, so they run on the cores
-    /// `[tuning] cpus` chose. 1..=64, default 4 (the big cores of an RK3588).
+    /// `[tuning] cpus` chose. No more than the cores free while it runs (ggml's threads
+    /// spin at barriers). 1..=64, default 4 (the big cores of an RK3588).
     pub stt_threads: u32,
     /// The text-to-speech voice: a Piper catalog name (its `.onnx` in `[models] dir`, with
     /// the `.onnx.json` beside it) or a path to a Piper `.onnx` file. When it is missing,
