@@ -196,7 +196,8 @@ pub struct VoiceConfig {
     pub stt_model: String,
     /// Threads whisper runs on; they inherit tutord's affinity, so they run on the cores
     /// `[tuning] cpus` chose. No more than the cores free while it runs (ggml's threads
-    /// spin at barriers). 1..=64, default 4 (the big cores of an RK3588).
+    /// spin at barriers). 0 = one per core tutord may run on, at most 4 (the big cores of an
+    /// RK3588 once tuning pinned it there). 0..=64, default 0.
     pub stt_threads: u32,
     /// The text-to-speech voice: a Piper catalog name (its `.onnx` in `[models] dir`, with
     /// the `.onnx.json` beside it) or a path to a Piper `.onnx` file. When it is missing,
@@ -211,7 +212,7 @@ impl Default for VoiceConfig {
     fn default() -> Self {
         Self {
             stt_model: "whisper-tiny.en".into(),
-            stt_threads: 4,
+            stt_threads: 0,
             tts_voice: "piper-joe-medium".into(),
             tts_runtime: "onnxruntime".into(),
         }
@@ -464,10 +465,10 @@ impl Config {
                 "is empty: name a catalog model or a ggml file".into(),
             ));
         }
-        if !(1..=64).contains(&v.stt_threads) {
+        if !(0..=64).contains(&v.stt_threads) {
             return Err((
                 "voice.stt_threads".into(),
-                format!("{} is out of range 1..=64", v.stt_threads),
+                format!("{} is out of range 0..=64", v.stt_threads),
             ));
         }
         for (key, value) in [

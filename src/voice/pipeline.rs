@@ -80,7 +80,7 @@ impl Context {
                 &ctx.config.voice,
                 &ctx.catalog,
                 &ctx.config.models.dir,
-                ctx.config.voice.stt_threads as usize,
+                crate::voice::stt::threads(ctx.config.voice.stt_threads),
             )
         })
         .await

@@ -128,7 +128,16 @@ impl Whisper {
             models_dir,
             crate::models::Kind::Whisper,
         )?;
-        Self::load(&resolved.path, voice.stt_threads as usize)
+        Self::load(&resolved.path, threads(voice.stt_threads))
+    }
+}
+
+/// `[voice] stt_threads` as a thread count: 0 = one per core this process may run on (the
+/// cores tuning chose), at most 4 — ggml gains little beyond that for tiny models.
+pub fn threads(configured: u32) -> usize {
+    match configured {
+        0 => crate::platform::topology::allowed_cpus().len().clamp(1, 4),
+        n => n as usize,
     }
 }
 
