@@ -204,6 +204,7 @@ impl Context {
         let engine = crate::daemon::engine_for(&self.config, &self.catalog, model, backend)?;
         *self.current_model_lock() =
             (!model.contains('/')).then(|| (model.to_string(), backend.as_str().to_string()));
+        self.planner().answers_since_load = 0;
         Ok(engine)
     }
 
@@ -212,6 +213,15 @@ impl Context {
         let Some((model, backend)) = self.current_model_lock().clone() else {
             return;
         };
+        {
+            // The first answer after a load pages the weights in from the file (the model is
+            // mapped): it measures the disk, not the bus, so it does not calibrate.
+            let mut p = self.planner();
+            p.answers_since_load += 1;
+            if p.answers_since_load == 1 {
+                return;
+            }
+        }
         let moved = {
             let store = self.store_lock();
             self.planner()

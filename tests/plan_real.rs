@@ -177,9 +177,11 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
         measured.push(property(&bus, "LastTokensPerSecond"));
     }
     let after = property(&bus, "PredictedTokensPerSecond");
-    // The calibration smooths the answers' speeds (a mean of the first ones, then an
-    // exponential average): compare with their mean.
-    let m = measured.iter().sum::<f64>() / measured.len() as f64;
+    // The first answer after a load pages the model in and does not calibrate; the others'
+    // times per token are smoothed (a mean of the first ones, then an exponential
+    // average): compare with the speed their mean time per token gives.
+    let later = &measured[1..];
+    let m = later.len() as f64 / later.iter().map(|t| 1.0 / t).sum::<f64>();
     let err = |p: f64| (p - m).abs() / m;
     eprintln!(
         "measured {measured:?} (mean {m:.1}); predicted before {before:.1}, after {after:.1}"
@@ -190,7 +192,7 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
         err(before),
         err(after)
     );
-    assert!(err(after) < 0.5, "after calibration: {:.3}", err(after));
+    assert!(err(after) < 0.35, "after calibration: {:.3}", err(after));
 
     // The next boot predicts with the calibration (and the cached benchmark).
     let mut notify2 = NotifySocket::new();

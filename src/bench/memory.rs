@@ -36,6 +36,10 @@ pub struct MemoryOptions {
     /// Wall time for everything: setup (allocating and touching the buffer) and kernels.
     /// Each kernel still runs twice if setup took it all.
     pub budget: Duration,
+    /// Paging the working set in stops at this much of the budget (never below
+    /// `min_working_set_bytes`): where pages come slowly the working set is cut instead.
+    pub setup_share: f64,
+    pub min_working_set_bytes: u64,
 }
 
 /// A message to the workers: which kernel to run next.
@@ -52,15 +56,22 @@ pub fn measure(opts: &MemoryOptions) -> Bandwidth {
     let isa = Isa::detect();
     let threads = opts.cpus.len().max(1);
     // Per thread: a multiple of 3 × 8 u64 so copy halves and triad thirds line up.
-    let per_thread_words =
-        ((opts.working_set_bytes / 8 / threads as u64) / 24 * 24).max(24) as usize;
+    let words_for = |bytes: u64| ((bytes / 8 / threads as u64) / 24 * 24).max(24) as usize;
+    let wanted_words = words_for(opts.working_set_bytes);
+    let floor_words = words_for(opts.min_working_set_bytes).min(wanted_words);
     let setup = Instant::now();
+    let deadline = setup + opts.budget.mul_f64(opts.setup_share);
     let start = Arc::new(Barrier::new(threads + 1));
     let done = Arc::new(Barrier::new(threads + 1));
     let job = Arc::new(std::sync::Mutex::new(Job::Read));
+    // What every thread touched in time; the kernels use the smallest, so all threads
+    // stream the same amount.
+    let touched = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let words = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut handles = Vec::new();
     for i in 0..threads {
         let (start, done, job) = (start.clone(), done.clone(), job.clone());
+        let (touched, words) = (touched.clone(), words.clone());
         let cpu = opts.cpus.get(i).copied();
         handles.push(std::thread::spawn(move || {
             if let Some(cpu) = cpu {
@@ -68,12 +79,15 @@ pub fn measure(opts: &MemoryOptions) -> Bandwidth {
                 let _ = pin_current_thread(&[cpu]);
             }
             // First touch from the pinned thread: the pages land near it.
-            let mut region = Region::new(per_thread_words);
-            let buf = region.words();
+            let mut region = Region::new(wanted_words);
+            let n = region.touch(floor_words, deadline);
+            touched.lock().unwrap_or_else(|p| p.into_inner()).push(n);
             done.wait();
             let mut sink = 0u64;
             loop {
                 start.wait();
+                let per_thread_words = words.load(std::sync::atomic::Ordering::SeqCst);
+                let buf = &mut region.words()[..per_thread_words];
                 let j = *job.lock().unwrap_or_else(|p| p.into_inner());
                 match j {
                     Job::Read => sink ^= kernels::read(isa, buf),
@@ -98,6 +112,13 @@ pub fn measure(opts: &MemoryOptions) -> Bandwidth {
         }));
     }
     done.wait();
+    let per_thread_words = touched
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .min()
+        .map_or(24, |n| (n / 24 * 24).max(24));
+    words.store(per_thread_words, std::sync::atomic::Ordering::SeqCst);
     let setup_seconds = setup.elapsed().as_secs_f64();
     let kernel_budget = opts.budget.saturating_sub(setup.elapsed());
     let bytes = (per_thread_words * threads * 8) as f64;
@@ -148,18 +169,6 @@ pub fn measure(opts: &MemoryOptions) -> Bandwidth {
     }
 }
 
-/// Bytes per second this machine can first-touch (page in) on one thread: a 64 MiB probe.
-/// The setup of a large working set is part of the boot budget, and it is slow where huge
-/// pages are not to be had (~1.5 GB/s in a VM without them).
-pub fn first_touch_rate() -> f64 {
-    let words = 8 << 20;
-    let t = Instant::now();
-    let region = Region::new(words);
-    let s = t.elapsed().as_secs_f64().max(1e-6);
-    drop(region);
-    (words * 8) as f64 / s
-}
-
 /// Anonymous memory asked to be backed by transparent huge pages: touching 2 MiB pages is
 /// ~10x faster than 4 KiB ones (the setup is part of the boot budget), and fewer TLB misses
 /// is what a model's mapped weights get too. Falls back to a plain vector.
@@ -196,7 +205,7 @@ impl Region {
                 map_len: 0,
                 words: std::ptr::null_mut(),
                 len,
-                fallback: vec![1.0f64.to_bits(); len],
+                fallback: vec![0; len],
             };
         }
         let aligned = (map as usize).next_multiple_of(Self::HUGE);
@@ -206,12 +215,6 @@ impl Region {
             libc::madvise(aligned as *mut libc::c_void, len * 8, libc::MADV_HUGEPAGE);
         }
         let words = aligned as *mut u64;
-        // SAFETY: as above; writing every word is the first touch. The pattern is 1.0 as an
-        // f64, so that the triad computes on normal numbers (denormals are ~100x slower).
-        kernels::fill(
-            unsafe { std::slice::from_raw_parts_mut(words, len) },
-            1.0f64.to_bits(),
-        );
         Self {
             map,
             map_len,
@@ -221,11 +224,27 @@ impl Region {
         }
     }
 
+    /// Pages the region in (writes every word) in 4 MiB steps: at least `min` words, then
+    /// until `deadline`. Returns how many words are touched. The pattern is 1.0 as an f64,
+    /// so that the triad computes on normal numbers (denormals are ~100x slower).
+    fn touch(&mut self, min: usize, deadline: Instant) -> usize {
+        const STEP: usize = 512 * 1024;
+        let all = self.words();
+        let mut n = 0;
+        while n < all.len() && (n < min || Instant::now() < deadline) {
+            let end = (n + STEP).min(all.len());
+            kernels::fill(&mut all[n..end], 1.0f64.to_bits());
+            n = end;
+        }
+        n
+    }
+
     fn words(&mut self) -> &mut [u64] {
         if self.map.is_null() {
             return &mut self.fallback;
         }
-        // SAFETY: initialised in `new`, inside the live mapping, borrowed uniquely via &mut self.
+        // SAFETY: inside the live mapping; an anonymous mapping reads as zeros until written,
+        // so every u64 is initialised; borrowed uniquely via &mut self.
         unsafe { std::slice::from_raw_parts_mut(self.words, self.len) }
     }
 }
@@ -260,6 +279,8 @@ mod tests {
             cpus: vec![],
             working_set_bytes: 8 << 20,
             budget: Duration::from_millis(40),
+            setup_share: 0.3,
+            min_working_set_bytes: 8 << 20,
         });
         assert_eq!(b.threads, 1);
         // 8 MiB rounded down to whole 24-word groups.

@@ -170,28 +170,22 @@ impl Setup {
 /// Runs the benchmark: memory within `memory_budget`, compute within `compute_budget`.
 pub fn run(setup: &Setup, memory_budget: Duration, compute_budget: Duration) -> Measurement {
     let started = std::time::Instant::now();
-    let (mut working_set, mut working_set_rule) = setup.working_set();
-    // Setting up the working set must leave most of the budget to the kernels: where
-    // paging in is slow, the budget wins over the cache rule (never below the floor).
-    if working_set > MIN_WORKING_SET {
-        let threads = setup.cpus.len().clamp(1, 4) as f64;
-        let affordable =
-            (memory::first_touch_rate() * threads * memory_budget.as_secs_f64() * SETUP_SHARE)
-                as u64;
-        if affordable < working_set {
-            working_set = affordable.max(MIN_WORKING_SET);
-            working_set_rule = format!(
-                "{working_set_rule}, cut to {} MiB: paging it in must fit {:.0} % of the budget",
-                working_set >> 20,
-                SETUP_SHARE * 100.0
-            );
-        }
-    }
+    let (working_set, mut working_set_rule) = setup.working_set();
     let bandwidth = memory::measure(&memory::MemoryOptions {
         cpus: setup.cpus.clone(),
         working_set_bytes: working_set,
         budget: memory_budget,
+        setup_share: SETUP_SHARE,
+        min_working_set_bytes: MIN_WORKING_SET,
     });
+    // Where paging in is slow (no huge pages), the budget wins over the cache rule.
+    if bandwidth.working_set_bytes + (1 << 20) < working_set {
+        working_set_rule = format!(
+            "{working_set_rule}, cut to {} MiB: paging it in must fit {:.0} % of the budget",
+            bandwidth.working_set_bytes >> 20,
+            SETUP_SHARE * 100.0
+        );
+    }
     let compute = compute::measure(&setup.clusters, compute_budget);
     Measurement {
         board: setup.board.clone(),

@@ -35,6 +35,8 @@ pub struct Planner {
     pub tuned: bool,
     /// The read bandwidth measured before tuning, when tuning changed anything.
     pub untuned_read: Option<f64>,
+    /// Answers since the engine last loaded a model (the first one does not calibrate).
+    pub answers_since_load: u32,
     pub facts: Vec<ModelFacts>,
     pub machine: Option<Machine>,
     pub efficiencies: BTreeMap<String, Efficiencies>,
@@ -67,6 +69,7 @@ impl Planner {
             measurement: None,
             tuned: false,
             untuned_read: None,
+            answers_since_load: 0,
             facts: Vec::new(),
             machine: None,
             efficiencies: BTreeMap::new(),
