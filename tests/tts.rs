@@ -103,7 +103,38 @@ fn piper_round_trip_through_whisper_gives_the_same_words() {
     keep("piper-ask-not-16k.wav", &heard);
     let t = whisper().transcribe(&heard.samples).unwrap();
     eprintln!("whisper heard {:?}", t.text);
-    assert_eq!(normalise(&t.text), normalise(SENTENCE), "{:?}", t.text);
+    // Piper's VITS draws noise for every synthesis, so the audio differs run to run and
+    // whisper tiny now and then mishears one word ("That's not" for "Ask not"): the same
+    // words, at most one of the nine different.
+    let (said, heard_words) = (normalise(SENTENCE), normalise(&t.text));
+    let distance = word_distance(&said, &heard_words);
+    assert!(distance <= 1, "{distance} words differ: {:?}", t.text);
+}
+
+/// Word-level edit distance (insertions, deletions, substitutions).
+fn word_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        a.split_whitespace().collect(),
+        b.split_whitespace().collect(),
+    );
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, wa) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, wb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(wa != wb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[test]
+fn word_distance_counts_words() {
+    assert_eq!(word_distance("ask not what", "ask not what"), 0);
+    assert_eq!(word_distance("ask not what", "thats not what"), 1);
+    assert_eq!(word_distance("ask not what", "not what"), 1);
+    assert_eq!(word_distance("ask not what", "a b c d"), 4);
 }
 
 #[test]
