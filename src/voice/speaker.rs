@@ -22,11 +22,17 @@ pub struct Spoken {
     pub errors: Vec<String>,
 }
 
-/// Cuts streamed text into sentences.
+/// Cuts streamed text into sentences. The first cut also comes at a clause (a comma after
+/// a few words): the first audio is what the listener waits for, and a long first sentence
+/// would hold it back by the time the model takes to write the rest of it.
 #[derive(Debug, Default)]
 pub struct Sentences {
     pending: String,
+    cut_once: bool,
 }
+
+/// Words a first clause needs before a comma may end it.
+const FIRST_CLAUSE_WORDS: usize = 4;
 
 impl Sentences {
     /// Adds a piece; returns the sentences it completed.
@@ -37,12 +43,17 @@ impl Sentences {
             let cut = self.pending.char_indices().find_map(|(i, c)| {
                 let end = i + c.len_utf8();
                 let next = self.pending[end..].chars().next();
-                let ends = matches!(c, '.' | '!' | '?' | ';' | ':')
-                    && next.is_some_and(char::is_whitespace)
-                    || c == '\n';
+                let after_space = next.is_some_and(char::is_whitespace);
+                let ends = matches!(c, '.' | '!' | '?' | ';' | ':') && after_space
+                    || c == '\n'
+                    || !self.cut_once
+                        && c == ','
+                        && after_space
+                        && self.pending[..i].split_whitespace().count() >= FIRST_CLAUSE_WORDS;
                 ends.then_some(end)
             });
             let Some(end) = cut else { break };
+            self.cut_once = true;
             let sentence: String = self.pending.drain(..end).collect();
             if !sentence.trim().is_empty() {
                 out.push(sentence.trim().to_string());
@@ -130,6 +141,24 @@ pub fn pcm16le(samples: &[f32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_cut_may_come_at_a_clause() {
+        let mut s = Sentences::default();
+        assert!(s.push("Yes, it").is_empty(), "too short a clause");
+        assert_eq!(
+            s.push(" is a prime number, because only one and"),
+            vec!["Yes, it is a prime number,"]
+        );
+        assert!(
+            s.push(" itself, divide it").is_empty(),
+            "later cuts wait for sentences"
+        );
+        assert_eq!(
+            s.push(". Done"),
+            vec!["because only one and itself, divide it."]
+        );
+    }
 
     #[test]
     fn sentences_are_cut_as_they_complete() {
