@@ -36,7 +36,7 @@ fn listen_err(bus: &Bus, wav: Vec<u8>) -> String {
 #[test]
 fn a_spoken_question_is_heard_answered_and_stored() {
     engine_binary();
-    let small = small_model();
+    small_model();
     let whisper = fetch("whisper-tiny.en", "ggml-tiny.en.bin");
     for voice in ["piper-joe-medium", "piper-joe-medium.json", "onnxruntime"] {
         fetch(voice, "");
@@ -45,17 +45,7 @@ fn a_spoken_question_is_heard_answered_and_stored() {
     let bus = Bus::open();
     let mut notify = NotifySocket::new();
     let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = cfg_dir.path().join("tutord.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[llm]\nmodel = \"{SMALL}\"\nmax_tokens = 32\ntemperature = 0.0\n\
-             [voice]\nstt_threads = 2\n\
-             [models]\ndir = \"{}\"\ncatalog = \"{REPO}/config/models.toml\"\n",
-            small.parent().unwrap().display()
-        ),
-    )
-    .unwrap();
+    let cfg = small_model_config(cfg_dir.path(), 32, "[voice]\nstt_threads = 2\n");
     let _daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &[]);
     assert!(notify.wait_for("READY=1", Duration::from_secs(60)));
 

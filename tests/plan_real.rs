@@ -138,21 +138,12 @@ fn property(bus: &Bus, name: &str) -> f64 {
 #[test]
 fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
     let _g = serial();
-    let models = small_model().parent().unwrap().to_path_buf();
+    small_model();
     engine_binary();
     let bus = Bus::open();
     let mut notify = NotifySocket::new();
     let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = cfg_dir.path().join("tutord.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[llm]\nmodel = \"{SMALL}\"\nmax_tokens = 48\ntemperature = 0.0\n\
-             [models]\ndir = \"{}\"\ncatalog = \"{REPO}/config/models.toml\"\n",
-            models.display()
-        ),
-    )
-    .unwrap();
+    let cfg = small_model_config(cfg_dir.path(), 48, "");
     // The real benchmark (not the harness's quick one): the calibration is relative to it.
     let real_bench = [
         ("TUTORD_BENCH__BUDGET_MS", "1000"),

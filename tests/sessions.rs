@@ -44,18 +44,7 @@ fn ask(bus: &Bus, q: &str) -> String {
 }
 
 fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let models = small_model().parent().unwrap().to_path_buf();
-    let cfg = dir.join("tutord.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[llm]\nmodel = \"{SMALL}\"\nmax_tokens = 24\ntemperature = 0.0\n\
-             [models]\ndir = \"{}\"\ncatalog = \"{REPO}/config/models.toml\"\n",
-            models.display()
-        ),
-    )
-    .unwrap();
-    cfg
+    small_model_config(dir, 24, "")
 }
 
 #[test]

@@ -407,6 +407,23 @@ pub fn fetch(name: &str, file: &str) -> PathBuf {
     dir.join(file)
 }
 
+/// Writes `<dir>/tutord.toml` for the small model pinned by name, greedy answers of at most
+/// `max_tokens`, the repository's catalog and the models cache, then `extra` (more TOML).
+pub fn small_model_config(dir: &Path, max_tokens: u32, extra: &str) -> PathBuf {
+    let models = small_model().parent().unwrap().to_path_buf();
+    let cfg = dir.join("tutord.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[llm]\nmodel = \"{SMALL}\"\nmax_tokens = {max_tokens}\ntemperature = 0.0\n\
+             [models]\ndir = \"{}\"\ncatalog = \"{REPO}/config/models.toml\"\n{extra}",
+            models.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 pub fn engine_binary() -> PathBuf {
     let p = Path::new(TUTORD).with_file_name("tutord-engine");
     assert!(
