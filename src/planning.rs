@@ -30,8 +30,9 @@ impl Context {
             (p.setup(), p.budgets())
         };
         let store = self.store_handle();
+        let (max_age, memory, compute) = budgets;
         let (m, origin, store_err) = tokio::task::spawn_blocking(move || {
-            crate::plan::service::Planner::benchmark(&setup, &store, force, budgets)
+            bench::obtain(&store, &setup, force, max_age, memory, compute)
         })
         .await
         .expect("the benchmark thread does not panic");

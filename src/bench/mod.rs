@@ -213,19 +213,22 @@ pub enum Origin {
 
 /// A cached result for the same key younger than `max_age`, else a new run (stored).
 /// `force` skips the cache (`Rebenchmark()`). A store error costs the cache, not the run.
+/// The store is locked only around the lookup and the insert, not during the measurement
+/// (it takes a second; the daemon's other users of the store must not wait for it).
 pub fn obtain(
-    store: Option<&Store>,
+    store: &std::sync::Mutex<Store>,
     setup: &Setup,
     force: bool,
     max_age: Duration,
     memory_budget: Duration,
     compute_budget: Duration,
 ) -> (Measurement, Origin, Option<StoreError>) {
+    let lock = || store.lock().unwrap_or_else(|p| p.into_inner());
     let key = setup.cache_key();
     let mut store_error = None;
-    if !force && let Some(store) = store {
+    if !force {
         let since = now_unix() - max_age.as_secs() as i64;
-        match store.bench_latest(&key, since) {
+        match lock().bench_latest(&key, since) {
             Ok(Some(json)) => {
                 if let Ok(m) = serde_json::from_str::<Measurement>(&json) {
                     return (m, Origin::Cached, None);
@@ -236,11 +239,9 @@ pub fn obtain(
         }
     }
     let m = run(setup, memory_budget, compute_budget);
-    if let Some(store) = store {
-        let json = serde_json::to_string(&m).expect("a measurement serializes");
-        if let Err(e) = store.bench_insert(&key, m.measured_unix, &json) {
-            store_error = Some(e);
-        }
+    let json = serde_json::to_string(&m).expect("a measurement serializes");
+    if let Err(e) = lock().bench_insert(&key, m.measured_unix, &json) {
+        store_error = Some(e);
     }
     (m, Origin::Measured, store_error)
 }

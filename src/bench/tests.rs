@@ -73,7 +73,7 @@ fn the_key_changes_with_the_ddr_clock_state() {
 #[test]
 fn results_are_cached_and_forced_runs_measure_again() {
     let state = tempfile::tempdir().unwrap();
-    let store = Store::open(state.path(), Duration::from_secs(1)).unwrap();
+    let store = std::sync::Mutex::new(Store::open(state.path(), Duration::from_secs(1)).unwrap());
     let (_d, mut s) = setup_for(rk3588_tree, &[0]);
     s.llc_bytes = Some(1 << 20);
     s.mem = Some(MemInfo {
@@ -82,21 +82,25 @@ fn results_are_cached_and_forced_runs_measure_again() {
     });
     let budget = Duration::from_millis(50);
     let week = Duration::from_secs(7 * 24 * 3600);
-    let (m1, o1, e1) = obtain(Some(&store), &s, false, week, budget, budget);
+    let (m1, o1, e1) = obtain(&store, &s, false, week, budget, budget);
     assert_eq!((o1, e1.is_none()), (Origin::Measured, true));
     assert_eq!(m1.bandwidth.working_set_bytes, (16 << 20) / 192 * 192);
     assert!(m1.bandwidth.read > 1e8, "{m1:?}");
     assert!(m1.compute_ops() > 1e9, "{m1:?}");
-    let (m2, o2, _) = obtain(Some(&store), &s, false, week, budget, budget);
+    let (m2, o2, _) = obtain(&store, &s, false, week, budget, budget);
     assert_eq!((o2, &m2), (Origin::Cached, &m1));
-    let (m3, o3, _) = obtain(Some(&store), &s, true, week, budget, budget);
+    let (m3, o3, _) = obtain(&store, &s, true, week, budget, budget);
     assert_eq!(o3, Origin::Measured);
     assert_ne!(
         m3.wall_seconds, m1.wall_seconds,
         "a new run, not the cached one"
     );
-    assert_eq!(store.bench_runs_total().unwrap(), 2, "history kept");
+    assert_eq!(
+        store.lock().unwrap().bench_runs_total().unwrap(),
+        2,
+        "history kept"
+    );
     // Too old: measured again.
-    let (_, o4, _) = obtain(Some(&store), &s, false, Duration::ZERO, budget, budget);
+    let (_, o4, _) = obtain(&store, &s, false, Duration::ZERO, budget, budget);
     assert_eq!(o4, Origin::Measured);
 }

@@ -86,41 +86,9 @@ impl Planner {
         s
     }
 
-    /// Runs (or reuses) the benchmark. Blocking: call from a blocking thread. The store is
-    /// only locked around the cache lookup and the insert, not during the measurement.
-    pub fn benchmark(
-        setup: &bench::Setup,
-        store: &std::sync::Mutex<Store>,
-        force: bool,
-        budgets: (Duration, Duration, Duration),
-    ) -> (Measurement, Origin, Option<String>) {
-        let (memory, compute, max_age) = budgets;
-        let lock = || store.lock().unwrap_or_else(|p| p.into_inner());
-        let key = setup.cache_key();
-        if !force {
-            let since = bench::now_unix() - max_age.as_secs() as i64;
-            match lock().bench_latest(&key, since) {
-                Ok(Some(json)) => {
-                    if let Ok(m) = serde_json::from_str::<Measurement>(&json) {
-                        return (m, Origin::Cached, None);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!("benchmark cache: {e}"),
-            }
-        }
-        let m = bench::run(setup, memory, compute);
-        let json = serde_json::to_string(&m).expect("a measurement serializes");
-        let err = lock()
-            .bench_insert(&key, m.measured_unix, &json)
-            .err()
-            .map(|e| e.to_string());
-        (m, Origin::Measured, err)
-    }
-
-    /// The budgets `benchmark` needs: memory, compute, cache age.
+    /// The budgets `bench::obtain` needs: cache age, memory, compute.
     pub fn budgets(&self) -> (Duration, Duration, Duration) {
-        (self.memory_budget, self.compute_budget, self.max_age)
+        (self.max_age, self.memory_budget, self.compute_budget)
     }
 
     /// The backends this board offers, restricted by `[llm] backend`.
