@@ -342,11 +342,18 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         );
     }
 
+    let paths = Paths::new(&opts.config.platform.root);
+    let profiles = Profiles::load(&opts.config.platform.boards).unwrap_or_else(|e| {
+        tracing::warn!("{e}: using the built-in board profiles");
+        Profiles::builtin()
+    });
+    let profile = profiles.detect(&paths).clone();
+
     // ---- tuning (issue 5): the cores are chosen now, so that this process's threads and the
     // engine worker (started next) run on them from the start.
     let tuning_report = crate::tuning::Shared::default();
     let mut tuner: crate::tuning::Tuner =
-        crate::tuning::Tuner::new(&opts.config, tuning_report.clone());
+        crate::tuning::Tuner::new(&opts.config, profile.clone(), tuning_report.clone());
     if opts.config.llm.cpus.is_empty()
         && let Some(cpus) = tuner.engine_cpus()
     {
@@ -356,12 +363,6 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     // ---- end tuning
 
     let catalog = load_catalog(&opts.config.models.catalog);
-    let paths = Paths::new(&opts.config.platform.root);
-    let profiles = Profiles::load(&opts.config.platform.boards).unwrap_or_else(|e| {
-        tracing::warn!("{e}: using the built-in board profiles");
-        Profiles::builtin()
-    });
-    let profile = profiles.detect(&paths).clone();
     // The benchmark runs on the cores inference will use.
     let bench_cpus = if opts.config.llm.cpus.is_empty() {
         crate::platform::topology::allowed_cpus()

@@ -34,7 +34,7 @@ pub use services::{Systemd, Units};
 use crate::config::{Config, SwapChoice, TuningConfig, TuningMode};
 use crate::events;
 use crate::platform::memory::MemInfo;
-use crate::platform::profile::{BoardProfile, Profiles};
+use crate::platform::profile::BoardProfile;
 use crate::platform::topology::{BigBasis, Topology, format_cpu_list};
 use crate::platform::{Board, Paths};
 use crate::store::{StoreError, TuningRow};
@@ -102,17 +102,12 @@ pub struct Tuner<U: Units = Systemd> {
 }
 
 impl<U: Units> Tuner<U> {
-    /// Reads the board and its CPUs and decides the cores. Problems (a missing CPU, an
-    /// unreadable boards file) become warnings: tuning never stops the daemon.
-    pub fn new(config: &Config, report: Shared) -> Self {
+    /// Reads the CPUs of the board `profile` (detected once, by the daemon) and decides the
+    /// cores. Problems (a missing CPU) become warnings: tuning never stops the daemon.
+    pub fn new(config: &Config, profile: BoardProfile, report: Shared) -> Self {
         let cfg = config.tuning.clone();
         let paths = Paths::new(&config.platform.root);
         let mut warnings = Vec::new();
-        let profiles = Profiles::load(&config.platform.boards).unwrap_or_else(|e| {
-            warnings.push(format!("{e}; using the built-in board profiles"));
-            Profiles::builtin()
-        });
-        let profile = profiles.detect(&paths).clone();
         let board = profile.board();
         let topology = Topology::read(&paths);
         let online = topology.ids();

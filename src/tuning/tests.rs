@@ -204,7 +204,14 @@ fn store(dir: &Path) -> Arc<Mutex<Store>> {
 }
 
 fn tuner(cfg: &Config, units: &FakeUnits) -> Tuner<FakeUnits> {
-    Tuner::new(cfg, Shared::default()).with_units(units.clone())
+    Tuner::new(cfg, profile(cfg), Shared::default()).with_units(units.clone())
+}
+
+/// The built-in profile for the fake tree under `cfg`'s platform root.
+fn profile(cfg: &Config) -> crate::platform::profile::BoardProfile {
+    crate::platform::profile::Profiles::builtin()
+        .detect(&Paths::new(&cfg.platform.root))
+        .clone()
 }
 
 /// Every file of the tree with its contents, to prove nothing was written.
@@ -497,7 +504,7 @@ async fn orin_nano_starts_the_jetson_helpers_and_pins_no_cores() {
     let j = store(dir.path());
     // The built-in profile selects power mode 0 (MAXN SUPER on JetPack 6).
     assert_eq!(
-        Profiles::builtin()
+        crate::platform::profile::Profiles::builtin()
             .get("orin-nano")
             .unwrap()
             .jetson_power_mode,
@@ -671,7 +678,7 @@ fn big_cores_are_measured_when_sysfs_does_not_tell_them_apart() {
         std::fs::remove_file(base.join("cpufreq/cpuinfo_max_freq")).unwrap();
     }
     let cfg = config(&root, "");
-    let t: Tuner = Tuner::new(&cfg, Shared::default());
+    let t: Tuner = Tuner::new(&cfg, profile(&cfg), Shared::default());
     let cpus = t.engine_cpus().expect("a big.LITTLE board is pinned");
     // This machine's cores are alike, so which ones win is up to measurement noise; what
     // matters is that they were measured and are among the online ones.
