@@ -19,7 +19,7 @@ use crate::platform::Board;
 /// Where the catalog is installed on a board.
 pub const DEFAULT_CATALOG_PATH: &str = "/usr/share/tutord/models.toml";
 
-/// Board names a catalog entry may list: those `platform::detect_board` can report.
+/// Board names a catalog entry may list: the board families tutord knows.
 const KNOWN_BOARDS: [Board; 4] = [
     Board::Generic,
     Board::Rk3588,

@@ -180,7 +180,12 @@ mod tests {
                 "orin-nano",
                 128,
             ),
+            (b"radxa,rock-5a\0rockchip,rk3588s\0", "rk3588", 64),
             (b"brcm,bcm2711\0", "generic", 64),
+            // A prefix of a known name is not that board; garbage is generic.
+            (b"rockchip,rk358\0", "generic", 64),
+            (b"\xff\xfe\0\0", "generic", 64),
+            (b"", "generic", 64),
         ] {
             std::fs::write(dir.path().join("proc/device-tree/compatible"), compat).unwrap();
             let b = p.detect(&paths);
