@@ -468,7 +468,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         .step(State::Benchmarking, "Measuring memory bandwidth", 0.65)
         .await;
     ctx.benchmark(false).await;
-    publish_figures(&ctx, &iface).await;
+    publish_figures(&iface).await;
     reporter
         .step(State::Benchmarking, "Choosing the model", 0.7)
         .await;
@@ -492,7 +492,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
             .tutor
             .replace_engine(Err(format!("the planner chose no model: {why}")));
     }
-    publish_figures(&ctx, &iface).await;
+    publish_figures(&iface).await;
     // After the engine is in place (replacing it starts a fresh conversation).
     ctx.resume_session();
     // Speech recognition loads beside the LLM; spoken questions wait for it (NotReady).
@@ -628,7 +628,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
 /// Emits PropertiesChanged for the benchmark and plan figures.
 /// The properties read the planner's figures live; this only tells clients they changed.
 /// Not for use inside an interface method (see `Tutor::rebenchmark`).
-pub(crate) async fn publish_figures(_ctx: &Context, iface: &InterfaceRef<Tutor>) {
+pub(crate) async fn publish_figures(iface: &InterfaceRef<Tutor>) {
     let this = iface.get().await;
     let e = iface.signal_emitter();
     for r in [

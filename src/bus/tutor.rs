@@ -190,23 +190,25 @@ impl Tutor {
     /// Ends the current session and starts one on `subject` ("" = the configured subject);
     /// returns its id. The tutor's conversation starts afresh. `Busy` while questions are
     /// pending; `InvalidArgument` for a subject over 200 bytes.
-    async fn start_session(&self, subject: &str) -> Result<String, TutorError> {
+    async fn start_session(
+        &self,
+        subject: &str,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, TutorError> {
         let s = self.ctx.start_session(subject).map_err(session_error)?;
-        if let Some(iface) = self.ctx.iface() {
-            let this = iface.get().await;
-            let _ = this.session_changed(iface.signal_emitter()).await;
-        }
+        // Through this method's own emitter, not the InterfaceRef (see `rebenchmark`).
+        self.session_changed(&emitter).await?;
         Ok(s.id.to_string())
     }
 
     /// Ends the current session; the next question starts a new one on the configured
     /// subject. `Busy` while questions are pending.
-    async fn end_session(&self) -> Result<(), TutorError> {
+    async fn end_session(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), TutorError> {
         self.ctx.end_session().map_err(session_error)?;
-        if let Some(iface) = self.ctx.iface() {
-            let this = iface.get().await;
-            let _ = this.session_changed(iface.signal_emitter()).await;
-        }
+        self.session_changed(&emitter).await?;
         Ok(())
     }
 
@@ -546,7 +548,7 @@ impl BusSink {
                         let heard = ctx.heard_lock().remove(&turn);
                         if outcome.error.is_none() {
                             ctx.calibrate(&outcome.stats);
-                            crate::daemon::publish_figures(&ctx, &iface).await;
+                            crate::daemon::publish_figures(&iface).await;
                         }
                         // A spoken answer ends when its last sentence is spoken, so the
                         // client has all the audio when AnswerFinished comes.
