@@ -247,6 +247,16 @@ pub(crate) mod tests {
         std::fs::write(p, text).unwrap();
     }
 
+    /// Writes `cache/index<i>/{level,type,size}` of the CPU directory `base`.
+    fn put_caches(root: &Path, base: &str, caches: &[(u32, &str, &str)]) {
+        for (i, (level, kind, size)) in caches.iter().enumerate() {
+            let c = format!("{base}/cache/index{i}");
+            put(root, &format!("{c}/level"), &format!("{level}\n"));
+            put(root, &format!("{c}/type"), &format!("{kind}\n"));
+            put(root, &format!("{c}/size"), &format!("{size}\n"));
+        }
+    }
+
     /// A sysfs tree laid out like a Rock 5B (RK3588): A55 cores 0-3 (capacity 414, 1.8 GHz,
     /// 64 KiB L2... as the vendor kernel reports), A76 cores 4-7 (1024, 2.4 GHz), 3 MiB L3.
     pub(crate) fn rk3588_tree(root: &Path) {
@@ -274,20 +284,16 @@ pub(crate) mod tests {
                 &format!("{base}/topology/cluster_id"),
                 if big { "1\n" } else { "0\n" },
             );
-            for (i, (level, kind, size)) in [
-                (1, "Data", "64K"),
-                (1, "Instruction", "64K"),
-                (2, "Unified", if big { "512K" } else { "128K" }),
-                (3, "Unified", "3072K"),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let c = format!("{base}/cache/index{i}");
-                put(root, &format!("{c}/level"), &format!("{level}\n"));
-                put(root, &format!("{c}/type"), &format!("{kind}\n"));
-                put(root, &format!("{c}/size"), &format!("{size}\n"));
-            }
+            put_caches(
+                root,
+                &base,
+                &[
+                    (1, "Data", "64K"),
+                    (1, "Instruction", "64K"),
+                    (2, "Unified", if big { "512K" } else { "128K" }),
+                    (3, "Unified", "3072K"),
+                ],
+            );
         }
         put(root, "/sys/class/devfreq/dmc/cur_freq", "2112000000\n");
         put(root, "/sys/class/devfreq/dmc/max_freq", "2112000000\n");
@@ -315,19 +321,15 @@ pub(crate) mod tests {
                 &format!("{base}/topology/cluster_id"),
                 if cpu < 4 { "0\n" } else { "1\n" },
             );
-            for (i, (level, kind, size)) in [
-                (1, "Data", "64K"),
-                (2, "Unified", "256K"),
-                (3, "Unified", "2048K"),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let c = format!("{base}/cache/index{i}");
-                put(root, &format!("{c}/level"), &format!("{level}\n"));
-                put(root, &format!("{c}/type"), &format!("{kind}\n"));
-                put(root, &format!("{c}/size"), &format!("{size}\n"));
-            }
+            put_caches(
+                root,
+                &base,
+                &[
+                    (1, "Data", "64K"),
+                    (2, "Unified", "256K"),
+                    (3, "Unified", "2048K"),
+                ],
+            );
         }
         put(
             root,
