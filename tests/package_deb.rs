@@ -11,38 +11,16 @@
 //! when run.sh exits 77 (no child cgroups of its own: it never starts nspawn from the
 //! machine's cgroup).
 
+mod common;
+
+use common::{REPO, TUTORD, effective_uid, find_tool, script_path};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const TUTORD: &str = env!("CARGO_BIN_EXE_tutord");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
 fn notice(msg: &str) {
     let _ = writeln!(std::io::stderr(), "package_deb: {msg}");
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// PATH with the sbin directories a non-login root shell may lack.
-fn script_path() -> std::ffi::OsString {
-    let mut dirs: Vec<PathBuf> =
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
-    for d in ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
-        if !dirs.iter().any(|x| x == Path::new(d)) {
-            dirs.push(PathBuf::from(d));
-        }
-    }
-    std::env::join_paths(dirs).expect("PATH")
-}
-
-fn have(tool: &str) -> bool {
-    std::env::split_paths(&script_path()).any(|d| d.join(tool).is_file())
 }
 
 #[test]
@@ -62,7 +40,7 @@ fn deb_installs_and_starts_in_a_real_system() {
         "dpkg-deb",
         "readelf",
     ] {
-        if !have(tool) {
+        if find_tool(tool).is_none() {
             notice(&format!("skipped: {tool} not found"));
             return;
         }

@@ -8,13 +8,14 @@
 //! missing, or when `TUTORD_SKIP_NSPAWN=1`. Cache: `TUTORD_TEST_CACHE` (default
 //! `/var/cache/tutord-test`).
 
+mod common;
+
+use common::{TUTORCTL, TUTORD, effective_uid, find_tool, script_path};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const TUTORD: &str = env!("CARGO_BIN_EXE_tutord");
-const TUTORCTL: &str = env!("CARGO_BIN_EXE_tutorctl");
 const SYSTEMD_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
 const NSPAWN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nspawn");
 
@@ -22,44 +23,6 @@ const NSPAWN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nspawn");
 /// (the test harness captures `println!`/`eprintln!` of passing tests).
 fn notice(msg: &str) {
     let _ = writeln!(std::io::stderr(), "systemd_service_lifecycle: {msg}");
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    // Uid: real effective saved fs
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-                .iter()
-                .map(PathBuf::from),
-        )
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// PATH for the scripts, with the sbin directories that a non-login root shell may lack.
-fn script_path() -> std::ffi::OsString {
-    let mut dirs: Vec<PathBuf> =
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
-    for d in [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ] {
-        if !dirs.iter().any(|x| x == Path::new(d)) {
-            dirs.push(PathBuf::from(d));
-        }
-    }
-    std::env::join_paths(dirs).expect("PATH")
 }
 
 struct Output {

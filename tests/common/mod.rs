@@ -519,3 +519,39 @@ pub fn jfk() -> PathBuf {
         })
         .clone()
 }
+
+// ---- the real-system tiers (nspawn, packages): root and the tools they need ----
+
+/// The effective uid, from /proc (no libc call needed).
+pub fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    // Uid: real effective saved fs
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// PATH for the scripts, with the sbin directories that a non-login root shell may lack.
+pub fn script_path() -> std::ffi::OsString {
+    let mut dirs: Vec<PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
+    for d in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        if !dirs.iter().any(|x| x == Path::new(d)) {
+            dirs.push(PathBuf::from(d));
+        }
+    }
+    std::env::join_paths(dirs).expect("PATH")
+}
+
+/// `name` on `script_path()`.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&script_path())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}

@@ -99,7 +99,7 @@ expect_state dummy-unlisted active "polkit does not allow it to tutord"
 journal=$(tutord_journal --since "$since")
 for want in "dbus.service is protected" "no-such-unit.service does not exist" \
             "CPU 999 does not exist" "polkit refused" "MemAvailable" \
-            "memory bandwidth before tuning"; do
+            "GB/s, after"; do
     if printf '%s\n' "$journal" | grep -qF "$want"; then
         ok "journal: $(printf '%s\n' "$journal" | grep -F "$want" | head -n1 | cut -c1-220)"
     else
