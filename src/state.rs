@@ -50,6 +50,44 @@ impl fmt::Display for State {
     }
 }
 
+/// What the tutor is doing once booted. The published `State` is derived from it, so
+/// overlapping work (an answer still being spoken while the next question is heard) never
+/// leaves a stale word behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// The microphone is taking a question.
+    pub listening: bool,
+    /// Answers being written.
+    pub thinking: u32,
+    /// Answers or `Speak` texts being spoken.
+    pub speaking: u32,
+}
+
+impl Activity {
+    /// Listening wins (the user is talking), then speaking (what they hear), then thinking.
+    pub fn state(&self) -> State {
+        if self.listening {
+            State::Listening
+        } else if self.speaking > 0 {
+            State::Speaking
+        } else if self.thinking > 0 {
+            State::Thinking
+        } else {
+            State::Ready
+        }
+    }
+}
+
+impl State {
+    /// The states [`Activity`] moves between once the daemon is ready.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            State::Ready | State::Listening | State::Thinking | State::Speaking
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +102,18 @@ mod tests {
         dedup.sort();
         dedup.dedup();
         assert_eq!(dedup.len(), names.len());
+    }
+
+    #[test]
+    fn activity_says_what_the_user_notices_first() {
+        let mut a = Activity::default();
+        assert_eq!(a.state(), State::Ready);
+        a.thinking = 1;
+        assert_eq!(a.state(), State::Thinking);
+        a.speaking = 1;
+        assert_eq!(a.state(), State::Speaking);
+        a.listening = true;
+        assert_eq!(a.state(), State::Listening);
+        assert!(State::Speaking.is_active() && !State::Loading.is_active());
     }
 }

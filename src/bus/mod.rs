@@ -5,9 +5,11 @@
 
 pub mod errors;
 pub mod tutor;
+pub mod voice;
 
 pub use errors::TutorError;
 pub use tutor::{Status, Tutor};
+pub use voice::publish_activity;
 
 /// The well-known name tutord owns.
 pub const NAME: &str = "org.tutord.Tutor1";

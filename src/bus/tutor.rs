@@ -9,13 +9,17 @@ use zbus::object_server::{InterfaceRef, SignalEmitter};
 use zbus::{OwnedVariant, Str, Variant, interface};
 
 use super::TutorError;
+use super::voice::{Mouth, Voice};
 use crate::config::LogLevel;
 use crate::daemon::Context;
 use crate::diagnostics::Value;
 use crate::state::State;
 use crate::tutor::{AskError, AskOptions, TurnOutcome, TurnSink};
+use crate::voice::live::{LiveError, LiveHandle};
+use crate::voice::pipeline::Heard;
+use crate::voice::speaker::Spoken;
 
-/// What the daemon publishes as properties; changed only through [`Tutor::publish`].
+/// What the daemon publishes as properties; changed only through [`Tutor::update`].
 #[derive(Debug, Clone)]
 pub struct Status {
     pub state: State,
@@ -48,6 +52,15 @@ pub struct Tutor {
 }
 
 impl Tutor {
+    /// The live voice loop, or `NotReady` saying why there is none.
+    fn live(&self) -> Result<LiveHandle, TutorError> {
+        self.ctx
+            .audio_lock()
+            .live
+            .clone()
+            .map_err(|why| TutorError::NotReady(format!("no microphone: {why}")))
+    }
+
     pub fn new(ctx: Arc<Context>) -> Self {
         Self {
             ctx,
@@ -55,10 +68,17 @@ impl Tutor {
         }
     }
 
-    /// Replaces the published status and emits `PropertiesChanged` for what changed.
-    pub async fn publish(iface: &InterfaceRef<Tutor>, status: Status) -> zbus::Result<()> {
+    /// Changes the published status and emits `PropertiesChanged` for what changed. The
+    /// change is made under the interface's write lock, so concurrent updates (the boot
+    /// reporter, a finished answer, the activity publisher) never undo each other. Never
+    /// call it from inside an interface method (the method holds the read lock).
+    pub async fn update(
+        iface: &InterfaceRef<Tutor>,
+        change: impl FnOnce(&mut Status),
+    ) -> zbus::Result<()> {
         let mut this = iface.get_mut().await;
-        let old = std::mem::replace(&mut this.status, status);
+        let old = this.status.clone();
+        change(&mut this.status);
         let emitter = iface.signal_emitter();
         if old.state != this.status.state {
             this.state_changed(emitter).await?;
@@ -126,7 +146,7 @@ impl Tutor {
         options: HashMap<String, OwnedVariant>,
     ) -> Result<String, TutorError> {
         let options = parse_ask_options(&options)?;
-        start_turn(&self.ctx, text, options, "text")
+        start_turn(&self.ctx, text, options, None)
     }
 
     /// A spoken question: `wav` is a WAV file's bytes (16 kHz mono 16-bit PCM, at most 120
@@ -166,15 +186,51 @@ impl Tutor {
         );
         Self::transcript(&emitter, &heard.text, true).await?;
         let text = heard.text.clone();
-        let turn = start_turn(&self.ctx, &text, options, "voice")?;
-        self.ctx.heard_lock().insert(turn.clone(), heard);
-        Ok(turn)
+        start_turn(&self.ctx, &text, options, Some(Voice::signals_only(heard)))
+    }
+
+    /// Push-to-talk: starts taking a question from the microphone. It ends at the endpoint
+    /// (`[voice] endpoint_silence_ms` of silence) or at `StopListening()`; then whisper
+    /// transcribes it (a `Transcript` signal) and it is asked like `ListenWav`'s, the
+    /// answer spoken on the loudspeaker. During an answer it interrupts it (barge-in).
+    /// Listening stops by itself when no speech starts within 10 s. `State` is
+    /// `listening` meanwhile. `NotReady` when there is no microphone (the error says why).
+    async fn listen(&self) -> Result<(), TutorError> {
+        self.live()?.listen().await.map_err(live_error)
+    }
+
+    /// Ends the question being taken now (push-to-talk released). `InvalidArgument` when
+    /// not listening or when no speech was heard.
+    async fn stop_listening(&self) -> Result<(), TutorError> {
+        self.live()?.stop_listening().await.map_err(live_error)
+    }
+
+    /// Says `text` (1 to 2000 bytes) with the tutor's voice: `Speech` signals whose id
+    /// (returned, `speak-N`) stands for the turn id, and the loudspeaker when there is one.
+    /// `NotReady` when no voice is loaded, `Busy` while an answer is being written.
+    async fn speak(
+        &self,
+        text: &str,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, TutorError> {
+        if text.trim().is_empty() || text.len() > 2000 {
+            return Err(TutorError::InvalidArgument(format!(
+                "the text must be 1 to 2000 bytes, not {}",
+                text.len()
+            )));
+        }
+        if self.ctx.tutor.busy() {
+            return Err(TutorError::Busy(
+                "an answer is being written; speak when the tutor is idle".into(),
+            ));
+        }
+        super::voice::speak(&self.ctx, &emitter, text).map_err(TutorError::NotReady)
     }
 
     /// A sentence of a spoken answer: mono 16-bit little-endian PCM at `sample_rate` Hz,
     /// in order. The turn's `AnswerFinished` comes after its last sentence.
     #[zbus(signal)]
-    async fn speech(
+    pub(crate) async fn speech(
         emitter: &SignalEmitter<'_>,
         turn_id: &str,
         sample_rate: u32,
@@ -184,8 +240,11 @@ impl Tutor {
     /// What speech recognition heard; `final` is true for the finished transcript of an
     /// utterance (the text that is asked).
     #[zbus(signal)]
-    async fn transcript(emitter: &SignalEmitter<'_>, text: &str, r#final: bool)
-    -> zbus::Result<()>;
+    pub(crate) async fn transcript(
+        emitter: &SignalEmitter<'_>,
+        text: &str,
+        r#final: bool,
+    ) -> zbus::Result<()>;
 
     /// Ends the current session and starts one on `subject` ("" = the configured subject);
     /// returns its id. The tutor's conversation starts afresh. `Busy` while questions are
@@ -521,43 +580,63 @@ struct BusSink {
 }
 
 impl BusSink {
-    /// `speak`: the answer is also spoken (a spoken question), sentence by sentence as it
-    /// is written, as `Speech` signals.
-    fn start(ctx: Arc<Context>, speak: bool) -> Arc<dyn TurnSink> {
+    /// `voice`: the answer is also spoken, sentence by sentence as it is written.
+    fn start(ctx: Arc<Context>, mut voice: Option<Voice>) -> Arc<dyn TurnSink> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let Some(iface) = ctx.iface() else {
                 return;
             };
             let emitter = iface.signal_emitter().clone();
-            let mut speaker = None;
+            let mut mouth: Option<Mouth> = None;
+            let mut started = false;
             while let Some(ev) = rx.recv().await {
                 let result = match ev {
-                    SinkEvent::Started => set_state(&iface, State::Thinking, None).await,
+                    SinkEvent::Started => {
+                        started = true;
+                        ctx.activity(|a| a.thinking += 1);
+                        Ok(())
+                    }
                     SinkEvent::Piece(turn, piece) => {
-                        if speak && speaker.is_none() {
-                            speaker = start_speaker(&ctx, &emitter, &turn);
+                        if let Some(v) = &voice
+                            && mouth.is_none()
+                        {
+                            mouth = Mouth::start(
+                                &ctx,
+                                &emitter,
+                                &turn,
+                                v.speaker.clone(),
+                                v.cancel.clone(),
+                            );
                         }
-                        if let Some(s) = &mut speaker {
-                            s.piece(&piece);
+                        if let Some(m) = &mut mouth {
+                            m.piece(&piece);
                         }
                         Tutor::token(&emitter, &turn, &piece).await
                     }
                     SinkEvent::Finished(turn, outcome) => {
                         ctx.record_answer(&turn, &outcome);
-                        let heard = ctx.heard_lock().remove(&turn);
                         if outcome.error.is_none() {
                             ctx.calibrate(&outcome.stats);
                             crate::daemon::publish_figures(&iface).await;
                         }
                         // A spoken answer ends when its last sentence is spoken, so the
                         // client has all the audio when AnswerFinished comes.
-                        let spoken = match speaker.take() {
-                            Some(s) => Some(s.finish().await),
+                        let spoken = match mouth.take() {
+                            Some(m) => Some(m.finish().await),
                             None => None,
                         };
-                        let voice = heard.as_ref().map(|h| (h, spoken.as_ref()));
-                        finish(&iface, &emitter, &turn, &outcome, voice).await
+                        let heard = voice.as_mut().and_then(|v| v.heard.take());
+                        let r = finish(&iface, &emitter, &turn, &outcome, heard, spoken).await;
+                        // Thinking ends with the speaking, so State goes thinking → speaking
+                        // → ready without a ready in between.
+                        if std::mem::take(&mut started) {
+                            ctx.activity(|a| a.thinking = a.thinking.saturating_sub(1));
+                        }
+                        if let Some(done) = voice.as_mut().and_then(|v| v.done.take()) {
+                            let _ = done.send(());
+                        }
+                        r
                     }
                 };
                 if let Err(e) = result {
@@ -583,48 +662,42 @@ impl TurnSink for BusSink {
     }
 }
 
-async fn set_state(
-    iface: &InterfaceRef<Tutor>,
-    state: State,
-    update: Option<&TurnOutcome>,
-) -> zbus::Result<()> {
-    let mut status = iface.get().await.status().clone();
-    status.state = state;
-    if let Some(o) = update {
-        if let Some(e) = &o.error {
-            status.last_error = e.to_string();
-        } else if !o.stats.aborted {
-            status.last_tokens_per_second = o.stats.decode_tokens_per_second;
-            status.last_time_to_first_token = o.time_to_first_token;
-        }
-    }
-    Tutor::publish(iface, status).await
-}
-
 async fn finish(
     iface: &InterfaceRef<Tutor>,
     emitter: &SignalEmitter<'_>,
     turn: &str,
     o: &TurnOutcome,
-    voice: Option<(
-        &crate::voice::pipeline::Heard,
-        Option<&crate::voice::speaker::Spoken>,
-    )>,
+    heard: Option<Heard>,
+    spoken: Option<Spoken>,
 ) -> zbus::Result<()> {
     let s = &o.stats;
     let mut stats: HashMap<String, OwnedVariant> = HashMap::new();
-    if let Some((h, spoken)) = voice {
-        if let Some(sp) = spoken {
-            if let Some(at) = sp.first_audio {
-                let secs = at.duration_since(h.received).as_secs_f64();
-                stats.insert("end_of_speech_to_first_audio".into(), secs.into());
-            }
-            stats.insert("spoken_seconds".into(), sp.audio.as_secs_f64().into());
-            stats.insert("tts_seconds".into(), sp.synthesis.as_secs_f64().into());
-            if let Some(e) = sp.errors.first() {
-                stats.insert("tts_error".into(), Str::from(e.clone()).into());
-            }
+    if let Some(sp) = &spoken {
+        stats.insert("spoken_seconds".into(), sp.audio.as_secs_f64().into());
+        stats.insert("tts_seconds".into(), sp.synthesis.as_secs_f64().into());
+        if let Some(e) = sp.errors.first() {
+            stats.insert("tts_error".into(), Str::from(e.clone()).into());
         }
+    }
+    if let Some(h) = &heard {
+        let first_audio = spoken
+            .as_ref()
+            .and_then(|sp| sp.first_audio)
+            .map(|at| at.duration_since(h.received).as_secs_f64());
+        if let Some(secs) = first_audio {
+            stats.insert("end_of_speech_to_first_audio".into(), secs.into());
+        }
+        let to_first_token = h.to_transcript.as_secs_f64() + o.time_to_first_token;
+        tracing::info!(
+            turn,
+            end_of_speech_to_transcript = h.to_transcript.as_secs_f64(),
+            end_of_speech_to_first_token = to_first_token,
+            end_of_speech_to_first_audio = first_audio.unwrap_or(-1.0),
+            "spoken turn {turn}: end of speech → transcript {:.2} s → first token {:.2} s → first audio {}",
+            h.to_transcript.as_secs_f64(),
+            to_first_token,
+            first_audio.map_or("none".to_string(), |s| format!("{s:.2} s"))
+        );
         stats.insert("transcript".into(), Str::from(h.text.clone()).into());
         stats.insert("speech_seconds".into(), h.speech.as_secs_f64().into());
         stats.insert(
@@ -632,10 +705,7 @@ async fn finish(
             h.to_transcript.as_secs_f64().into(),
         );
         stats.insert("stt_real_time_factor".into(), h.stt_rtf.into());
-        stats.insert(
-            "end_of_speech_to_first_token".into(),
-            (h.to_transcript.as_secs_f64() + o.time_to_first_token).into(),
-        );
+        stats.insert("end_of_speech_to_first_token".into(), to_first_token.into());
     }
     stats.insert("ok".into(), o.error.is_none().into());
     if let Some(e) = &o.error {
@@ -676,40 +746,27 @@ async fn finish(
             o.time_to_first_token
         ),
     }
-    set_state(iface, State::Ready, Some(o)).await?;
+    let update = Tutor::update(iface, |status| {
+        if let Some(e) = &o.error {
+            status.last_error = e.to_string();
+        } else if !o.stats.aborted {
+            status.last_tokens_per_second = o.stats.decode_tokens_per_second;
+            status.last_time_to_first_token = o.time_to_first_token;
+        }
+    });
+    update.await?;
     Tutor::answer_finished(emitter, turn, stats).await
 }
 
-/// A speaker for a spoken turn that emits each sentence's audio as a `Speech` signal; None
-/// when no voice is loaded (the answer is then only written).
-fn start_speaker(
-    ctx: &Arc<Context>,
-    emitter: &SignalEmitter<'static>,
-    turn: &str,
-) -> Option<crate::voice::speaker::Speaker> {
-    let tts = ctx.tts()?;
-    let emitter = emitter.clone();
-    let turn = turn.to_string();
-    Some(crate::voice::speaker::Speaker::start(tts, move |speech| {
-        let emitter = emitter.clone();
-        let turn = turn.clone();
-        async move {
-            let pcm = crate::voice::speaker::pcm16le(&speech.samples);
-            if let Err(e) = Tutor::speech(&emitter, &turn, speech.sample_rate, &pcm).await {
-                tracing::warn!("cannot emit Speech: {e}");
-            }
-        }
-    }))
-}
-
 /// Starts a turn for `text` (typed or heard) and stores its question.
-fn start_turn(
+pub(crate) fn start_turn(
     ctx: &Arc<Context>,
     text: &str,
     options: AskOptions,
-    source: &str,
+    voice: Option<Voice>,
 ) -> Result<String, TutorError> {
-    let sink = BusSink::start(ctx.clone(), source == "voice");
+    let source = if voice.is_some() { "voice" } else { "text" };
+    let sink = BusSink::start(ctx.clone(), voice);
     let new_session = options.new_session;
     let turn = ctx.tutor.ask(text, options, sink).map_err(|e| match e {
         AskError::Invalid(m) => TutorError::InvalidArgument(m),
@@ -722,6 +779,15 @@ fn start_turn(
         Err(e) => tracing::error!("cannot store {turn}: {e}"),
     }
     Ok(turn)
+}
+
+fn live_error(e: LiveError) -> TutorError {
+    match e {
+        LiveError::NoMicrophone(_) | LiveError::Stopped => TutorError::NotReady(e.to_string()),
+        LiveError::NotListening | LiveError::NothingHeard => {
+            TutorError::InvalidArgument(e.to_string())
+        }
+    }
 }
 
 fn session_error(e: crate::tutor::session::SessionError) -> TutorError {

@@ -99,17 +99,23 @@ impl Context {
         self.tts_lock().as_ref().ok().cloned()
     }
 
+    /// The VAD settings the config asks for.
+    pub fn vad_config(&self) -> VadConfig {
+        VadConfig {
+            silence: Duration::from_millis(u64::from(self.config.voice.endpoint_silence_ms)),
+            ..VadConfig::default()
+        }
+    }
+
     /// Turns a WAV recording (16 kHz mono PCM16) into the question it holds.
     pub async fn hear(&self, wav_bytes: Vec<u8>) -> Result<Heard, VoiceError> {
         let received = Instant::now();
-        let stt = match &*self.stt_lock() {
-            Ok(s) => s.clone(),
-            Err(why) => return Err(VoiceError::NotReady(why.clone())),
-        };
+        let stt = self.transcriber()?;
+        let vad_config = self.vad_config();
         tokio::task::spawn_blocking(move || {
             let pcm = wav::parse("the recording", &wav_bytes, MAX_QUESTION_SECONDS)?;
             let audio = pcm.duration();
-            let utterances = vad::utterances(&pcm.samples, &VadConfig::default());
+            let utterances = vad::utterances(&pcm.samples, &vad_config);
             let (Some(first), Some(last)) = (utterances.first(), utterances.last()) else {
                 return Err(VoiceError::NoSpeech {
                     seconds: audio.as_secs_f64(),
@@ -118,23 +124,54 @@ impl Context {
             // Pauses longer than the endpoint inside one recording are still one question:
             // everything from the first start to the last end.
             let speech = &pcm.samples[first.start..last.end.min(pcm.samples.len())];
-            let t = stt.transcribe(speech)?;
-            let text = t.text.trim().to_string();
-            if text.is_empty() {
-                return Err(VoiceError::NoWords);
-            }
-            Ok(Heard {
-                text,
-                speech: Duration::from_secs_f64(speech.len() as f64 / f64::from(vad::RATE)),
-                audio,
-                to_transcript: received.elapsed(),
-                stt_rtf: t.real_time_factor(),
-                received,
-            })
+            transcribe(stt.as_ref(), speech, audio, received)
         })
         .await
         .expect("speech recognition does not panic")
     }
+
+    /// Transcribes an utterance the microphone's VAD ended at `received`.
+    pub async fn hear_utterance(
+        &self,
+        samples: Vec<f32>,
+        received: Instant,
+    ) -> Result<Heard, VoiceError> {
+        let stt = self.transcriber()?;
+        tokio::task::spawn_blocking(move || {
+            let audio = Duration::from_secs_f64(samples.len() as f64 / f64::from(vad::RATE));
+            transcribe(stt.as_ref(), &samples, audio, received)
+        })
+        .await
+        .expect("speech recognition does not panic")
+    }
+
+    fn transcriber(&self) -> Result<Arc<dyn Transcriber>, VoiceError> {
+        match &*self.stt_lock() {
+            Ok(s) => Ok(s.clone()),
+            Err(why) => Err(VoiceError::NotReady(why.clone())),
+        }
+    }
+}
+
+fn transcribe(
+    stt: &dyn Transcriber,
+    speech: &[f32],
+    audio: Duration,
+    received: Instant,
+) -> Result<Heard, VoiceError> {
+    let t = stt.transcribe(speech)?;
+    let text = t.text.trim().to_string();
+    if text.is_empty() {
+        return Err(VoiceError::NoWords);
+    }
+    Ok(Heard {
+        text,
+        speech: Duration::from_secs_f64(speech.len() as f64 / f64::from(vad::RATE)),
+        audio,
+        to_transcript: received.elapsed(),
+        stt_rtf: t.real_time_factor(),
+        received,
+    })
 }
 
 /// The placeholder before the model is loaded.

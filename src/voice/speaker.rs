@@ -3,6 +3,7 @@
 //! the model still writes the rest.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -77,7 +78,21 @@ pub struct Speaker {
 }
 
 impl Speaker {
-    pub fn start<F, Fut>(tts: Arc<dyn Synthesizer>, mut emit: F) -> Self
+    pub fn start<F, Fut>(tts: Arc<dyn Synthesizer>, emit: F) -> Self
+    where
+        F: FnMut(Speech) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        Self::start_cancellable(tts, Arc::new(AtomicBool::new(false)), emit)
+    }
+
+    /// Like `start`; once `cancel` is set the sentences left are not synthesized (an
+    /// interrupted answer must not keep the cores from the next question).
+    pub fn start_cancellable<F, Fut>(
+        tts: Arc<dyn Synthesizer>,
+        cancel: Arc<AtomicBool>,
+        mut emit: F,
+    ) -> Self
     where
         F: FnMut(Speech) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
@@ -86,6 +101,9 @@ impl Speaker {
         let task = tokio::spawn(async move {
             let mut spoken = Spoken::default();
             while let Some(sentence) = rx.recv().await {
+                if cancel.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let tts = tts.clone();
                 let t = Instant::now();
                 let result = tokio::task::spawn_blocking(move || tts.synthesize(&sentence))
