@@ -68,6 +68,11 @@ pub struct DaemonConfig {
     /// Where the SQLite database and caches live. Default `/var/lib/tutord`
     /// (systemd's `StateDirectory=`); `tutord --state-dir` overrides it.
     pub state_dir: PathBuf,
+    /// Besides root (and tutord's own user), members of this group may call the methods that
+    /// change the system: `SelectModel`, `Rebenchmark`, `SetLogLevel`. The caller is checked
+    /// from the bus's credentials for the message's sender, on top of the D-Bus policy
+    /// (which lets group `tutor` call at all). "" = root only. Default "".
+    pub admin_group: String,
 }
 
 impl Default for DaemonConfig {
@@ -75,6 +80,7 @@ impl Default for DaemonConfig {
         Self {
             log_level: LogLevel::Info,
             state_dir: PathBuf::from("/var/lib/tutord"),
+            admin_group: String::new(),
         }
     }
 }
@@ -495,6 +501,17 @@ impl Config {
             if v.trim().is_empty() || v.len() > 200 {
                 return Err((key.into(), "must be 1 to 200 characters".into()));
             }
+        }
+        let g = &self.daemon.admin_group;
+        let valid_group = g.len() <= 32
+            && g.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_lowercase() || c == '_' || i > 0 && (c.is_ascii_digit() || c == '-')
+            });
+        if !valid_group {
+            return Err((
+                "daemon.admin_group".into(),
+                "is not a group name (lowercase letters, digits, '_' and '-', at most 32)".into(),
+            ));
         }
         let v = &self.voice;
         if v.stt_model.trim().is_empty() {

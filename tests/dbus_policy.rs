@@ -143,3 +143,45 @@ fn policy_admits_root_and_group_tutor_and_refuses_others() {
         ),
     }
 }
+
+#[test]
+fn only_root_or_the_admin_group_may_change_the_system() {
+    if !is_root() {
+        eprintln!("dbus_policy: skipped: needs root to run callers under other uids");
+        return;
+    }
+    let gid = tutor_gid().expect("group `tutor` (scripts/test.sh creates it)");
+    let bus = Bus::system_like();
+    for (admin_group, admitted) in [("", false), ("tutor", true)] {
+        let mut notify = NotifySocket::new();
+        let state = tempfile::tempdir().unwrap();
+        let cfg = state.path().join("tutord.toml");
+        std::fs::write(&cfg, format!("[daemon]\nadmin_group = \"{admin_group}\"\n")).unwrap();
+        let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &[]);
+        assert!(
+            notify.wait_for("READY=1", Duration::from_secs(20)),
+            "{}",
+            daemon.stderr()
+        );
+        // The UI's group may use the tutor...
+        let out = tutorctl_as(NOBODY, &[gid], &bus, &["status"]);
+        assert!(out.status.success(), "group tutor: {out:?}");
+        // ...but changes the system only when it is the admin group; root always may.
+        for args in [&["log-level", "debug"][..], &["bench", "--rerun"]] {
+            let out = tutorctl_as(NOBODY, &[gid], &bus, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if admitted {
+                assert!(out.status.success(), "admin group {args:?}: {stderr}");
+            } else {
+                assert!(
+                    stderr.contains("org.tutord.Tutor1.Error.AccessDenied")
+                        && stderr.contains(&format!("uid {NOBODY}")),
+                    "{args:?} as nobody in group tutor: {stderr}"
+                );
+            }
+            let out = tutorctl(&bus, args);
+            assert!(out.status.success(), "root {args:?}: {out:?}");
+        }
+        daemon.signal_and_wait("TERM", Duration::from_secs(10));
+    }
+}

@@ -24,6 +24,9 @@ pub enum TutorError {
     StoreFailed(String),
     /// An operation failed for a reason the message gives (e.g. speech recognition).
     Failed(String),
+    /// The caller may use the tutor but not change the system (root or `[daemon]
+    /// admin_group` only); the message names the method and the caller.
+    AccessDenied(String),
     #[zbus(error)]
     ZBus(zbus::Error),
 }

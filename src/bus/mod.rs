@@ -3,6 +3,7 @@
 //! The interface XML in `docs/dbus/org.tutord.Tutor1.xml` is generated from this code (the
 //! `///` docs land in introspection) and a test fails when the two differ.
 
+mod access;
 pub mod errors;
 pub mod tutor;
 pub mod voice;

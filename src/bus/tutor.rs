@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use zbus::message::Header;
 use zbus::object_server::{InterfaceRef, SignalEmitter};
 use zbus::{OwnedVariant, Str, Variant, interface};
 
@@ -52,6 +53,17 @@ pub struct Tutor {
 }
 
 impl Tutor {
+    /// Refuses callers that may not change the system (see `bus::access`).
+    async fn require_admin(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        method: &str,
+    ) -> Result<(), TutorError> {
+        super::access::require_admin(conn, header, &self.ctx.config.daemon.admin_group, method)
+            .await
+    }
+
     /// The live voice loop, or `NotReady` saying why there is none.
     fn live(&self) -> Result<LiveHandle, TutorError> {
         self.ctx
@@ -126,8 +138,15 @@ impl Tutor {
     }
 
     /// Changes the log verbosity until the next restart: `error`, `warn`, `info`, `debug` or
-    /// `trace`. Fails with `InvalidArgument` for anything else.
-    async fn set_log_level(&self, level: &str) -> Result<(), TutorError> {
+    /// `trace`. Fails with `InvalidArgument` for anything else; `AccessDenied` for a caller
+    /// other than root or `[daemon] admin_group`.
+    async fn set_log_level(
+        &self,
+        level: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), TutorError> {
+        self.require_admin(conn, &header, "SetLogLevel").await?;
         let parsed = LogLevel::parse(level).ok_or_else(|| TutorError::bad_log_level(level))?;
         self.ctx
             .set_log_level(parsed)
@@ -294,12 +313,16 @@ impl Tutor {
     /// worker with it and returns once it is loaded. The conversation starts afresh.
     /// `UnknownModel` for a name not in the catalog or not fetched, `Busy` while questions
     /// are pending, `EngineFailed` when the model does not load (the daemon then has no
-    /// model until another is selected).
+    /// model until another is selected); `AccessDenied` for a caller other than root or
+    /// `[daemon] admin_group`.
     async fn select_model(
         &self,
         name: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
     ) -> Result<(), TutorError> {
+        self.require_admin(conn, &header, "SelectModel").await?;
         let mut engine = self
             .ctx
             .engine_for(name)
@@ -329,11 +352,15 @@ impl Tutor {
     /// again and returns when done (about `[bench] budget_ms` + `compute_budget_ms`). The
     /// loaded model stays: `Plan()` shows whether the plan would now choose another, and
     /// `SelectModel` switches. `Busy` while an answer is being written (the benchmark would
-    /// measure the answer, not the bus).
+    /// measure the answer, not the bus); `AccessDenied` for a caller other than root or
+    /// `[daemon] admin_group`.
     async fn rebenchmark(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
     ) -> Result<(), TutorError> {
+        self.require_admin(conn, &header, "Rebenchmark").await?;
         if self.ctx.tutor.busy() {
             return Err(TutorError::Busy(
                 "an answer is being written; benchmark when the tutor is idle".into(),
