@@ -11,7 +11,8 @@
 # Environment: TUTORD_IMAGE_MIRROR (Debian mirror; for a bit-for-bit rebuild of an old image
 #   use a snapshot, e.g. http://snapshot.debian.org/archive/debian/20250520T000000Z),
 #   TUTORD_MODELS_DIR (fetched models to copy in, default /var/cache/tutord-dev/models),
-#   TUTORD_IMAGE_MODELS (catalog names; default: the catalog's default = true entries),
+#   TUTORD_IMAGE_MODELS (catalog names; default: the flavour's FLAVOUR_MODELS, else the
+#                        catalog's default = true entries),
 #   flavour variables (TUTORD_ROCK5B_BSP, TUTORD_L4T_DIR: see the flavour files).
 # Output: tutord-FLAVOUR-VERSION.img (raw, kept for test boots), .img.zst, .img.bmap,
 #   SHA256SUMS, packages.manifest (every Debian package and version in the image).
@@ -209,8 +210,8 @@ check_lock() {
 # the catalog's sha256 is checked either way.
 add_models() {
     local root=$1 dir=${TUTORD_MODELS_DIR:-/var/cache/tutord-dev/models} names n f sum
-    names=${TUTORD_IMAGE_MODELS:-$(awk '/^\[\[model\]\]/ { cur = "" } /^name *=/ { v = $0; gsub(/.*= *"|".*/, "", v); cur = v }
-        /^default *= *true/ { print cur }' "$REPO/config/models.toml")}
+    names=${TUTORD_IMAGE_MODELS:-${FLAVOUR_MODELS:-$(awk '/^\[\[model\]\]/ { cur = "" } /^name *=/ { v = $0; gsub(/.*= *"|".*/, "", v); cur = v }
+        /^default *= *true/ { print cur }' "$REPO/config/models.toml")}}
     [ -n "$names" ] || { log "no models to add"; return; }
     mkdir -p "$dir"
     for n in $names; do

