@@ -23,9 +23,12 @@ pub struct Spoken {
     pub errors: Vec<String>,
 }
 
-/// Cuts streamed text into sentences. The first cut also comes at a clause (a comma after
-/// a few words): the first audio is what the listener waits for, and a long first sentence
-/// would hold it back by the time the model takes to write the rest of it.
+/// Cuts streamed text into sentences. The first cut also comes earlier: at a clause (a
+/// comma after a few words), before a joining word (`that`, `because`, …) after a few more,
+/// or after [`FIRST_CHUNK_MAX_WORDS`] words at the latest. The first audio is what the
+/// listener waits for, and synthesizing a long first sentence holds it back (Piper takes
+/// ~0.1 s per second of speech on top of the time the model takes to write it); the
+/// seam in the intonation is the price, paid once per answer.
 #[derive(Debug, Default)]
 pub struct Sentences {
     pending: String,
@@ -34,6 +37,39 @@ pub struct Sentences {
 
 /// Words a first clause needs before a comma may end it.
 const FIRST_CLAUSE_WORDS: usize = 4;
+/// Words the first chunk needs before it may end before a joining word.
+const FIRST_CHUNK_JOIN_WORDS: usize = 6;
+/// The first chunk ends after this many words whatever follows.
+pub const FIRST_CHUNK_MAX_WORDS: usize = 12;
+/// Words a sentence can be cut before with little harm to its intonation.
+const JOINERS: [&str; 12] = [
+    "that", "which", "because", "and", "but", "so", "when", "where", "who", "if", "while", "or",
+];
+
+/// Where the first chunk may end when no punctuation came: before a joining word after
+/// [`FIRST_CHUNK_JOIN_WORDS`] words, else after [`FIRST_CHUNK_MAX_WORDS`]. Only whole
+/// words count (a word is whole once whitespace follows it).
+fn first_chunk_end(text: &str) -> Option<usize> {
+    let mut words = Vec::new(); // (start, end) of each whole word
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                words.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    for (n, &(s, e)) in words.iter().enumerate() {
+        let word = text[s..e].to_ascii_lowercase();
+        if n >= FIRST_CHUNK_JOIN_WORDS && JOINERS.contains(&word.as_str()) {
+            return Some(s);
+        }
+    }
+    words.get(FIRST_CHUNK_MAX_WORDS - 1).map(|&(_, e)| e)
+}
 
 impl Sentences {
     /// Adds a piece; returns the sentences it completed.
@@ -52,6 +88,11 @@ impl Sentences {
                         && after_space
                         && self.pending[..i].split_whitespace().count() >= FIRST_CLAUSE_WORDS;
                 ends.then_some(end)
+            });
+            let cut = cut.or_else(|| {
+                (!self.cut_once)
+                    .then(|| first_chunk_end(&self.pending))
+                    .flatten()
             });
             let Some(end) = cut else { break };
             self.cut_once = true;
@@ -176,6 +217,31 @@ mod tests {
             s.push(". Done"),
             vec!["because only one and itself, divide it."]
         );
+    }
+
+    #[test]
+    fn a_long_first_sentence_is_cut_before_a_joining_word_or_at_twelve_words() {
+        let mut s = Sentences::default();
+        assert!(
+            s.push("A prime number is a whole number greater")
+                .is_empty()
+        );
+        assert_eq!(
+            s.push(" than one that has no"),
+            vec!["A prime number is a whole number greater than one"]
+        );
+        // Only the first chunk: the rest waits for its sentence to end.
+        assert!(s.push(" divisors but itself and one and so on").is_empty());
+        let mut s = Sentences::default();
+        let twelve = "one two three four five six seven eight nine ten eleven twelve";
+        assert!(
+            s.push(twelve).is_empty(),
+            "the twelfth word is not whole yet"
+        );
+        assert_eq!(s.push(" thirteen"), vec![twelve]);
+        // Short joiners early in the sentence do not cut it.
+        let mut s = Sentences::default();
+        assert!(s.push("Yes and no so it is ").is_empty());
     }
 
     #[test]
