@@ -109,6 +109,8 @@ enum Phase {
     Idle,
     /// Taking a question.
     Listening { since: Instant },
+    /// The question is being transcribed (the microphone is drained meanwhile, unheard).
+    Transcribing,
     /// A question is being answered; the VAD runs for barge-in. `turn` tells this answer's
     /// completion from an interrupted one's.
     Answering { turn: u64, cancel: Arc<AtomicBool> },
@@ -168,6 +170,7 @@ struct Loop {
     phase: Phase,
     turns: u64,
     spoken_tx: mpsc::UnboundedSender<u64>,
+    heard_tx: mpsc::UnboundedSender<Result<Heard, super::pipeline::VoiceError>>,
 }
 
 async fn run(
@@ -177,6 +180,7 @@ async fn run(
     mut commands: mpsc::Receiver<Command>,
 ) {
     let (spoken_tx, mut spoken) = mpsc::unbounded_channel();
+    let (heard_tx, mut heard) = mpsc::unbounded_channel();
     let mut l = Loop {
         vad: Vad::new(ctx.vad_config()),
         ctx,
@@ -184,13 +188,15 @@ async fn run(
         phase: Phase::Idle,
         turns: 0,
         spoken_tx,
+        heard_tx,
     };
     loop {
         tokio::select! {
             chunk = mic.chunks.recv() => match chunk {
-                Some(c) => l.audio(&c).await,
+                Some(c) => l.audio(&c),
                 None => break,
             },
+            Some(h) = heard.recv() => l.heard(h),
             Some(cmd) = commands.recv() => match cmd {
                 Command::Listen(reply) => {
                     l.listen();
@@ -200,7 +206,7 @@ async fn run(
                     let (result, utterance) = l.stop_listening();
                     let _ = reply.send(result);
                     if let Some(samples) = utterance {
-                        l.question(samples).await;
+                        l.question(samples);
                     }
                 }
             },
@@ -261,12 +267,13 @@ impl Loop {
         self.set_listening(false);
     }
 
-    async fn audio(&mut self, chunk: &[f32]) {
+    fn audio(&mut self, chunk: &[f32]) {
         let always = self.ctx.config.voice.listen == ListenMode::Always;
         let barge_in = self.ctx.config.voice.barge_in;
         let feed = match self.phase {
             Phase::Idle => always,
             Phase::Listening { .. } => true,
+            Phase::Transcribing => false,
             Phase::Answering { .. } => barge_in,
         };
         if !feed {
@@ -289,7 +296,7 @@ impl Loop {
                     self.set_listening(true);
                 }
                 (Phase::Listening { .. }, VadEvent::Utterance(u)) => {
-                    self.question(u.samples).await;
+                    self.question(u.samples);
                     return;
                 }
                 _ => {}
@@ -307,13 +314,25 @@ impl Loop {
         }
     }
 
-    /// An utterance ended: transcribe it and ask it.
-    async fn question(&mut self, samples: Vec<f32>) {
+    /// An utterance ended: transcribe it on a task of its own; [`Loop::heard`] asks it.
+    fn question(&mut self, samples: Vec<f32>) {
         let received = Instant::now();
         self.set_listening(false);
-        self.phase = Phase::Idle;
+        self.phase = Phase::Transcribing;
         self.vad = Vad::new(self.ctx.vad_config());
-        let heard = match self.ctx.hear_utterance(samples, received).await {
+        let (ctx, tx) = (self.ctx.clone(), self.heard_tx.clone());
+        tokio::spawn(async move {
+            let _ = tx.send(ctx.hear_utterance(samples, received).await);
+        });
+    }
+
+    /// The transcript is there: ask it, its answer spoken aloud.
+    fn heard(&mut self, heard: Result<Heard, super::pipeline::VoiceError>) {
+        if !matches!(self.phase, Phase::Transcribing) {
+            return; // Listen() came meanwhile: the user went on talking.
+        }
+        self.phase = Phase::Idle;
+        let heard = match heard {
             Ok(h) => h,
             Err(e) => {
                 tracing::info!("an utterance was not a question: {e}");
