@@ -24,6 +24,15 @@ pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
     }
 }
 
+/// The test-only fault switch: `TUTORD_TEST_FAULT=hang-engine` makes this worker behave as
+/// if its runtime were wedged in a driver call once the model is loaded: it answers no
+/// `Ping` and never finishes an answer. It exists so the tests can check that a hung engine
+/// stops tutord's watchdog pings (tests/faults.rs, tests/nspawn/watchdog.sh); nothing sets
+/// it in production.
+fn hang_fault() -> bool {
+    std::env::var("TUTORD_TEST_FAULT").as_deref() == Ok("hang-engine")
+}
+
 /// What the reader thread and the engine thread share.
 struct Shared {
     writer: Mutex<UnixStream>,
@@ -109,6 +118,14 @@ pub fn serve(stream: UnixStream) -> String {
                     });
                     continue;
                 };
+                if hang_fault() {
+                    eprintln!(
+                        "tutord-engine: TUTORD_TEST_FAULT=hang-engine: hanging in turn {turn}"
+                    );
+                    loop {
+                        std::thread::park();
+                    }
+                }
                 shared.abort.store(false, Ordering::SeqCst);
                 shared.busy_turn.store(turn, Ordering::SeqCst);
                 let mut on_piece = |text: &str| {
@@ -138,6 +155,10 @@ pub fn serve(stream: UnixStream) -> String {
 }
 
 fn read_loop(mut stream: UnixStream, shared: Arc<Shared>, jobs: mpsc::Sender<Job>) {
+    let hang = hang_fault();
+    if hang {
+        eprintln!("tutord-engine: TUTORD_TEST_FAULT=hang-engine: answering no pings");
+    }
     loop {
         let req = match read_msg::<Request>(&mut stream) {
             Ok(r) => r,
@@ -148,6 +169,7 @@ fn read_loop(mut stream: UnixStream, shared: Arc<Shared>, jobs: mpsc::Sender<Job
             }
         };
         let job = match req {
+            Request::Ping { .. } if hang => continue,
             Request::Ping { seq } => {
                 let busy = shared.busy_turn.load(Ordering::SeqCst);
                 shared.send(&Event::Pong {
