@@ -425,6 +425,9 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
     );
     eprintln!("logged: {}", store_lines[0]);
 
+    if let Some(st) = daemon.child.try_wait().unwrap() {
+        panic!("tutord exited with the disk full ({st:?}):\n{}", log.text());
+    }
     // Free the space, stop, check the file, start again: it serves and stores.
     std::fs::remove_file(&filler).unwrap();
     let (status, _) = daemon
@@ -432,8 +435,9 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
         .expect("tutord stops on SIGTERM with a full disk behind it");
     assert!(status.success(), "{status:?}");
     assert_eq!(integrity_check(&state_path), "ok");
+    let state = std::mem::replace(&mut daemon.state_dir, tempfile::tempdir().unwrap());
     let mut notify = NotifySocket::new();
-    let mut daemon = daemon.restart(&bus, Some(&notify.path), &cfg, &[]);
+    let mut daemon = Daemon::start_in_dir(&bus, Some(&notify.path), &cfg, state, &[]);
     assert!(notify.wait_for("READY=1", READY), "{}", daemon.stderr());
     rt().block_on(async {
         let conn = connect_to(&bus).await;
@@ -465,4 +469,140 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
         );
     });
     drop(daemon);
+}
+
+#[test]
+fn a_hung_engine_fails_its_turn_and_stops_the_watchdog_pings() {
+    engine_binary();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = small_model_config(cfg_dir.path(), 8, "");
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    // WATCHDOG_USEC = 2 s: a ping every second while all is well.
+    let mut daemon = Daemon::start_with_config(
+        &bus,
+        Some(&notify.path),
+        &cfg,
+        &[
+            ("WATCHDOG_USEC", "2000000"),
+            ("TUTORD_TEST_FAULT", "hang-engine"),
+        ],
+    );
+    let started = Instant::now();
+    assert!(notify.wait_for("READY=1", READY), "{}", daemon.stderr());
+    let log = daemon.drain_stderr();
+    assert!(
+        notify.wait_for("WATCHDOG=1", Duration::from_secs(5)),
+        "pings while the first worker is within its deadline: {:?}",
+        notify.lines()
+    );
+    // The turn in the hung worker fails when the supervisor kills the worker (~10 s).
+    rt().block_on(async {
+        let conn = connect_to(&bus).await;
+        let mut finished = answer_finished_stream(&conn).await;
+        let turn: String = call(
+            &conn,
+            "Ask",
+            &("Name a colour.", HashMap::<&str, Variant<'_>>::new()),
+        )
+        .await
+        .unwrap()
+        .body()
+        .deserialize()
+        .unwrap();
+        let stats = wait_finished(&mut finished, &turn, Instant::now() + READY)
+            .await
+            .expect("the hung turn ends when its worker is killed");
+        assert!(!flag(&stats, "ok"), "{stats:?}");
+        assert!(text(&stats["error"]).contains("no heartbeat"), "{stats:?}");
+    });
+    // The replacement worker hangs too: the pings stop for good.
+    let count = |n: &NotifySocket| n.lines().iter().filter(|l| *l == "WATCHDOG=1").count();
+    let mut last = (count(&notify), Instant::now());
+    let stopped = loop {
+        notify.wait_for("NOT-A-LINE", Duration::from_millis(500));
+        let now = count(&notify);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= Duration::from_secs(8) {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            break false;
+        }
+    };
+    let text_log = log.text();
+    assert!(
+        stopped,
+        "the watchdog pings went on: {} pings in {:?}\n{text_log}",
+        last.0,
+        started.elapsed()
+    );
+    assert!(
+        text_log.contains("liveness check failed, not pinging the watchdog"),
+        "{text_log}"
+    );
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "tutord itself must not exit: the watchdog's owner (systemd) restarts it"
+    );
+    eprintln!(
+        "hung engine: {} watchdog pings, then none from {:.1} s after the start",
+        last.0,
+        last.1.duration_since(started).as_secs_f64()
+    );
+}
+
+#[test]
+fn an_unreadable_config_dropin_is_named_and_refused_with_ex_config() {
+    // config_cli.rs covers drop-ins with bad values; these cannot be read at all. An
+    // unreadable file is refused like an invalid one (exit 78, which the unit does not
+    // restart): running on without an administrator's setting could undo what it was for.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tutord.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let dropins = dir.path().join("tutord.toml.d");
+    std::fs::create_dir(&dropins).unwrap();
+    let cases: [(&str, &dyn Fn(&Path), &str); 3] = [
+        (
+            "30-gone.toml",
+            &|p| std::os::unix::fs::symlink("/nonexistent/tutord-gone.toml", p).unwrap(),
+            "No such file or directory",
+        ),
+        (
+            "40-dir.toml",
+            &|p| std::fs::create_dir(p).unwrap(),
+            "Is a directory",
+        ),
+        (
+            "50-binary.toml",
+            &|p| std::fs::write(p, b"\xff\xfe[daemon]\n").unwrap(),
+            "valid UTF-8",
+        ),
+    ];
+    for (name, make, why) in cases {
+        let path = dropins.join(name);
+        make(&path);
+        let out = std::process::Command::new(TUTORD)
+            .arg("--bus")
+            .arg("unix:path=/nonexistent/bus")
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--config")
+            .arg(&cfg)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}: cannot read", path.display())) && stderr.contains(why),
+            "{name}: {stderr}"
+        );
+        if path.is_dir() {
+            std::fs::remove_dir(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
 }
