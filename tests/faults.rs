@@ -170,8 +170,9 @@ fn kill_9_at_random_moments_loses_no_finished_turn_and_keeps_the_database_sound(
                     .body()
                     .deserialize()
                     .unwrap();
-                if let Some(Variant::U32(pid)) = d.get("engine_pid").map(|v| &**v) {
-                    engine_pids.push(*pid);
+                // Diagnostics gives whole numbers as t (u64).
+                if let Some(Variant::U64(pid)) = d.get("engine_pid").map(|v| &**v) {
+                    engine_pids.push(*pid as u32);
                 }
                 let mut finished = answer_finished_stream(&conn).await;
                 let mut typical = Duration::from_secs(2);
@@ -266,6 +267,7 @@ fn kill_9_at_random_moments_loses_no_finished_turn_and_keeps_the_database_sound(
         "engine workers left running"
     );
     assert!(seen.len() >= 10, "only {} turns finished", seen.len());
+    assert!(engine_pids.len() >= KILLS / 2, "{engine_pids:?}");
     eprintln!(
         "kill -9: {KILLS} kills survived ({mid_turn} during a turn, {between_turns} between \
          turns, {while_booting} while booting) in {:.1} s; {asked} questions asked, {} \

@@ -701,6 +701,8 @@ impl Daemon {
 pub fn error_name(e: &zbus::Error) -> Option<String> {
     match e {
         zbus::Error::MethodError(name, _, _) => Some(name.to_string()),
+        // zbus reports the org.freedesktop.DBus.Error.* names it knows as this variant.
+        zbus::Error::FDO(e) => Some(zbus::DBusError::name(&**e).to_string()),
         _ => None,
     }
 }
