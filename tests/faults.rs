@@ -565,7 +565,8 @@ fn an_unreadable_config_dropin_is_named_and_refused_with_ex_config() {
     std::fs::write(&cfg, "").unwrap();
     let dropins = dir.path().join("tutord.toml.d");
     std::fs::create_dir(&dropins).unwrap();
-    let cases: [(&str, &dyn Fn(&Path), &str); 3] = [
+    type Make<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Make, &str); 3] = [
         (
             "30-gone.toml",
             &|p| std::os::unix::fs::symlink("/nonexistent/tutord-gone.toml", p).unwrap(),
