@@ -609,3 +609,64 @@ fn an_unreadable_config_dropin_is_named_and_refused_with_ex_config() {
         }
     }
 }
+
+#[test]
+fn a_missing_voice_is_named_and_the_answer_is_spoken_with_espeak() {
+    // tests/tts.rs covers the fallback in the library; this is the daemon: it starts, names
+    // the missing file, and a spoken question gets a spoken answer all the same.
+    engine_binary();
+    small_model();
+    fetch("whisper-tiny.en", "ggml-tiny.en.bin");
+    let jfk = jfk();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let gone = cfg_dir.path().join("en_US-nobody-medium.onnx");
+    let cfg = small_model_config(
+        cfg_dir.path(),
+        12,
+        &format!(
+            "[voice]\nstt_threads = 2\ntts_voice = \"{}\"\n",
+            gone.display()
+        ),
+    );
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &[]);
+    assert!(notify.wait_for("READY=1", READY), "{}", daemon.stderr());
+    let log = daemon.drain_stderr();
+    let answer_wav = cfg_dir.path().join("answer.wav");
+    let mut out = None;
+    for _ in 0..300 {
+        let o = tutorctl(
+            &bus,
+            &[
+                "listen",
+                "--wav",
+                jfk.to_str().unwrap(),
+                "--out",
+                answer_wav.to_str().unwrap(),
+            ],
+        );
+        if String::from_utf8_lossy(&o.stderr).contains("still loading") {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        out = Some(o);
+        break;
+    }
+    let out = out.expect("speech recognition became ready");
+    assert!(out.status.success(), "{out:?}\n{}", log.text());
+    let spoken = std::fs::metadata(&answer_wav).map_or(0, |m| m.len());
+    assert!(spoken > 10_000, "the answer was not spoken: {spoken} bytes");
+    let text_log = log.text();
+    let warning = text_log
+        .lines()
+        .find(|l| l.contains(&*gone.to_string_lossy()) && l.contains("espeak-ng"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no warning naming {} and espeak-ng:\n{text_log}",
+                gone.display()
+            )
+        });
+    eprintln!("missing voice: {warning}");
+    assert!(daemon.child.try_wait().unwrap().is_none());
+}
