@@ -670,3 +670,61 @@ fn a_missing_voice_is_named_and_the_answer_is_spoken_with_espeak() {
     eprintln!("missing voice: {warning}");
     assert!(daemon.child.try_wait().unwrap().is_none());
 }
+
+#[test]
+fn a_worker_hanging_while_loading_is_restarted_not_taken_for_a_bad_model() {
+    // Before the fix a worker killed for a missed heartbeat during the load counted as a
+    // load failure: the engine gave up for good after one stalled start. Now it is
+    // restarted like any hung worker, and the boot stops feeding the watchdog once two in a
+    // row hung.
+    engine_binary();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = small_model_config(cfg_dir.path(), 8, "");
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start_with_config(
+        &bus,
+        Some(&notify.path),
+        &cfg,
+        &[
+            ("WATCHDOG_USEC", "2000000"),
+            ("TUTORD_TEST_FAULT", "hang-load"),
+        ],
+    );
+    let log = daemon.drain_stderr();
+    let started = Instant::now();
+    let end = started + Duration::from_secs(60);
+    while log.text().matches("no heartbeat for 10s").count() < 2 && Instant::now() < end {
+        // Read the notifications as systemd would: a full datagram queue blocks the sender.
+        notify.wait_for("NOT-A-LINE", Duration::from_millis(200));
+    }
+    let text_log = log.text();
+    assert_eq!(
+        text_log.matches("no heartbeat for 10s").count(),
+        2,
+        "two hung loads, each killed and restarted:\n{text_log}"
+    );
+    assert!(
+        !text_log.contains("cannot load the model"),
+        "a hang is not a bad model file:\n{text_log}"
+    );
+    // The boot loop fed the watchdog while the first workers were alive; after the second
+    // hang it stops.
+    notify.wait_for("NOT-A-LINE", Duration::from_millis(100));
+    let before = notify.lines().iter().filter(|l| *l == "WATCHDOG=1").count();
+    assert!(before >= 1, "{:?}", notify.lines());
+    notify.wait_for("NOT-A-LINE", Duration::from_secs(12));
+    let after = notify.lines().iter().filter(|l| *l == "WATCHDOG=1").count();
+    assert_eq!(
+        before,
+        after,
+        "pings after two hung loads: {:?}",
+        notify.lines()
+    );
+    assert!(!notify.seen("READY=1"));
+    assert!(daemon.child.try_wait().unwrap().is_none());
+    eprintln!(
+        "hung load: two workers killed and restarted, {before} boot pings, none after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

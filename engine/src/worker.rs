@@ -24,13 +24,21 @@ pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
     }
 }
 
-/// The test-only fault switch: `TUTORD_TEST_FAULT=hang-engine` makes this worker behave as
-/// if its runtime were wedged in a driver call once the model is loaded: it answers no
-/// `Ping` and never finishes an answer. It exists so the tests can check that a hung engine
-/// stops tutord's watchdog pings (tests/faults.rs, tests/nspawn/watchdog.sh); nothing sets
-/// it in production.
-fn hang_fault() -> bool {
-    std::env::var("TUTORD_TEST_FAULT").as_deref() == Ok("hang-engine")
+/// The test-only fault switch, `TUTORD_TEST_FAULT`: `hang-engine` makes this worker behave as
+/// if its runtime were wedged in a driver call once the model is loaded (it answers no `Ping`
+/// and never finishes an answer); `hang-load` wedges it while loading. They exist so the
+/// tests can check that a hung engine stops tutord's watchdog pings (tests/faults.rs,
+/// tests/nspawn/watchdog.sh); nothing sets them in production.
+fn fault(name: &str) -> bool {
+    std::env::var("TUTORD_TEST_FAULT").as_deref() == Ok(name)
+}
+
+/// Blocks this thread for good (a test fault).
+fn hang(why: &str) -> ! {
+    eprintln!("tutord-engine: TUTORD_TEST_FAULT: hanging {why}");
+    loop {
+        std::thread::park();
+    }
 }
 
 /// What the reader thread and the engine thread share.
@@ -81,6 +89,9 @@ pub fn serve(stream: UnixStream) -> String {
     for job in jobs_rx {
         match job {
             Job::Load(spec) => {
+                if fault("hang-load") {
+                    hang("while loading");
+                }
                 if engine.is_some() {
                     shared.send(&Event::LoadFailed {
                         error: "a model is already loaded: start a new worker to switch".into(),
@@ -118,13 +129,8 @@ pub fn serve(stream: UnixStream) -> String {
                     });
                     continue;
                 };
-                if hang_fault() {
-                    eprintln!(
-                        "tutord-engine: TUTORD_TEST_FAULT=hang-engine: hanging in turn {turn}"
-                    );
-                    loop {
-                        std::thread::park();
-                    }
+                if fault("hang-engine") {
+                    hang(&format!("in turn {turn}"));
                 }
                 shared.abort.store(false, Ordering::SeqCst);
                 shared.busy_turn.store(turn, Ordering::SeqCst);
@@ -155,10 +161,8 @@ pub fn serve(stream: UnixStream) -> String {
 }
 
 fn read_loop(mut stream: UnixStream, shared: Arc<Shared>, jobs: mpsc::Sender<Job>) {
-    let hang = hang_fault();
-    if hang {
-        eprintln!("tutord-engine: TUTORD_TEST_FAULT=hang-engine: answering no pings");
-    }
+    // Both hang faults answer no heartbeat, as a wedged process would not.
+    let hang = fault("hang-engine") || fault("hang-load");
     loop {
         let req = match read_msg::<Request>(&mut stream) {
             Ok(r) => r,
