@@ -537,9 +537,13 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
             loop {
                 tokio::select! {
                     s = &mut settle => break s,
+                    // ...but not when worker after worker hangs while loading: then
+                    // systemd's start timeout or watchdog restarts tutord.
                     _ = extend.tick() => {
-                        notifier.extend_timeout(Duration::from_secs(30));
-                        notifier.watchdog();
+                        if ctx.tutor.engine().is_none_or(|e| e.alive()) {
+                            notifier.extend_timeout(Duration::from_secs(30));
+                            notifier.watchdog();
+                        }
                     }
                 }
             }

@@ -104,12 +104,17 @@ fn systemd_service_lifecycle() {
             .expect("rootfs.sh prints the rootfs path"),
     );
 
-    // 2. boot, check, power off
+    // 2. boot, check, power off; the watchdog checks (tests/nspawn/watchdog.sh) run the
+    // engine worker on the small model.
+    let model = common::small_model();
     let t = Instant::now();
     let run = run_script(
         "run.sh",
         &[bindir, systemd_dir],
-        &[("TUTORD_NSPAWN_ROOT", &root)],
+        &[
+            ("TUTORD_NSPAWN_ROOT", &root),
+            ("TUTORD_NSPAWN_MODEL", &model),
+        ],
     );
     let elapsed = t.elapsed().as_secs_f64();
     println!(

@@ -24,6 +24,23 @@ pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
     }
 }
 
+/// The test-only fault switch, `TUTORD_TEST_FAULT`: `hang-engine` makes this worker behave as
+/// if its runtime were wedged in a driver call once the model is loaded (it answers no `Ping`
+/// and never finishes an answer); `hang-load` wedges it while loading. They exist so the
+/// tests can check that a hung engine stops tutord's watchdog pings (tests/faults.rs,
+/// tests/nspawn/watchdog.sh); nothing sets them in production.
+fn fault(name: &str) -> bool {
+    std::env::var("TUTORD_TEST_FAULT").as_deref() == Ok(name)
+}
+
+/// Blocks this thread for good (a test fault).
+fn hang(why: &str) -> ! {
+    eprintln!("tutord-engine: TUTORD_TEST_FAULT: hanging {why}");
+    loop {
+        std::thread::park();
+    }
+}
+
 /// What the reader thread and the engine thread share.
 struct Shared {
     writer: Mutex<UnixStream>,
@@ -72,6 +89,9 @@ pub fn serve(stream: UnixStream) -> String {
     for job in jobs_rx {
         match job {
             Job::Load(spec) => {
+                if fault("hang-load") {
+                    hang("while loading");
+                }
                 if engine.is_some() {
                     shared.send(&Event::LoadFailed {
                         error: "a model is already loaded: start a new worker to switch".into(),
@@ -109,6 +129,9 @@ pub fn serve(stream: UnixStream) -> String {
                     });
                     continue;
                 };
+                if fault("hang-engine") {
+                    hang(&format!("in turn {turn}"));
+                }
                 shared.abort.store(false, Ordering::SeqCst);
                 shared.busy_turn.store(turn, Ordering::SeqCst);
                 let mut on_piece = |text: &str| {
@@ -138,6 +161,8 @@ pub fn serve(stream: UnixStream) -> String {
 }
 
 fn read_loop(mut stream: UnixStream, shared: Arc<Shared>, jobs: mpsc::Sender<Job>) {
+    // Both hang faults answer no heartbeat, as a wedged process would not.
+    let hang = fault("hang-engine") || fault("hang-load");
     loop {
         let req = match read_msg::<Request>(&mut stream) {
             Ok(r) => r,
@@ -148,6 +173,7 @@ fn read_loop(mut stream: UnixStream, shared: Arc<Shared>, jobs: mpsc::Sender<Job
             }
         };
         let job = match req {
+            Request::Ping { .. } if hang => continue,
             Request::Ping { seq } => {
                 let busy = shared.busy_turn.load(Ordering::SeqCst);
                 shared.send(&Event::Pong {
@@ -174,4 +200,10 @@ fn read_loop(mut stream: UnixStream, shared: Arc<Shared>, jobs: mpsc::Sender<Job
     // Dropping `jobs` ends the engine thread's loop once the current answer is done; abort
     // it so that is soon.
     shared.abort.store(true, Ordering::SeqCst);
+    if hang {
+        // A test-hung engine thread never ends: under systemd the unit's cgroup is killed,
+        // in the tests nothing else would end this process once its daemon is gone.
+        eprintln!("tutord-engine: the daemon is gone; ending the test-hung worker");
+        std::process::exit(0);
+    }
 }

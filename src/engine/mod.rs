@@ -25,6 +25,11 @@ pub const MAX_QUEUED_TURNS: usize = 4;
 const PING_EVERY: Duration = Duration::from_secs(2);
 /// A worker that has not answered a ping for this long is considered hung.
 const PING_DEADLINE: Duration = Duration::from_secs(10);
+/// Workers in a row that were killed for a missed heartbeat before the engine counts as hung
+/// for the watchdog. One hang is the supervisor's to mend (kill, start another); when the
+/// replacement hangs too, a new worker does not help (a runtime wedged in a driver, a stuck
+/// NPU), so the daemon stops pinging the watchdog and systemd restarts the whole service.
+const HANGS_BEFORE_WATCHDOG: u32 = 2;
 /// Restart backoff: doubles from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -74,6 +79,8 @@ pub struct EngineStatus {
     pub restarts: u32,
     /// When the worker last answered a ping (None before the first).
     pub last_pong: Option<Instant>,
+    /// Workers killed in a row for a missed heartbeat; 0 again at the next answered ping.
+    pub hangs_in_a_row: u32,
 }
 
 enum Command {
@@ -167,9 +174,13 @@ impl EngineHandle {
     }
 
     /// For the systemd watchdog: false when a worker is running but has stopped answering
-    /// pings. An engine that gave up is not a hang: the daemon serves without it.
+    /// pings, or when the last `HANGS_BEFORE_WATCHDOG` workers all hung. An engine that gave
+    /// up is not a hang: the daemon serves without it.
     pub fn alive(&self) -> bool {
         let s = self.status.borrow();
+        if s.hangs_in_a_row >= HANGS_BEFORE_WATCHDOG {
+            return false;
+        }
         match (s.worker_pid, s.last_pong) {
             (Some(_), Some(t)) => t.elapsed() < PING_DEADLINE,
             _ => true,
@@ -294,6 +305,8 @@ async fn run_worker(
     }
 
     let mut loaded = false;
+    // Killed by us for a missed heartbeat, not dead by itself (see the end of this function).
+    let mut hung = false;
     let mut active: Option<Pending> = None;
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut seq = 0u64;
@@ -372,7 +385,10 @@ async fn run_worker(
                     }
                 }
                 Some(Ok(Event::Pong { .. })) => {
-                    status.send_modify(|s| s.last_pong = Some(Instant::now()));
+                    status.send_modify(|s| {
+                        s.last_pong = Some(Instant::now());
+                        s.hangs_in_a_row = 0;
+                    });
                 }
                 Some(Err(e)) => break EngineFailure::Died(format!("connection lost: {e}")),
                 None => break EngineFailure::Died("connection lost".into()),
@@ -384,6 +400,8 @@ async fn run_worker(
                 }
                 let stale = status.borrow().last_pong.is_some_and(|t| t.elapsed() > PING_DEADLINE);
                 if stale {
+                    status.send_modify(|s| s.hangs_in_a_row += 1);
+                    hung = true;
                     let _ = w.child.start_kill();
                     break EngineFailure::Died(format!("no heartbeat for {PING_DEADLINE:?}: killed it"));
                 }
@@ -401,13 +419,17 @@ async fn run_worker(
         queued.fetch_sub(1, Ordering::SeqCst);
         let _ = a.events.send(TurnEvent::Failed(failure.clone()));
     }
-    if !loaded {
+    if !loaded && !hung {
         // Died while loading: the model itself is the likely cause (a runtime crash on it).
         return Outcome::LoadFailed(EngineFailure::Load(format!(
-            "the worker died while loading {}: {how}",
+            "the worker died while loading {}: {death} (worker {how})",
             config.spec.model_path.display()
         )));
     }
+    // A worker that stopped answering while loading is not the model's fault (a stalled
+    // machine, a wedged driver): it is restarted like any hung worker, and if the next one
+    // hangs too the watchdog pings stop (`HANGS_BEFORE_WATCHDOG`). Giving up here would
+    // leave the appliance without a tutor after one slow start.
     if started.elapsed() > BACKOFF_MAX {
         tracing::error!(
             message_id = crate::events::ENGINE_FAILED,

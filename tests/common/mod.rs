@@ -555,3 +555,154 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
+
+// ---- fault and load tests (tests/faults.rs, tests/load.rs) ----
+
+/// A small seeded random number generator (SplitMix64): the fault and load tests print their
+/// seed, and `VAR=<seed>` replays a run exactly (as far as timing allows).
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `var` when it is set, else from the clock; prints the seed either way.
+    pub fn from_env(var: &str) -> Rng {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        // Straight to stderr so it shows for a passing test too (the harness captures println!).
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "seed: {var}={seed}");
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `num/den`.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Resident memory of process `pid` (`VmRSS`), in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `PRAGMA integrity_check` of the database in `state_dir`, run on a copy (with its `-wal`
+/// and `-shm` files) so that the check itself changes nothing the next tutord will see.
+pub fn integrity_check(state_dir: &Path) -> String {
+    let copy = tempfile::tempdir().unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = state_dir.join(format!("tutord.db{suffix}"));
+        if from.exists() {
+            std::fs::copy(&from, copy.path().join(format!("tutord.db{suffix}"))).unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(copy.path().join("tutord.db")).unwrap();
+    let rows: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.join("; ")
+}
+
+/// Every line tutord writes to stderr, read by a thread as it comes: a long test must not
+/// let the pipe fill up (tutord would block on its next log line).
+#[derive(Clone, Default)]
+pub struct StderrLog(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl StderrLog {
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Daemon {
+    /// Starts tutord on the state directory `state_dir` (e.g. a small tmpfs mounted there).
+    pub fn start_in_dir(
+        bus: &Bus,
+        notify: Option<&Path>,
+        config: &Path,
+        state_dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Self::start_in(bus, notify, config, state_dir, env)
+    }
+
+    /// Kills this tutord with SIGKILL (no cleanup at all: a crash or a power cut to the
+    /// store) and starts another on the same state directory.
+    pub fn kill9_and_restart(
+        mut self,
+        bus: &Bus,
+        notify: Option<&Path>,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        self.kill9();
+        let state = std::mem::replace(&mut self.state_dir, tempfile::tempdir().unwrap());
+        Self::start_in(bus, notify, config, state, env)
+    }
+
+    /// SIGKILL and wait for the exit.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // std's kill() is SIGKILL
+        let _ = self.child.wait();
+    }
+
+    /// Reads stderr in a thread from now on (see `StderrLog`).
+    pub fn drain_stderr(&mut self) -> StderrLog {
+        let log = StderrLog::default();
+        if let Some(mut e) = self.child.stderr.take() {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = e.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.0
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        log
+    }
+}
+
+/// The D-Bus error name of a failed call; None for a failure that is not a D-Bus error reply
+/// (a lost connection, a timeout).
+pub fn error_name(e: &zbus::Error) -> Option<String> {
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.to_string()),
+        // zbus reports the org.freedesktop.DBus.Error.* names it knows as this variant.
+        zbus::Error::FDO(e) => Some(zbus::DBusError::name(&**e).to_string()),
+        _ => None,
+    }
+}

@@ -10,6 +10,7 @@
 #   TUTORD_NSPAWN_ROOT    use this rootfs instead of calling rootfs.sh
 #   TUTORD_NSPAWN_CONFIG  a tutord.toml to bind to /etc/tutord/tutord.toml
 #                         (default: tests/nspawn/tutord.toml if it exists; else the daemon's defaults)
+#   TUTORD_NSPAWN_MODEL   a small GGUF model for the watchdog checks (watchdog.sh; skipped without)
 #   TUTORD_NSPAWN_START_TIMEOUT  seconds allowed for `systemctl start tutord` (default 120)
 #   TUTORD_NSPAWN_DEB     package mode: install this tutord .deb with `apt-get install` in the
 #                         booted container (its maintainer scripts enable and start tutord)
@@ -78,6 +79,13 @@ bind_opt "$SYSTEMD_DIR/tutord.tmpfiles"     /usr/lib/tmpfiles.d/tutord.conf
 bind_opt "$SYSTEMD_DIR/tutord.catalog"      /usr/lib/systemd/catalog/tutord.catalog
 bind_opt "$SYSTEMD_DIR/tutord.rules"        /usr/share/polkit-1/rules.d/50-tutord.rules
 fi  # package mode
+# ---- watchdog checks (issue 8, watchdog.sh): the engine worker and the small model
+if [ -z "$DEB" ] && [ -x "$BINDIR/tutord-engine" ]; then
+    BINDS+=("--bind-ro=$BINDIR/tutord-engine:/usr/bin/tutord-engine")
+fi
+if [ -n "${TUTORD_NSPAWN_MODEL:-}" ]; then
+    bind_req "$TUTORD_NSPAWN_MODEL" /usr/share/tutord-test/model.gguf
+fi
 CONFIG=${TUTORD_NSPAWN_CONFIG:-}
 [ -z "$CONFIG" ] && [ -f "$HERE/tutord.toml" ] && CONFIG=$HERE/tutord.toml
 if [ -n "$CONFIG" ]; then
@@ -466,6 +474,10 @@ esac
 # ---------------------------------------------------------------- tuning (issue 5)
 # shellcheck source=tests/nspawn/tuning.sh
 [ -f "$HERE/tuning.sh" ] && source "$HERE/tuning.sh"
+
+# ---------------------------------------------------------------- watchdog (issue 8)
+# shellcheck source=tests/nspawn/watchdog.sh
+[ -f "$HERE/watchdog.sh" ] && source "$HERE/watchdog.sh"
 
 # ---------------------------------------------------------------- power off
 if [ "$FAILED" != 0 ]; then dump_logs; DUMPED=1; fi
