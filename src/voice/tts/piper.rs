@@ -51,16 +51,19 @@ impl VoiceSettings {
                 reason: e.to_string(),
             },
         })?;
-        let s: Self = serde_json::from_str(&text).map_err(|e| TtsError::VoiceSettings {
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks a voice's settings; `path` names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, TtsError> {
+        let bad = |reason: String| TtsError::VoiceSettings {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let s: Self = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         for key in ["^", "_", "$"] {
             if !s.phoneme_id_map.contains_key(key) {
-                return Err(TtsError::VoiceSettings {
-                    path: path.to_path_buf(),
-                    reason: format!("phoneme_id_map has no '{key}'"),
-                });
+                return Err(bad(format!("phoneme_id_map has no '{key}'")));
             }
         }
         Ok(s)
