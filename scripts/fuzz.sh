@@ -55,7 +55,9 @@ for t in "${TARGETS[@]}"; do
     cargo fuzz run --target-dir "$FUZZ_TARGET_DIR" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
         -max_len="${MAX_LEN[$t]}" -print_final_stats=1 >"$LOGS/$t.log" 2>&1 || status=FAILED
-    ran=$((SECONDS - start))
+    # libFuzzer's own count of the seconds it ran; the wall time where it stopped early.
+    ran="$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$LOGS/$t.log" | tail -1)"
+    ran="${ran:-$((SECONDS - start))}"
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$LOGS/$t.log" | tail -1)"
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$LOGS/$t.log" | tail -1)"
     units="$(find "fuzz/corpus/$t" -type f | wc -l)"
