@@ -12,6 +12,13 @@ use serde::Deserialize;
 use super::ids::{IdMap, to_ids};
 use super::{Speech, Synthesizer, TtsError, espeak};
 
+/// Bounds of a voice's sample rate: telephone speech to studio audio.
+const MIN_SAMPLE_RATE: u32 = 8_000;
+const MAX_SAMPLE_RATE: u32 = 48_000;
+/// Bound of the inference scales: Piper's voices use 0.3 to 1.5; ten times slower speech
+/// is already unusable.
+const MAX_SCALE: f32 = 10.0;
+
 /// The parts of a voice's `.onnx.json` synthesis needs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VoiceSettings {
@@ -51,17 +58,49 @@ impl VoiceSettings {
                 reason: e.to_string(),
             },
         })?;
-        let s: Self = serde_json::from_str(&text).map_err(|e| TtsError::VoiceSettings {
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks a voice's settings; `path` names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, TtsError> {
+        let bad = |reason: String| TtsError::VoiceSettings {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let s: Self = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        // BOS, pad and EOS frame every utterance: a voice without them is not Piper's.
         for key in ["^", "_", "$"] {
-            if !s.phoneme_id_map.contains_key(key) {
-                return Err(TtsError::VoiceSettings {
-                    path: path.to_path_buf(),
-                    reason: format!("phoneme_id_map has no '{key}'"),
-                });
+            if s.phoneme_id_map.get(key).is_none_or(Vec::is_empty) {
+                return Err(bad(format!("phoneme_id_map has no '{key}'")));
             }
+        }
+        // The rate sizes every buffer made from the voice's output (resampling to whisper's
+        // 16 kHz, the speaker): 0 would make the resampler's output endless and 1 Hz
+        // enormous. Piper voices speak at 16 or 22.05 kHz.
+        let rate = s.audio.sample_rate;
+        if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
+            return Err(bad(format!(
+                "audio.sample_rate {rate} is out of range {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE}"
+            )));
+        }
+        // Fed to the model as they are: NaN or infinite scales make noise, or (length_scale)
+        // ask for endless audio.
+        let inf = &s.inference;
+        for (key, v) in [
+            ("noise_scale", inf.noise_scale),
+            ("length_scale", inf.length_scale),
+            ("noise_w", inf.noise_w),
+        ] {
+            if !(0.0..=MAX_SCALE).contains(&v) {
+                return Err(bad(format!(
+                    "inference.{key} {v} is out of range 0..={MAX_SCALE}"
+                )));
+            }
+        }
+        if inf.length_scale == 0.0 {
+            return Err(bad(
+                "inference.length_scale is 0: the voice would say nothing".into(),
+            ));
         }
         Ok(s)
     }
@@ -165,5 +204,41 @@ impl Synthesizer for Piper {
             samples: audio.iter().map(|s| s.clamp(-1.0, 1.0)).collect(),
             sample_rate: rate,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VOICE: &str = r#"{"audio": {"sample_rate": 22050}, "espeak": {"voice": "en-us"},
+        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
+        "phoneme_id_map": {"_": [0], "^": [1], "$": [2], "a": [14]}}"#;
+
+    fn err(text: &str) -> String {
+        VoiceSettings::parse(Path::new("v.onnx.json"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn settings_parse_and_their_bounds_are_named() {
+        let s = VoiceSettings::parse(Path::new("v.onnx.json"), VOICE).unwrap();
+        assert_eq!(s.audio.sample_rate, 22050);
+        // Found by fuzzing: a repeated key leaves EOS without ids.
+        let e = err(&VOICE.replace(r#""a": [14]"#, r#""$": []"#));
+        assert!(e.ends_with("phoneme_id_map has no '$'"), "{e}");
+        let e = err(&VOICE.replace("22050", "0"));
+        assert!(
+            e.contains("v.onnx.json: not a Piper voice's settings: audio.sample_rate 0 is out of range 8000..=48000"),
+            "{e}"
+        );
+        let e = err(&VOICE.replace(r#""length_scale": 1"#, r#""length_scale": 0"#));
+        assert!(e.contains("length_scale is 0"), "{e}");
+        let e = err(&VOICE.replace("0.667", "-1"));
+        assert!(
+            e.contains("inference.noise_scale -1 is out of range 0..=10"),
+            "{e}"
+        );
     }
 }
