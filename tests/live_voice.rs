@@ -426,7 +426,7 @@ fn push_to_talk_answers_aloud_and_speech_barges_in() {
     };
     let story_answer = stat_str(&story_stats, "answer");
     wait_for(
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         "the second question answered",
         || {
             events
@@ -486,7 +486,7 @@ fn push_to_talk_answers_aloud_and_speech_barges_in() {
         "a transcript after StopListening",
         |e| matches!(e, Event::Transcript(t) if t.to_lowercase().contains("capital")),
     );
-    wait_event(&events, Duration::from_secs(60), "its answer", |e| {
+    wait_event(&events, Duration::from_secs(180), "its answer", |e| {
         matches!(e, Event::Finished(..))
     });
     let e = call_tutor(&bus, "StopListening", &())
