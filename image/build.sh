@@ -118,9 +118,32 @@ need_tools() {
     [ "${#missing[@]}" -eq 0 ] ||
         die "missing ${missing[*]}: apt-get install debootstrap e2fsprogs fdisk zstd bmap-tools util-linux"
     if [ "$ARCH" != "$HOST_ARCH" ] && [ "$ARCH" = arm64 ]; then
-        [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] ||
-            die "building an arm64 rootfs on $HOST_ARCH needs qemu-user-static with binfmt (apt-get install qemu-user-static binfmt-support)"
+        binfmt_aarch64
     fi
+}
+
+# An arm64 rootfs on an amd64 machine: debootstrap's second stage, apt and the maintainer
+# scripts run under qemu-user, started by the kernel through binfmt_misc. Debian's
+# qemu-user-static registers its handlers through systemd-binfmt, which does not run in
+# containers and CI jobs without systemd: then the handler is registered here, from the
+# package's own /usr/lib/binfmt.d/qemu-aarch64.conf, whose flags include F (the kernel opens
+# the static interpreter at registration, so it works inside the chroot too).
+binfmt_aarch64() {
+    local b=/proc/sys/fs/binfmt_misc conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+    if [ ! -e /usr/bin/qemu-aarch64-static ]; then
+        (source "$REPO/scripts/common.sh" && apt_install qemu-user-static) >&2 ||
+            die "building an arm64 rootfs on $HOST_ARCH needs qemu-user-static (apt-get install qemu-user-static)"
+    fi
+    [ -e "$b/register" ] || mount -t binfmt_misc binfmt_misc "$b" ||
+        die "cannot mount binfmt_misc on $b (a container without it cannot run arm64 programs)"
+    if [ ! -e "$b/qemu-aarch64" ]; then
+        [ -f "$conf" ] || die "$conf missing (qemu-user-static)"
+        log "registering the qemu-aarch64 binfmt handler from $conf"
+        grep -v '^#' "$conf" >"$b/register" || die "registering $conf in $b failed"
+    fi
+    [ "$(head -n1 "$b/qemu-aarch64")" = enabled ] || die "the qemu-aarch64 binfmt handler is disabled ($b/qemu-aarch64)"
+    grep -q '^flags:.*F' "$b/qemu-aarch64" ||
+        log "warning: the qemu-aarch64 binfmt handler has no F flag: programs in the chroot may not find the interpreter"
 }
 
 # ---------------------------------------------------------------- base rootfs (cached)

@@ -57,7 +57,9 @@ done
 if [ -n "$REV" ]; then
     # Same directory every time: cargo's fingerprints of the workspace crates (by path and
     # mtime; git archive gives the commit's time) stay valid, so a rebuild is incremental.
+    # One per architecture: an amd64 and an arm64 build can run side by side.
     SRC=$CACHE/src-image
+    [ "$ARCH" = "$(dpkg --print-architecture)" ] || SRC=$CACHE/src-image-$ARCH
     commit=$(git -C "$REPO" rev-parse --verify "$REV^{commit}") || die "no commit $REV"
     log "building from commit $commit (exported to $SRC)"
     rm -rf "$SRC.new"; mkdir -p "$SRC.new"
@@ -97,6 +99,29 @@ SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/d
 export SOURCE_DATE_EPOCH
 
 # ---------------------------------------------------------------- build
+# What an arm64 cross build needs on an amd64 Debian machine, installed when missing (through
+# scripts/common.sh's apt_install, like every other build dependency): the cross compilers,
+# and the target's libraries the -sys crates link (libespeak-ng, ALSA) from Debian's arm64
+# multiarch packages. Rust's target comes from rustup. libc, libstdc++ and libgcc come with
+# the cross compiler (/usr/aarch64-linux-gnu); aarch64-linux-gnu-ld finds the :arm64
+# libraries and their dependencies in /usr/lib/aarch64-linux-gnu by itself.
+CROSS_PACKAGES_arm64=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu binutils-aarch64-linux-gnu
+    libespeak-ng-dev:arm64 libasound2-dev:arm64)
+cross_prerequisites() {
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        log "dpkg --add-architecture arm64 (for the :arm64 -dev packages)"
+        if [ "$(id -u)" = 0 ]; then dpkg --add-architecture arm64; else sudo dpkg --add-architecture arm64; fi
+        # apt_install updates the package lists when something is missing
+    fi
+    (source "$REPO/scripts/common.sh" && apt_install "${CROSS_PACKAGES_arm64[@]}") >&2 ||
+        die "could not install ${CROSS_PACKAGES_arm64[*]}"
+    command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc not found"
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$TRIPLE"; then
+        log "rustup target add $TRIPLE"
+        rustup target add "$TRIPLE" >&2 || die "rustup target add $TRIPLE failed"
+    fi
+}
+
 build() {
     case "${RUSTFLAGS:-} ${CARGO_ENCODED_RUSTFLAGS:-}" in
         *target-cpu=native*) die "RUSTFLAGS has target-cpu=native: a package must not be tuned for the build machine" ;;
@@ -106,18 +131,18 @@ build() {
     local features=()
     [ -n "$CUDA" ] && features=(--features tutord-engine/cuda)
     if [ "$ARCH" = arm64 ] && [ "$HOST_ARCH" != arm64 ]; then
-        command -v aarch64-linux-gnu-gcc >/dev/null ||
-            die "aarch64-linux-gnu-gcc not found: apt-get install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu"
-        rustup target list --installed 2>/dev/null | grep -qx "$TRIPLE" ||
-            die "rustup target $TRIPLE not installed: rustup target add $TRIPLE"
+        cross_prerequisites
         export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
         export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
         export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
         export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
         export PKG_CONFIG_ALLOW_CROSS=1
         export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
-        # bindgen's clang must parse llama.h for aarch64 against the cross sysroot's headers.
-        export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu"
+        # bindgen's clang must parse llama.h, whisper.h and espeak-ng's speak_lib.h for
+        # aarch64: libc from the cross sysroot, then (after it, as aarch64-linux-gnu-gcc does)
+        # /usr/include for the arch-independent headers of the :arm64 -dev packages
+        # (espeak-ng/, alsa/; pkg-config drops -I/usr/include as a system directory).
+        export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu -idirafter /usr/include"
     fi
     if [ "$ARCH" = arm64 ]; then
         export TUTORD_GGML_CPU_ARM_ARCH=${TUTORD_GGML_CPU_ARM_ARCH:-armv8.2-a+dotprod+fp16}
