@@ -193,16 +193,6 @@ impl Tutor {
                 }
             }
         })?;
-        tracing::info!(
-            transcript = %heard.text,
-            speech_seconds = heard.speech.as_secs_f64(),
-            stt_seconds = heard.to_transcript.as_secs_f64(),
-            stt_rtf = heard.stt_rtf,
-            "heard {:.1} s of speech in {:.2} s: \"{}\"",
-            heard.speech.as_secs_f64(),
-            heard.to_transcript.as_secs_f64(),
-            heard.text
-        );
         Self::transcript(&emitter, &heard.text, true).await?;
         let text = heard.text.clone();
         start_turn(&self.ctx, &text, options, Some(Voice::signals_only(heard)))

@@ -339,16 +339,6 @@ impl Loop {
                 return;
             }
         };
-        tracing::info!(
-            transcript = %heard.text,
-            speech_seconds = heard.speech.as_secs_f64(),
-            stt_seconds = heard.to_transcript.as_secs_f64(),
-            stt_rtf = heard.stt_rtf,
-            "heard {:.1} s of speech in {:.2} s: \"{}\"",
-            heard.speech.as_secs_f64(),
-            heard.to_transcript.as_secs_f64(),
-            heard.text
-        );
         self.host.transcript(&heard.text, true);
         let cancel = Arc::new(AtomicBool::new(false));
         match self.host.ask(heard, cancel.clone()) {

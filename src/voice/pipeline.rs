@@ -164,14 +164,26 @@ fn transcribe(
     if text.is_empty() {
         return Err(VoiceError::NoWords);
     }
-    Ok(Heard {
+    let heard = Heard {
         text,
         speech: Duration::from_secs_f64(speech.len() as f64 / f64::from(vad::RATE)),
         audio,
         to_transcript: received.elapsed(),
         stt_rtf: t.real_time_factor(),
         received,
-    })
+    };
+    // One journal line per heard question, whichever source (ListenWav or the microphone).
+    tracing::info!(
+        transcript = %heard.text,
+        speech_seconds = heard.speech.as_secs_f64(),
+        stt_seconds = heard.to_transcript.as_secs_f64(),
+        stt_rtf = heard.stt_rtf,
+        "heard {:.1} s of speech in {:.2} s: \"{}\"",
+        heard.speech.as_secs_f64(),
+        heard.to_transcript.as_secs_f64(),
+        heard.text
+    );
+    Ok(heard)
 }
 
 /// The placeholder before the model is loaded.
