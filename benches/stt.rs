@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench stt                 # threads 1, 2, 4 up to the CPUs here
 //!     STT_THREADS=4 STT_RUNS=5 cargo bench --bench stt
+//!     STT_WAV=question.wav cargo bench --bench stt   # another 16 kHz mono WAV
 //!
 //! Mind the machine's load: ggml's threads spin at barriers, so more threads than free
 //! cores is far slower than one thread (RTF 2.3 with 2 threads vs 0.17 with 1 on a busy
@@ -24,7 +25,9 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/models"));
     let model = dir.join("ggml-tiny.en.bin");
-    let sample = dir.join("jfk.wav");
+    let sample = std::env::var_os("STT_WAV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("jfk.wav"));
     if !model.exists() || !sample.exists() {
         eprintln!(
             "stt bench: {} or {} missing: run `cargo test --test stt` first",
@@ -42,7 +45,8 @@ fn main() {
     let pcm = wav::read(&sample, 60).expect("reading jfk.wav");
     let audio = pcm.duration().as_secs_f64();
     println!(
-        "whisper tiny.en (ggml f16) on jfk.wav ({audio:.1} s), {runs} runs after a warm-up, {cpus} CPUs"
+        "whisper tiny.en (ggml f16) on {} ({audio:.1} s), {runs} runs after a warm-up, {cpus} CPUs",
+        sample.display()
     );
     for t in threads {
         let started = Instant::now();

@@ -44,6 +44,10 @@ for _ in $(seq 100); do
 done
 printf '\n%-7s %10s %12s %12s %12s %9s %9s\n' round "speech s" "->text s" "->token s" "->audio s" "stt RTF" "tts RTF"
 for r in $(seq "$ROUNDS"); do
+    # A fresh rendering each round: Piper's renderings differ a little, and whisper's speed
+    # on a short window depends on the exact audio (a loop costs a second pass).
+    "$BIN/tutorctl" say --catalog "$CATALOG" --dir "$TUTORD_MODELS_DIR" --rate 16000 \
+        --out "$RUN/q.wav" "What is a prime number?" >/dev/null
     out=$("$BIN/tutorctl" --bus "$ADDR" listen --new-session --wav "$RUN/q.wav" --out "$RUN/a.wav")
     field() { printf '%s\n' "$out" | awk -v k="$1:" '$1 == k {print $2}'; }
     tts_rtf=$(awk -v t="$(field tts_seconds)" -v s="$(field spoken_seconds)" 'BEGIN{ if (s > 0) printf "%.3f", t / s; else print "-" }')

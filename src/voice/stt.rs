@@ -143,14 +143,78 @@ pub fn threads(configured: u32) -> usize {
 
 /// The encoder context for `samples` of 16 kHz audio. whisper's encoder always works on 30 s
 /// (1500 frames, 50 per second); a spoken question lasts a few, so encoding only the frames
-/// that hold it (with a margin, at least 384: shorter contexts lose words) cuts the time to
-/// transcript several-fold — what makes a reply within ~1.5 s possible. 0 = the full 30 s.
+/// that hold it (with a margin) cuts the time to transcript several-fold — what makes a
+/// reply within ~1.5 s possible. At least 512: with shorter contexts tiny.en often repeats
+/// the utterance until its token limit (measured on Piper's "What is a prime number?": 2 of
+/// 6 renderings looped at 384 and 448, none at 512). 0 = the full 30 s.
 pub fn audio_ctx(samples: usize) -> i32 {
     let frames = samples / 320 + 64;
     if frames >= 1500 {
         0
     } else {
-        frames.max(384) as i32
+        frames.max(512) as i32
+    }
+}
+
+/// The most tokens a fast pass may write for `samples` of audio: fast speech is ~4 words a
+/// second, ~7 tokens with timestamps; twice that plus a sentence's worth is never reached by
+/// a real transcript, and a looping decoder reaches it within a few tenths of a second.
+pub fn token_budget(samples: usize) -> i32 {
+    let seconds = samples as f64 / f64::from(SAMPLE_RATE);
+    (seconds * 14.0).ceil() as i32 + 24
+}
+
+/// One decoding run's result: the text's segments and how many tokens it wrote.
+struct Pass {
+    segments: Vec<Segment>,
+    tokens: i32,
+}
+
+impl Whisper {
+    /// Runs whisper over `pcm` with the encoder context `audio_ctx` (0 = 30 s); `budget`
+    /// tokens per segment and no temperature fallback when given (the fast pass), whisper's
+    /// own fallback otherwise.
+    fn pass(
+        &self,
+        state: &mut whisper_rs::WhisperState,
+        pcm: &[f32],
+        audio_ctx: i32,
+        budget: Option<i32>,
+    ) -> Result<Pass, SttError> {
+        let whisper_err = |e: whisper_rs::WhisperError| SttError::Whisper(e.to_string());
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads as i32);
+        params.set_language(Some(self.language));
+        // One utterance at a time: text from an earlier one must not steer this one.
+        params.set_no_context(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        params.set_audio_ctx(audio_ctx);
+        if let Some(budget) = budget {
+            // A loop is cut at the budget instead of being decoded again at five
+            // temperatures (which took 4 s for a 1.2 s question).
+            params.set_max_tokens(budget);
+            params.set_temperature_inc(0.0);
+        }
+        state.full(params, pcm).map_err(whisper_err)?;
+        let mut pass = Pass {
+            segments: Vec::new(),
+            tokens: 0,
+        };
+        for seg in state.as_iter() {
+            let text = seg.to_str_lossy().map_err(whisper_err)?;
+            // whisper.cpp counts time in centiseconds.
+            let at = |cs: i64| Duration::from_millis(cs.max(0) as u64 * 10);
+            pass.tokens += seg.n_tokens();
+            pass.segments.push(Segment {
+                start: at(seg.start_timestamp()),
+                end: at(seg.end_timestamp()),
+                text: text.trim().to_string(),
+            });
+        }
+        Ok(pass)
     }
 }
 
@@ -170,28 +234,20 @@ impl Transcriber for Whisper {
             Some(s) => s,
             None => guard.insert(self.ctx.create_state().map_err(whisper_err)?),
         };
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_n_threads(self.threads as i32);
-        params.set_language(Some(self.language));
-        // One utterance at a time: text from an earlier one must not steer this one.
-        params.set_no_context(true);
-        params.set_print_progress(false);
-        params.set_print_realtime(false);
-        params.set_print_special(false);
-        params.set_print_timestamps(false);
-        params.set_audio_ctx(audio_ctx(pcm.len()));
-        state.full(params, pcm).map_err(whisper_err)?;
-        let mut segments = Vec::new();
-        for seg in state.as_iter() {
-            let text = seg.to_str_lossy().map_err(whisper_err)?;
-            // whisper.cpp counts time in centiseconds.
-            let at = |cs: i64| Duration::from_millis(cs.max(0) as u64 * 10);
-            segments.push(Segment {
-                start: at(seg.start_timestamp()),
-                end: at(seg.end_timestamp()),
-                text: text.trim().to_string(),
-            });
+        // The fast pass encodes only the utterance's frames; should the decoder loop there,
+        // the whole 30 s window (how the model was trained) with whisper's fallback decides.
+        let ctx = audio_ctx(pcm.len());
+        let budget = token_budget(pcm.len());
+        let mut pass = self.pass(state, pcm, ctx, (ctx > 0).then_some(budget))?;
+        if ctx > 0 && pass.tokens >= budget {
+            tracing::debug!(
+                tokens = pass.tokens,
+                budget,
+                "whisper looped on the short window; transcribing over the full 30 s"
+            );
+            pass = self.pass(state, pcm, 0, None)?;
         }
+        let segments = pass.segments;
         let text = segments
             .iter()
             .map(|s| s.text.as_str())
@@ -229,10 +285,17 @@ mod tests {
 
     #[test]
     fn audio_ctx_covers_the_utterance() {
-        // 50 frames a second plus a margin, at least 384, the full window beyond 28.7 s.
-        assert_eq!(super::audio_ctx(16_000), 384);
+        // 50 frames a second plus a margin, at least 512, the full window beyond 28.7 s.
+        assert_eq!(super::audio_ctx(16_000), 512);
         assert_eq!(super::audio_ctx(11 * 16_000), 614);
         assert_eq!(super::audio_ctx(30 * 16_000), 0);
+    }
+
+    #[test]
+    fn the_token_budget_grows_with_the_audio() {
+        // 1.2 s question: 41 tokens; JFK's 11 s: 178 (its transcript is ~30).
+        assert_eq!(super::token_budget(19_200), 41);
+        assert_eq!(super::token_budget(176_000), 178);
     }
     use super::*;
 
