@@ -19,7 +19,9 @@ use crate::bus::{self, Status, Tutor};
 use crate::cli::BusChoice;
 use crate::config::{Config, LogLevel};
 use crate::diagnostics::Value;
-use crate::engine::{BackendKind, EngineConfig, EngineHandle, LoadSpec, ModelInfo, Sampling};
+use crate::engine::{
+    BackendKind, EngineConfig, EngineHandle, EngineStatus, LoadSpec, ModelInfo, Sampling,
+};
 use crate::events;
 use crate::logging::LogControl;
 use crate::models::Catalog;
@@ -485,16 +487,10 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     reporter
         .step(State::Benchmarking, "Choosing the model", 0.7)
         .await;
-    if let Some((model, backend)) = ctx.plan() {
-        let engine = ctx.start_engine(&model, backend.as_deref()).map_err(|e| {
-            tracing::error!(
-                message_id = events::ENGINE_FAILED,
-                "cannot load the model {model}: {e}"
-            );
-            e.to_string()
-        });
-        // Nothing is queued at boot, so the replacement cannot be refused.
-        let _ = ctx.tutor.replace_engine(engine);
+    let planned = ctx.plan();
+    let mut loading = None;
+    if planned.is_some() {
+        loading = start_planned(&ctx, planned);
     } else if ctx.config.llm.model == "auto" {
         let why = ctx
             .planner()
@@ -528,26 +524,27 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         reporter
             .step(State::Loading, "Loading the language model", 0.75)
             .await;
-        // Keep systemd's start timeout ahead of the load, and the watchdog fed, however long
-        // the model takes to read.
-        let status = {
-            let settle = engine.wait_settled();
-            tokio::pin!(settle);
-            let mut extend = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tokio::select! {
-                    s = &mut settle => break s,
-                    // ...but not when worker after worker hangs while loading: then
-                    // systemd's start timeout or watchdog restarts tutord.
-                    _ = extend.tick() => {
-                        if ctx.tutor.engine().is_none_or(|e| e.alive()) {
-                            notifier.extend_timeout(Duration::from_secs(30));
-                            notifier.watchdog();
-                        }
-                    }
-                }
-            }
-        };
+        let mut status = settle(&ctx, &notifier, &mut engine).await;
+        // A model that does not load (a corrupt or truncated file, a runtime that rejects
+        // it): in auto mode the plan passes it over and the next smaller model loads.
+        let mut fell_back = None;
+        while status.gave_up
+            && let (Some(model), Some(error)) = (loading.as_deref(), status.last_error.as_deref())
+            && let Some(next) = ctx.fall_back(model, error)
+        {
+            fell_back = Some(format!(
+                "{model} failed to load ({error}); fell back to {}",
+                next.0
+            ));
+            loading = start_planned(&ctx, Some(next));
+            // The replaced engine started a fresh conversation: take the open session up
+            // again.
+            ctx.resume_session();
+            let Some(mut next) = ctx.tutor.engine() else {
+                break;
+            };
+            status = settle(&ctx, &notifier, &mut next).await;
+        }
         {
             let this = iface.get().await;
             let emitter = iface.signal_emitter();
@@ -564,6 +561,9 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         if let Some(err) = status.last_error.filter(|_| status.gave_up) {
             // The appliance stays up without a tutor: diagnostics and the rest still serve.
             reporter.set_last_error(err).await;
+        } else if let Some(why) = fell_back {
+            // Serving, but not with the model the plan wanted: the UI should know why.
+            reporter.set_last_error(why).await;
         }
     }
 
@@ -641,6 +641,50 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         "tutord stopped"
     );
     Ok(())
+}
+
+/// Starts the engine for the plan's choice (`planned`: model and backend) and puts it in
+/// place, falling back while the model cannot even be resolved; returns the model being
+/// loaded, or None when no engine could be started (the tutor then says why).
+fn start_planned(ctx: &Context, mut planned: Option<(String, Option<String>)>) -> Option<String> {
+    while let Some((model, backend)) = planned {
+        let engine = ctx.start_engine(&model, backend.as_deref());
+        let failed = engine.as_ref().err().map(|e| e.to_string());
+        if let Some(e) = &failed {
+            tracing::error!(
+                message_id = events::ENGINE_FAILED,
+                "cannot load the model {model}: {e}"
+            );
+        }
+        // Nothing is queued at boot, so the replacement cannot be refused.
+        let _ = ctx.tutor.replace_engine(engine.map_err(|e| e.to_string()));
+        match failed {
+            None => return Some(model),
+            Some(e) => planned = ctx.fall_back(&model, &e),
+        }
+    }
+    None
+}
+
+/// Waits until the engine's model is loaded or loading gave up, keeping systemd's start
+/// timeout ahead of the load and the watchdog fed, however long the model takes to read.
+async fn settle(ctx: &Context, notifier: &Notifier, engine: &mut EngineHandle) -> EngineStatus {
+    let settle = engine.wait_settled();
+    tokio::pin!(settle);
+    let mut extend = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            s = &mut settle => break s,
+            // ...but not when worker after worker hangs while loading: then systemd's
+            // start timeout or watchdog restarts tutord.
+            _ = extend.tick() => {
+                if ctx.tutor.engine().is_none_or(|e| e.alive()) {
+                    notifier.extend_timeout(Duration::from_secs(30));
+                    notifier.watchdog();
+                }
+            }
+        }
+    }
 }
 
 /// Emits PropertiesChanged for the benchmark and plan figures.

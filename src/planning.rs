@@ -174,6 +174,40 @@ impl Context {
         }
     }
 
+    /// After `model` failed to load with `error`: when the plan chooses (`[llm] model =
+    /// "auto"`), passes that model over and plans again, returning the next choice (the next
+    /// smaller model that meets the targets, else the fastest that fits). A pinned model or
+    /// a path has no fallback: the user asked for that file.
+    pub fn fall_back(&self, model: &str, error: &str) -> Option<(String, Option<String>)> {
+        if self.config.llm.model != "auto" {
+            return None;
+        }
+        {
+            let mut p = self.planner();
+            if p.failed
+                .insert(model.to_string(), error.to_string())
+                .is_some()
+            {
+                return None; // already passed over: no loop between two bad files
+            }
+        }
+        let next = self.plan();
+        match &next {
+            Some((m, _)) => tracing::warn!(
+                message_id = events::ENGINE_FAILED,
+                plan_model = %m,
+                failed_model = %model,
+                "{model} failed to load; falling back to {m}"
+            ),
+            None => tracing::error!(
+                message_id = events::ENGINE_FAILED,
+                failed_model = %model,
+                "{model} failed to load and no other model can be loaded"
+            ),
+        }
+        next
+    }
+
     /// Starts an engine for `model` (a catalog name or a path) on `backend` (the plan's
     /// choice; `[llm] backend` overrides it when not `auto`).
     pub fn start_engine(
@@ -289,6 +323,8 @@ impl Context {
             p.choice
                 .as_ref()
                 .map_or(String::new(), |c| c.reason.clone())
+        } else if let Some(e) = &pr.load_failed {
+            format!("failed to load: {e}")
         } else if let Some(w) = &pr.does_not_fit {
             format!("does not fit: {w}")
         } else if !pr.present {
@@ -414,6 +450,9 @@ impl Context {
                 ];
                 if let Some(w) = &pr.does_not_fit {
                     e.push(("does_not_fit".into(), w.clone().into()));
+                }
+                if let Some(w) = &pr.load_failed {
+                    e.push(("load_failed".into(), w.clone().into()));
                 }
                 e
             })

@@ -519,3 +519,66 @@ fn questions_wait_in_order_up_to_the_bound_then_busy() {
         assert!(b(&a.stats, "ok"), "{:?}", a.stats);
     });
 }
+
+#[test]
+fn an_auto_plan_falls_back_to_the_next_smaller_model_when_its_choice_does_not_load() {
+    // The models folder holds the real SmolLM2-135M and, under Qwen2.5-Coder-0.5B's name
+    // and exact size, a file that is not GGUF: with targets every model meets, the plan
+    // picks the larger Qwen, whose load fails, and must fall back to SmolLM2.
+    engine_binary();
+    let small = small_model();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&small, dir.path().join(small.file_name().unwrap())).unwrap();
+    let bad = dir.path().join("Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf");
+    let f = std::fs::File::create(&bad).unwrap();
+    std::io::Write::write_all(&mut &f, b"not a model, only its size").unwrap();
+    f.set_len(491_400_064).unwrap(); // sparse: the catalog's size, so it counts as present
+    drop(f);
+    let cfg = dir.path().join("tutord.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[llm]\nmodel = \"auto\"\nmax_tokens = 16\ntemperature = 0.0\n\
+             [models]\ndir = \"{}\"\ncatalog = \"{}/config/models.toml\"\n\
+             [plan]\ntarget_tokens_per_second = 0.1\ntarget_first_token_seconds = 120\n",
+            dir.path().display(),
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &[]);
+    assert!(
+        notify.wait_for("READY=1", Duration::from_secs(120)),
+        "no READY=1: {:?}",
+        notify.lines()
+    );
+    let model: String = tutor_property(&bus, "Model").try_into().unwrap();
+    assert!(
+        model.ends_with("/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "the daemon must serve with the next smaller model, not {model}"
+    );
+    let last: String = tutor_property(&bus, "LastError").try_into().unwrap();
+    assert!(
+        last.contains("qwen2.5-coder-0.5b-q4_k_m failed to load")
+            && last.contains("not a GGUF file")
+            && last.contains("fell back to smollm2-135m-q4_1"),
+        "{last}"
+    );
+    let out = tutorctl(&bus, &["ask", "Say hello."]);
+    assert!(out.status.success(), "{out:?}");
+    let plan = tutorctl(&bus, &["plan"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("qwen2.5-coder-0.5b-q4_k_m (cpu) failed to load:"),
+        "{text}"
+    );
+    let (_, log) = daemon
+        .signal_and_wait("TERM", Duration::from_secs(20))
+        .expect("tutord stops on SIGTERM");
+    assert!(
+        log.contains("qwen2.5-coder-0.5b-q4_k_m failed to load; falling back to smollm2-135m-q4_1"),
+        "{log}"
+    );
+}

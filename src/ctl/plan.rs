@@ -78,6 +78,8 @@ pub struct Candidate {
     pub memory_needed: u64,
     pub fits: bool,
     pub does_not_fit: Option<String>,
+    /// Why the model failed to load since the daemon started (it is passed over).
+    pub load_failed: Option<String>,
 }
 
 impl Candidate {
@@ -174,6 +176,7 @@ fn read_candidate(d: &Dict) -> Candidate {
         memory_needed: num(d, "memory_needed") as u64,
         fits: flag(d, "fits"),
         does_not_fit: text(d, "does_not_fit"),
+        load_failed: text(d, "load_failed"),
     }
 }
 
@@ -351,6 +354,11 @@ fn plan_text_at(p: &PlanView, now: i64) -> String {
         .collect();
     for (c, why) in unfit {
         let _ = writeln!(out, "{} ({}) does not fit: {why}", c.model, c.backend);
+    }
+    for c in &p.candidates {
+        if let Some(why) = &c.load_failed {
+            let _ = writeln!(out, "{} ({}) failed to load: {why}", c.model, c.backend);
+        }
     }
     out
 }

@@ -134,6 +134,9 @@ pub struct Prediction {
     pub does_not_fit: Option<String>,
     pub meets_speed: bool,
     pub meets_first_token: bool,
+    /// Why loading it failed since tutord started, if it did: the planner passes it over,
+    /// so the next smaller model is loaded instead.
+    pub load_failed: Option<String>,
 }
 
 impl Prediction {
@@ -200,6 +203,7 @@ pub fn predict(m: &ModelFacts, machine: &Machine, eff: &Efficiencies, t: &Target
         does_not_fit,
         meets_speed: tokens_per_second >= t.tokens_per_second,
         meets_first_token: time_to_first_token <= t.time_to_first_token,
+        load_failed: None,
     }
 }
 
@@ -214,10 +218,11 @@ pub struct Choice {
     pub warning: Option<String>,
 }
 
-/// Picks the largest present model that meets both targets and fits; else the fastest that
-/// fits, with a warning. A pinned model (by name) wins, with a warning if it misses.
+/// Picks the largest present model that meets both targets and fits (and has not failed to
+/// load); else the fastest such, with a warning. A pinned model (by name) wins, with a
+/// warning if it misses.
 pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice {
-    let usable = |p: &Prediction| p.present && p.fits();
+    let usable = |p: &Prediction| p.present && p.fits() && p.load_failed.is_none();
     if let Some(name) = pinned {
         let Some((i, p)) = preds.iter().enumerate().find(|(_, p)| p.model == name) else {
             return Choice {
@@ -290,6 +295,8 @@ pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice
             chosen: None,
             reason: if preds.is_empty() {
                 "no catalog model can run on this board (is the catalog installed?)".into()
+            } else if preds.iter().any(|p| p.present && p.fits()) {
+                "every model that fits failed to load (see LastError and the journal)".into()
             } else if preds.iter().any(|p| p.fits()) {
                 "no model that fits is in the models folder: fetch one with `tutorctl models \
                  fetch`"

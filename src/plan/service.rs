@@ -42,6 +42,9 @@ pub struct Planner {
     pub efficiencies: BTreeMap<String, Efficiencies>,
     pub predictions: Vec<Prediction>,
     pub choice: Option<Choice>,
+    /// Models whose file failed to load since tutord started, and why: passed over by the
+    /// plan until a restart (a model fetched again is tried again then).
+    pub failed: BTreeMap<String, String>,
 }
 
 impl Planner {
@@ -75,6 +78,7 @@ impl Planner {
             efficiencies: BTreeMap::new(),
             predictions: Vec::new(),
             choice: None,
+            failed: BTreeMap::new(),
         }
     }
 
@@ -207,7 +211,9 @@ impl Planner {
                     .get(&f.backend)
                     .copied()
                     .unwrap_or_default();
-                predict(f, machine, &eff, &self.targets)
+                let mut p = predict(f, machine, &eff, &self.targets);
+                p.load_failed = self.failed.get(&f.name).cloned();
+                p
             })
             .collect();
     }

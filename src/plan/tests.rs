@@ -130,6 +130,22 @@ fn picks_the_largest_that_meets_the_target() {
 }
 
 #[test]
+fn a_model_that_failed_to_load_is_passed_over_for_the_next_smaller() {
+    let t = targets();
+    let mut preds = plan(&tiers(), &rk3588(), &t);
+    preds[2].load_failed = Some("large.gguf: not a GGUF file".into());
+    let c = choose(&preds, &t, None);
+    assert_eq!(preds[c.chosen.unwrap()].model, "medium", "{c:?}");
+    preds[1].load_failed = Some("medium.gguf: truncated".into());
+    preds[0].load_failed = Some("small.gguf: truncated".into());
+    let c = choose(&preds, &t, None);
+    assert_eq!(c.chosen, None);
+    assert!(c.reason.contains("failed to load"), "{}", c.reason);
+    // A pinned model is what the user asked for: it is not passed over.
+    assert_eq!(choose(&preds, &t, Some("large")).chosen, Some(2));
+}
+
+#[test]
 fn nothing_meets_the_target_so_the_fastest_that_fits_with_a_warning() {
     let t = Targets {
         tokens_per_second: 100.0,
