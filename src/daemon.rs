@@ -402,6 +402,10 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         crate::tutor::persona::system_prompt(llm, &opts.config.tutor, &opts.config.tutor.subject),
         sampling,
     ));
+    match store.last_turn_number() {
+        Ok(n) => tutor.number_turns_after(n),
+        Err(e) => tracing::error!("{e}; turn ids start again at turn-1"),
+    }
     let ctx = Arc::new(Context {
         tutor,
         catalog,

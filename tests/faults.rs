@@ -401,6 +401,8 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
             "{err}"
         );
         assert!(err.to_string().contains("tutord.db"), "{err}");
+        // ...and nothing changed: the old session (and its conversation) goes on.
+        assert_eq!(text(&property(&conn, "Session").await), session);
         // History still reads what was stored before.
         let rows: Vec<HashMap<String, OwnedVariant>> = call(&conn, "History", &(session.as_str(),))
             .await

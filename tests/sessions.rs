@@ -86,7 +86,11 @@ fn turns_are_stored_and_the_open_session_is_resumed_after_a_restart() {
     assert_eq!(session_prop(&bus), id, "resumed");
     assert_eq!(history(&bus, &id).len(), 2, "nothing lost");
     ask(&bus, "Thank you.");
-    assert_eq!(history(&bus, &id).len(), 3, "the same session goes on");
+    let turns = history(&bus, &id);
+    assert_eq!(turns.len(), 3, "the same session goes on");
+    // Turn ids go on across the restart: each names one turn for good.
+    let ids: Vec<String> = turns.iter().map(|t| text(&t["turn_id"])).collect();
+    assert_eq!(ids, ["turn-1", "turn-2", "turn-3"], "{turns:?}");
 
     // Bad calls get named errors; nothing is lost.
     let e = call(&bus, "History", &("no-such-session",)).unwrap_err();

@@ -59,6 +59,23 @@ impl Store {
         })
     }
 
+    /// Ends session `old` (if any) and starts one on `subject`, in one transaction: on a
+    /// failure (a full disk) neither happened.
+    pub fn session_switch(
+        &self,
+        old: Option<i64>,
+        subject: &str,
+    ) -> Result<SessionRow, StoreError> {
+        let err = |source| query_err(&self.path, "switching sessions", source);
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        if let Some(id) = old {
+            self.session_end(id)?;
+        }
+        let s = self.session_start(subject)?;
+        tx.commit().map_err(err)?;
+        Ok(s)
+    }
+
     pub fn session_end(&self, id: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
@@ -92,6 +109,20 @@ impl Store {
             )
             .optional()
             .map_err(|source| query_err(&self.path, "finding the open session", source))
+    }
+
+    /// The highest N of the stored turn ids `turn-N` (0 when none): a restarted tutord
+    /// numbers its turns on from it, so an id names one turn in History for good.
+    pub fn last_turn_number(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(CAST(substr(turn_id, 6) AS INTEGER)), 0) FROM turns \
+                 WHERE turn_id GLOB 'turn-[0-9]*'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|source| query_err(&self.path, "reading the last turn id", source))
     }
 
     /// Writes a question as it is asked; returns the turn's row id.

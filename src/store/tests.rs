@@ -115,3 +115,18 @@ fn unwritable_state_dir_names_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn turn_ids_go_on_from_the_highest_stored_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), T).unwrap();
+    assert_eq!(store.last_turn_number().unwrap(), 0);
+    let s = store.session_start("maths").unwrap();
+    // Numeric order, not text order: turn-12 is after turn-9.
+    for id in ["turn-9", "turn-12", "turn-3"] {
+        store.turn_asked(s.id, id, "text", "q").unwrap();
+    }
+    drop(store);
+    let store = Store::open(dir.path(), T).unwrap();
+    assert_eq!(store.last_turn_number().unwrap(), 12);
+}

@@ -94,6 +94,11 @@ impl Tutor {
         }
     }
 
+    /// Numbers the next turn `last + 1`: turn ids go on across restarts.
+    pub fn number_turns_after(&self, last: u64) {
+        self.next_turn.store(last + 1, Ordering::SeqCst);
+    }
+
     /// The engine, when there is one.
     pub fn engine(&self) -> Option<EngineHandle> {
         self.engine
@@ -228,6 +233,14 @@ impl Tutor {
         if let Some(e) = self.engine() {
             e.abort_all();
         }
+    }
+
+    /// The system prompt in use.
+    pub fn system_prompt(&self) -> String {
+        self.system_prompt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A copy of the conversation so far (system prompt excluded).

@@ -73,14 +73,21 @@ impl Context {
         } else {
             subject.to_string()
         };
-        self.tutor.begin(self.prompt_for(&subject), Vec::new())?;
         // Lock order, everywhere: session, then store.
         let mut current = self.session_lock();
-        let store = self.store_lock();
-        if let Some(old) = current.take() {
-            store.session_end(old.id)?;
-        }
-        let s = store.session_start(&subject)?;
+        let kept = (self.tutor.system_prompt(), self.tutor.history());
+        self.tutor.begin(self.prompt_for(&subject), Vec::new())?;
+        let switched = self
+            .store_lock()
+            .session_switch(current.as_ref().map(|s| s.id), &subject);
+        let s = match switched {
+            Ok(s) => s,
+            Err(e) => {
+                // Not stored (a full disk): the old session and its conversation go on.
+                let _ = self.tutor.begin(kept.0, kept.1);
+                return Err(e.into());
+            }
+        };
         tracing::info!(session = s.id, subject = %s.subject, "session {} on {subject} started", s.id);
         *current = Some(s.clone());
         Ok(s)
@@ -88,13 +95,19 @@ impl Context {
 
     /// Ends the current session; the next question starts a new one.
     pub fn end_session(&self) -> Result<(), SessionError> {
+        let mut current = self.session_lock();
+        let kept = (self.tutor.system_prompt(), self.tutor.history());
         self.tutor
             .begin(self.prompt_for(&self.config.tutor.subject), Vec::new())?;
-        let old = self.session_lock().take();
-        if let Some(old) = old {
-            self.store_lock().session_end(old.id)?;
+        if let Some(old) = current.as_ref() {
+            if let Err(e) = self.store_lock().session_end(old.id) {
+                // Not stored: the session and its conversation go on.
+                let _ = self.tutor.begin(kept.0, kept.1);
+                return Err(e.into());
+            }
             tracing::info!(session = old.id, "session {} ended", old.id);
         }
+        *current = None;
         Ok(())
     }
 
