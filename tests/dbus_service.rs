@@ -11,34 +11,6 @@ use zbus::{OwnedVariant, Variant};
 
 const BOOT: Duration = Duration::from_secs(10);
 
-async fn client(bus: &Bus) -> zbus::Connection {
-    zbus::connection::Builder::address(bus.address.as_str())
-        .build()
-        .await
-        .unwrap()
-}
-
-async fn prop(conn: &zbus::Connection, name: &str) -> OwnedVariant {
-    let reply = conn
-        .call_method(
-            Some("org.tutord.Tutor1"),
-            "/org/tutord/Tutor1",
-            Some("org.freedesktop.DBus.Properties"),
-            "Get",
-            &("org.tutord.Tutor1", name),
-        )
-        .await
-        .unwrap();
-    reply.body().deserialize::<OwnedVariant>().unwrap()
-}
-
-fn as_str(v: &OwnedVariant) -> String {
-    match &**v {
-        Variant::Str(s) => s.to_string(),
-        other => panic!("expected a string, got {other:?}"),
-    }
-}
-
 #[test]
 fn boots_serves_and_stops_cleanly() {
     let bus = Bus::open();
@@ -69,21 +41,21 @@ fn boots_serves_and_stops_cleanly() {
     assert!(status_pos < ready_pos);
 
     rt().block_on(async {
-        let conn = client(&bus).await;
-        assert_eq!(as_str(&prop(&conn, "State").await), "ready");
-        assert_eq!(as_str(&prop(&conn, "StatusText").await), "Ready");
+        let conn = connect_to(&bus).await;
+        assert_eq!(text(&property(&conn, "State").await), "ready");
+        assert_eq!(text(&property(&conn, "StatusText").await), "Ready");
         assert_eq!(
-            as_str(&prop(&conn, "Version").await),
+            text(&property(&conn, "Version").await),
             env!("CARGO_PKG_VERSION")
         );
-        assert_eq!(as_str(&prop(&conn, "Board").await), "generic");
+        assert_eq!(text(&property(&conn, "Board").await), "generic");
         // `[llm] model = "auto"` and no catalog (not installed here): the plan says so.
         assert_eq!(
-            as_str(&prop(&conn, "LastError").await),
+            text(&property(&conn, "LastError").await),
             "the planner chose no model: no catalog model can run on this board (is the \
              catalog installed?)"
         );
-        assert!(matches!(&*prop(&conn, "Progress").await, Variant::F64(p) if *p == 1.0));
+        assert!(matches!(&*property(&conn, "Progress").await, Variant::F64(p) if *p == 1.0));
 
         let reply = conn
             .call_method(
@@ -96,12 +68,12 @@ fn boots_serves_and_stops_cleanly() {
             .await
             .unwrap();
         let diag: HashMap<String, OwnedVariant> = reply.body().deserialize().unwrap();
-        assert_eq!(as_str(&diag["state"]), "ready");
-        assert_eq!(as_str(&diag["board"]), "generic");
+        assert_eq!(text(&diag["state"]), "ready");
+        assert_eq!(text(&diag["board"]), "generic");
         assert!(matches!(&*diag["pid"], Variant::U64(p) if *p == daemon.child.id() as u64));
         assert!(matches!(&*diag["schema_version"], Variant::U64(v) if *v >= 1));
         assert!(
-            as_str(&diag["database"]).starts_with(&daemon.state_dir.path().display().to_string())
+            text(&diag["database"]).starts_with(&daemon.state_dir.path().display().to_string())
         );
 
         // A bad argument gets a named error that says what is wrong.
@@ -141,7 +113,7 @@ fn boots_serves_and_stops_cleanly() {
             _ => false,
         };
         assert!(invalid_args, "{err:?}");
-        assert_eq!(as_str(&prop(&conn, "State").await), "ready");
+        assert_eq!(text(&property(&conn, "State").await), "ready");
     });
 
     let out = tutorctl(&bus, &["status"]);
@@ -366,7 +338,7 @@ fn interface_xml_matches_the_committed_contract() {
     let _daemon = Daemon::start(&bus, Some(&notify.path), &[]);
     assert!(notify.wait_for("READY=1", BOOT));
     let xml = rt().block_on(async {
-        let conn = client(&bus).await;
+        let conn = connect_to(&bus).await;
         let reply = conn
             .call_method(
                 Some("org.tutord.Tutor1"),

@@ -65,7 +65,7 @@ async fn ask(
     let mut done = zbus::MessageStream::for_match_rule(rule("AnswerFinished"), conn, None)
         .await
         .unwrap();
-    let reply = call(conn, "Ask", &(question, options)).await.unwrap();
+    let reply = tutor_call(conn, "Ask", &(question, options)).await.unwrap();
     let turn: String = reply.body().deserialize().unwrap();
     let mut pieces = Vec::new();
     let mut aborted_at = None;
@@ -77,7 +77,7 @@ async fn ask(
                 if t == turn {
                     pieces.push(p);
                     if abort_after == Some(pieces.len()) && aborted_at.is_none() {
-                        call(conn, "Abort", &()).await.unwrap();
+                        tutor_call(conn, "Abort", &()).await.unwrap();
                         aborted_at = Some(Instant::now());
                     }
                 }
@@ -93,21 +93,6 @@ async fn ask(
             }
         }
     }
-}
-
-async fn call<B: serde::Serialize + zbus::Type>(
-    conn: &zbus::Connection,
-    method: &str,
-    body: &B,
-) -> zbus::Result<zbus::Message> {
-    conn.call_method(
-        Some("org.tutord.Tutor1"),
-        "/org/tutord/Tutor1",
-        Some("org.tutord.Tutor1"),
-        method,
-        body,
-    )
-    .await
 }
 
 fn u(stats: &HashMap<String, OwnedVariant>, k: &str) -> u64 {
@@ -144,7 +129,7 @@ fn the_small_model_answers_streams_aborts_and_follows_up() {
     let model = small_model();
     let (bus, mut daemon, _notify) = daemon_with(&model, "");
     rt().block_on(async {
-        let conn = connect(&bus).await;
+        let conn = connect_to(&bus).await;
         let first = ask(
             &conn,
             "What is the capital of France?",
@@ -189,7 +174,7 @@ fn the_small_model_answers_streams_aborts_and_follows_up() {
 
         // Named errors, and the daemon still serves afterwards.
         let err = named_error(
-            call(&conn, "Ask", &("   ", HashMap::<&str, Variant<'_>>::new()))
+            tutor_call(&conn, "Ask", &("   ", HashMap::<&str, Variant<'_>>::new()))
                 .await
                 .unwrap_err(),
         );
@@ -199,11 +184,11 @@ fn the_small_model_answers_streams_aborts_and_follows_up() {
         );
         let mut bad = HashMap::new();
         bad.insert("colour", Variant::from(1u32));
-        let err = named_error(call(&conn, "Ask", &("hi", bad)).await.unwrap_err());
+        let err = named_error(tutor_call(&conn, "Ask", &("hi", bad)).await.unwrap_err());
         assert!(err.contains("unknown option 'colour'"), "{err}");
         let huge = "x".repeat(100_000);
         let err = named_error(
-            call(
+            tutor_call(
                 &conn,
                 "Ask",
                 &(huge.as_str(), HashMap::<&str, Variant<'_>>::new()),
@@ -232,7 +217,7 @@ fn a_killed_worker_fails_the_turn_and_comes_back() {
     let model = small_model();
     let (bus, mut daemon, _notify) = daemon_with(&model, "");
     rt().block_on(async {
-        let conn = connect(&bus).await;
+        let conn = connect_to(&bus).await;
         let diag = diagnostics(&conn).await;
         let pid = match &*diag["engine_pid"] {
             Variant::U64(p) => *p,
@@ -285,9 +270,9 @@ fn a_truncated_model_is_reported_and_the_daemon_serves_on() {
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
     let (bus, _daemon, _notify) = daemon_with(&cut, "");
     rt().block_on(async {
-        let conn = connect(&bus).await;
+        let conn = connect_to(&bus).await;
         let err = named_error(
-            call(&conn, "Ask", &("hi", HashMap::<&str, Variant<'_>>::new()))
+            tutor_call(&conn, "Ask", &("hi", HashMap::<&str, Variant<'_>>::new()))
                 .await
                 .unwrap_err(),
         );
@@ -350,22 +335,6 @@ fn no_model_configured_gives_not_ready() {
     );
 }
 
-async fn connect(bus: &Bus) -> zbus::Connection {
-    zbus::connection::Builder::address(bus.address.as_str())
-        .build()
-        .await
-        .unwrap()
-}
-
-async fn diagnostics(conn: &zbus::Connection) -> HashMap<String, OwnedVariant> {
-    call(conn, "Diagnostics", &())
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap()
-}
-
 #[test]
 fn models_by_name_unknown_names_and_switching() {
     let model = small_model();
@@ -378,7 +347,7 @@ fn models_by_name_unknown_names_and_switching() {
     // By catalog name, not path.
     let (bus, mut daemon, _notify) = daemon_with(Path::new("smollm2-135m-q4_1"), &extra);
     rt().block_on(async {
-        let conn = connect(&bus).await;
+        let conn = connect_to(&bus).await;
         let d = diagnostics(&conn).await;
         assert!(
             matches!(&*d["engine"], Variant::Str(s) if s.as_str() == "loaded"),
@@ -386,7 +355,7 @@ fn models_by_name_unknown_names_and_switching() {
         );
         let first_pid = d["engine_pid"].clone();
 
-        let reply = call(&conn, "ListModels", &()).await.unwrap();
+        let reply = tutor_call(&conn, "ListModels", &()).await.unwrap();
         type Entry = (
             String,
             String,
@@ -430,7 +399,11 @@ fn models_by_name_unknown_names_and_switching() {
             big.5
         );
 
-        let err = named_error(call(&conn, "SelectModel", &("gpt-17",)).await.unwrap_err());
+        let err = named_error(
+            tutor_call(&conn, "SelectModel", &("gpt-17",))
+                .await
+                .unwrap_err(),
+        );
         assert!(
             err.starts_with("org.tutord.Tutor1.Error.UnknownModel: no model named 'gpt-17'"),
             "{err}"
@@ -440,7 +413,7 @@ fn models_by_name_unknown_names_and_switching() {
         let cut = cut_dir.path().join("cut.gguf");
         std::fs::write(&cut, &std::fs::read(&model).unwrap()[..4096]).unwrap();
         let err = named_error(
-            call(&conn, "SelectModel", &(cut.to_str().unwrap(),))
+            tutor_call(&conn, "SelectModel", &(cut.to_str().unwrap(),))
                 .await
                 .unwrap_err(),
         );
@@ -451,7 +424,7 @@ fn models_by_name_unknown_names_and_switching() {
         assert!(err.contains("cut.gguf"), "{err}");
 
         // Back to a good model: a new worker, and it answers.
-        call(&conn, "SelectModel", &("smollm2-135m-q4_1",))
+        tutor_call(&conn, "SelectModel", &("smollm2-135m-q4_1",))
             .await
             .unwrap();
         let d = diagnostics(&conn).await;
@@ -470,7 +443,7 @@ fn questions_wait_in_order_up_to_the_bound_then_busy() {
     let model = small_model();
     let (bus, _daemon, _notify) = daemon_with(&model, "");
     rt().block_on(async {
-        let conn = connect(&bus).await;
+        let conn = connect_to(&bus).await;
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .interface("org.tutord.Tutor1")
@@ -486,7 +459,7 @@ fn questions_wait_in_order_up_to_the_bound_then_busy() {
         let mut busy = Vec::new();
         // One running + MAX_QUEUED_TURNS (4) waiting are accepted; the rest are refused.
         for i in 0..7 {
-            match call(&conn, "Ask", &(format!("Count to {i}0."), opts.clone())).await {
+            match tutor_call(&conn, "Ask", &(format!("Count to {i}0."), opts.clone())).await {
                 Ok(r) => accepted.push(r.body().deserialize::<String>().unwrap()),
                 Err(e) => busy.push(named_error(e)),
             }
@@ -499,7 +472,7 @@ fn questions_wait_in_order_up_to_the_bound_then_busy() {
             busy[0]
         );
         // Abort ends the running one and every waiting one, each with AnswerFinished.
-        call(&conn, "Abort", &()).await.unwrap();
+        tutor_call(&conn, "Abort", &()).await.unwrap();
         let mut ended = std::collections::HashSet::new();
         while ended.len() < accepted.len() {
             let m = tokio::time::timeout(Duration::from_secs(30), finished.next())

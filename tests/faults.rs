@@ -14,82 +14,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::StreamExt;
 use zbus::{OwnedVariant, Variant};
 
 const READY: Duration = Duration::from_secs(60);
-
-async fn call<B: serde::Serialize + zbus::zvariant::DynamicType>(
-    conn: &zbus::Connection,
-    method: &str,
-    body: &B,
-) -> zbus::Result<zbus::Message> {
-    conn.call_method(
-        Some("org.tutord.Tutor1"),
-        "/org/tutord/Tutor1",
-        Some("org.tutord.Tutor1"),
-        method,
-        body,
-    )
-    .await
-}
-
-async fn property(conn: &zbus::Connection, name: &str) -> OwnedVariant {
-    conn.call_method(
-        Some("org.tutord.Tutor1"),
-        "/org/tutord/Tutor1",
-        Some("org.freedesktop.DBus.Properties"),
-        "Get",
-        &("org.tutord.Tutor1", name),
-    )
-    .await
-    .unwrap()
-    .body()
-    .deserialize()
-    .unwrap()
-}
-
-fn text(v: &OwnedVariant) -> String {
-    match &**v {
-        Variant::Str(s) => s.to_string(),
-        other => panic!("not a string: {other:?}"),
-    }
-}
-
-fn flag(stats: &HashMap<String, OwnedVariant>, k: &str) -> bool {
-    matches!(stats.get(k).map(|v| &**v), Some(Variant::Bool(true)))
-}
-
-async fn answer_finished_stream(conn: &zbus::Connection) -> zbus::MessageStream {
-    let rule = zbus::MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .interface("org.tutord.Tutor1")
-        .member("AnswerFinished")
-        .build()
-        .unwrap();
-    zbus::MessageStream::for_match_rule(rule, conn, None)
-        .await
-        .unwrap()
-}
-
-/// Waits for `turn`'s AnswerFinished until `deadline`; returns its stats.
-async fn wait_finished(
-    stream: &mut zbus::MessageStream,
-    turn: &str,
-    deadline: Instant,
-) -> Option<HashMap<String, OwnedVariant>> {
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        let m = tokio::time::timeout(left, stream.next())
-            .await
-            .ok()??
-            .ok()?;
-        let (t, stats): (String, HashMap<String, OwnedVariant>) = m.body().deserialize().ok()?;
-        if t == turn {
-            return Some(stats);
-        }
-    }
-}
 
 /// A turn the client saw finish: it must be in History after any crash.
 struct Seen {
@@ -104,7 +31,7 @@ async fn check_history(conn: &zbus::Connection, seen: &[Seen]) {
     let mut by_session: HashMap<&str, Vec<HashMap<String, OwnedVariant>>> = HashMap::new();
     for s in seen {
         if !by_session.contains_key(s.session.as_str()) {
-            let rows = call(conn, "History", &(s.session.as_str(),))
+            let rows = tutor_call(conn, "History", &(s.session.as_str(),))
                 .await
                 .unwrap_or_else(|e| panic!("History({}): {e}", s.session))
                 .body()
@@ -112,8 +39,7 @@ async fn check_history(conn: &zbus::Connection, seen: &[Seen]) {
                 .unwrap();
             by_session.insert(&s.session, rows);
         }
-        // Turn ids start again at turn-1 after a restart: the questions are unique, so the
-        // question tells the rows apart.
+        // The turn id, the question and the answer, all three as the client saw them.
         let found = by_session[s.session.as_str()].iter().any(|r| {
             r.get("question").map(text).as_deref() == Some(s.question.as_str())
                 && r.get("turn_id").map(text).as_deref() == Some(s.turn.as_str())
@@ -164,7 +90,7 @@ fn kill_9_at_random_moments_loses_no_finished_turn_and_keeps_the_database_sound(
             let in_turn = rt().block_on(async {
                 let conn = connect_to(&bus).await;
                 check_history(&conn, &seen).await;
-                let d: HashMap<String, OwnedVariant> = call(&conn, "Diagnostics", &())
+                let d: HashMap<String, OwnedVariant> = tutor_call(&conn, "Diagnostics", &())
                     .await
                     .unwrap()
                     .body()
@@ -190,7 +116,7 @@ fn kill_9_at_random_moments_loses_no_finished_turn_and_keeps_the_database_sound(
                     let asked_at = Instant::now();
                     let reply = match tokio::time::timeout_at(
                         deadline.into(),
-                        call(&conn, "Ask", &(question.as_str(), opts)),
+                        tutor_call(&conn, "Ask", &(question.as_str(), opts)),
                     )
                     .await
                     {
@@ -239,7 +165,7 @@ fn kill_9_at_random_moments_loses_no_finished_turn_and_keeps_the_database_sound(
     rt().block_on(async {
         let conn = connect_to(&bus).await;
         check_history(&conn, &seen).await;
-        let d: HashMap<String, OwnedVariant> = call(&conn, "Diagnostics", &())
+        let d: HashMap<String, OwnedVariant> = tutor_call(&conn, "Diagnostics", &())
             .await
             .unwrap()
             .body()
@@ -354,20 +280,10 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
     let filler = state_path.join("filler");
     rt().block_on(async {
         let conn = connect_to(&bus).await;
-        let mut finished = answer_finished_stream(&conn).await;
         // A turn with room on the disk: stored.
-        let opts = HashMap::<&str, Variant<'_>>::new;
-        let turn: String = call(&conn, "Ask", &("Before: name a fruit.", opts()))
-            .await
-            .unwrap()
-            .body()
-            .deserialize()
-            .unwrap();
-        let before = wait_finished(&mut finished, &turn, Instant::now() + READY)
-            .await
-            .expect("the answer before the disk is full");
+        let (before_turn, before) =
+            ask_and_wait(&conn, "Before: name a fruit.", false, READY).await;
         assert!(flag(&before, "ok"), "{before:?}");
-        let before_turn = turn;
         let session = text(&property(&conn, "Session").await);
 
         let filled = fill(&filler);
@@ -376,21 +292,13 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
         let mut answered = 0;
         for i in 0..3 {
             let q = format!("Full {i}: name an animal.");
-            let turn: String = call(&conn, "Ask", &(q.as_str(), opts()))
-                .await
-                .unwrap_or_else(|e| panic!("Ask with the disk full: {e}"))
-                .body()
-                .deserialize()
-                .unwrap();
-            let stats = wait_finished(&mut finished, &turn, Instant::now() + READY)
-                .await
-                .expect("an answer with the disk full");
+            let (_, stats) = ask_and_wait(&conn, &q, false, READY).await;
             assert!(flag(&stats, "ok"), "{stats:?}");
             assert!(!text(&stats["answer"]).is_empty());
             answered += 1;
         }
         // A new session needs a row: the store's error is named on the bus.
-        let err = call(&conn, "StartSession", &("geography",))
+        let err = tutor_call(&conn, "StartSession", &("geography",))
             .await
             .expect_err("StartSession with the disk full");
         let name = error_name(&err);
@@ -404,12 +312,13 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
         // ...and nothing changed: the old session (and its conversation) goes on.
         assert_eq!(text(&property(&conn, "Session").await), session);
         // History still reads what was stored before.
-        let rows: Vec<HashMap<String, OwnedVariant>> = call(&conn, "History", &(session.as_str(),))
-            .await
-            .unwrap()
-            .body()
-            .deserialize()
-            .unwrap();
+        let rows: Vec<HashMap<String, OwnedVariant>> =
+            tutor_call(&conn, "History", &(session.as_str(),))
+                .await
+                .unwrap()
+                .body()
+                .deserialize()
+                .unwrap();
         assert!(
             rows.iter()
                 .any(|r| r.get("turn_id").map(text).as_ref() == Some(&before_turn)),
@@ -445,27 +354,15 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
     assert!(notify.wait_for("READY=1", READY), "{}", daemon.stderr());
     rt().block_on(async {
         let conn = connect_to(&bus).await;
-        let mut finished = answer_finished_stream(&conn).await;
-        let turn: String = call(
-            &conn,
-            "Ask",
-            &("After: name a tree.", HashMap::<&str, Variant<'_>>::new()),
-        )
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap();
-        let stats = wait_finished(&mut finished, &turn, Instant::now() + READY)
-            .await
-            .expect("an answer after the space was freed");
+        let (_, stats) = ask_and_wait(&conn, "After: name a tree.", false, READY).await;
         let session = text(&property(&conn, "Session").await);
-        let rows: Vec<HashMap<String, OwnedVariant>> = call(&conn, "History", &(session.as_str(),))
-            .await
-            .unwrap()
-            .body()
-            .deserialize()
-            .unwrap();
+        let rows: Vec<HashMap<String, OwnedVariant>> =
+            tutor_call(&conn, "History", &(session.as_str(),))
+                .await
+                .unwrap()
+                .body()
+                .deserialize()
+                .unwrap();
         assert!(
             rows.iter()
                 .any(|r| r.get("answer").map(text) == Some(text(&stats["answer"]))),
@@ -503,20 +400,7 @@ fn a_hung_engine_fails_its_turn_and_stops_the_watchdog_pings() {
     // The turn in the hung worker fails when the supervisor kills the worker (~10 s).
     rt().block_on(async {
         let conn = connect_to(&bus).await;
-        let mut finished = answer_finished_stream(&conn).await;
-        let turn: String = call(
-            &conn,
-            "Ask",
-            &("Name a colour.", HashMap::<&str, Variant<'_>>::new()),
-        )
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap();
-        let stats = wait_finished(&mut finished, &turn, Instant::now() + READY)
-            .await
-            .expect("the hung turn ends when its worker is killed");
+        let (_, stats) = ask_and_wait(&conn, "Name a colour.", false, READY).await;
         assert!(!flag(&stats, "ok"), "{stats:?}");
         assert!(text(&stats["error"]).contains("no heartbeat"), "{stats:?}");
     });
@@ -636,26 +520,7 @@ fn a_missing_voice_is_named_and_the_answer_is_spoken_with_espeak() {
     assert!(notify.wait_for("READY=1", READY), "{}", daemon.stderr());
     let log = daemon.drain_stderr();
     let answer_wav = cfg_dir.path().join("answer.wav");
-    let mut out = None;
-    for _ in 0..300 {
-        let o = tutorctl(
-            &bus,
-            &[
-                "listen",
-                "--wav",
-                jfk.to_str().unwrap(),
-                "--out",
-                answer_wav.to_str().unwrap(),
-            ],
-        );
-        if String::from_utf8_lossy(&o.stderr).contains("still loading") {
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        }
-        out = Some(o);
-        break;
-    }
-    let out = out.expect("speech recognition became ready");
+    let out = listen_when_ready(&bus, &jfk, &answer_wav);
     assert!(out.status.success(), "{out:?}\n{}", log.text());
     let spoken = std::fs::metadata(&answer_wav).map_or(0, |m| m.len());
     assert!(spoken > 10_000, "the answer was not spoken: {spoken} bytes");

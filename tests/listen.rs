@@ -51,26 +51,7 @@ fn a_spoken_question_is_heard_answered_and_stored() {
 
     // The speech model loads beside the LLM: wait until a spoken question is not NotReady.
     let answer_wav = cfg_dir.path().join("answer.wav");
-    let mut out = None;
-    for _ in 0..100 {
-        let o = tutorctl(
-            &bus,
-            &[
-                "listen",
-                "--wav",
-                jfk.to_str().unwrap(),
-                "--out",
-                answer_wav.to_str().unwrap(),
-            ],
-        );
-        if String::from_utf8_lossy(&o.stderr).contains("still loading") {
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        }
-        out = Some(o);
-        break;
-    }
-    let out = out.expect("speech recognition became ready");
+    let out = listen_when_ready(&bus, &jfk, &answer_wav);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     let said = tutord::voice::stt::normalise(&stdout);

@@ -10,15 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::StreamExt;
 use zbus::{OwnedVariant, Variant};
 
 const READY: Duration = Duration::from_secs(60);
 /// No call and no answer may take longer than this: past it, the daemon counts as hung.
 const BOUND: Duration = Duration::from_secs(120);
-
-const DEST: &str = "org.tutord.Tutor1";
-const PATH: &str = "/org/tutord/Tutor1";
 
 fn start(max_tokens: u32) -> (Bus, Daemon, StderrLog, tempfile::TempDir) {
     engine_binary();
@@ -57,66 +53,20 @@ async fn tutor<B: serde::Serialize + zbus::zvariant::DynamicType>(
     call(conn, DEST, method, body).await
 }
 
-async fn answer_finished_stream(conn: &zbus::Connection) -> zbus::MessageStream {
-    let rule = zbus::MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .interface(DEST)
-        .member("AnswerFinished")
-        .build()
-        .unwrap();
-    zbus::MessageStream::for_match_rule(rule, conn, None)
-        .await
-        .unwrap()
-}
-
-/// Waits for `turn`'s AnswerFinished, at most BOUND.
-async fn wait_finished(
+/// Waits for `turn`'s AnswerFinished, at most BOUND: longer is a hang.
+async fn finished_within_bound(
     stream: &mut zbus::MessageStream,
     turn: &str,
 ) -> HashMap<String, OwnedVariant> {
-    let end = Instant::now() + BOUND;
-    loop {
-        let left = end
-            .checked_duration_since(Instant::now())
-            .unwrap_or_else(|| panic!("{turn}: no AnswerFinished within {BOUND:?}"));
-        let m = tokio::time::timeout(left, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("{turn}: no AnswerFinished within {BOUND:?}"))
-            .expect("signal stream ended")
-            .unwrap();
-        let (t, stats): (String, HashMap<String, OwnedVariant>) = m.body().deserialize().unwrap();
-        if t == turn {
-            return stats;
-        }
-    }
-}
-
-fn flag(stats: &HashMap<String, OwnedVariant>, k: &str) -> bool {
-    matches!(stats.get(k).map(|v| &**v), Some(Variant::Bool(true)))
+    wait_finished(stream, turn, Instant::now() + BOUND)
+        .await
+        .unwrap_or_else(|| panic!("{turn}: no AnswerFinished within {BOUND:?}"))
 }
 
 /// Asks one question and waits for its answer, which must be ok.
 async fn ask_ok(conn: &zbus::Connection, question: &str, new_session: bool) {
-    let mut finished = answer_finished_stream(conn).await;
-    let mut opts: HashMap<&str, Variant<'_>> = HashMap::new();
-    opts.insert("new_session", Variant::from(new_session));
-    let turn: String = tutor(conn, "Ask", &(question, opts))
-        .await
-        .unwrap_or_else(|e| panic!("Ask({question:?}): {e}"))
-        .body()
-        .deserialize()
-        .unwrap();
-    let stats = wait_finished(&mut finished, &turn).await;
+    let (turn, stats) = ask_and_wait(conn, question, new_session, BOUND).await;
     assert!(flag(&stats, "ok"), "{turn}: {stats:?}");
-}
-
-async fn diagnostics(conn: &zbus::Connection) -> HashMap<String, OwnedVariant> {
-    tutor(conn, "Diagnostics", &())
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap()
 }
 
 fn engine_pid(d: &HashMap<String, OwnedVariant>) -> Option<u32> {
@@ -157,7 +107,7 @@ fn fifty_clients_asking_at_once_each_get_an_answer_or_busy() {
                 match tutor(&conn, "Ask", &(q.as_str(), opts)).await {
                     Ok(reply) => {
                         let turn: String = reply.body().deserialize().unwrap();
-                        let stats = wait_finished(&mut stream, &turn).await;
+                        let stats = finished_within_bound(&mut stream, &turn).await;
                         assert!(flag(&stats, "ok"), "{turn}: {stats:?}");
                         Ok(())
                     }
@@ -467,7 +417,7 @@ fn ten_thousand_random_calls_give_only_named_errors_and_the_daemon_answers_after
             match tutor(&conn, "Ask", &("After the storm: name a colour.", opts)).await {
                 Ok(m) => {
                     let turn: String = m.body().deserialize().unwrap();
-                    let stats = wait_finished(&mut finished, &turn).await;
+                    let stats = finished_within_bound(&mut finished, &turn).await;
                     assert!(flag(&stats, "ok"), "{turn}: {stats:?}");
                     break;
                 }

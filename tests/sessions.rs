@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use zbus::{OwnedVariant, Variant};
+use zbus::OwnedVariant;
 
 fn call<B>(bus: &Bus, method: &str, body: &B) -> Result<zbus::Message, zbus::Error>
 where
@@ -23,13 +23,6 @@ fn history(bus: &Bus, id: &str) -> Vec<HashMap<String, OwnedVariant>> {
         .body()
         .deserialize()
         .unwrap()
-}
-
-fn text(v: &OwnedVariant) -> String {
-    match &**v {
-        Variant::Str(s) => s.to_string(),
-        other => panic!("not a string: {other:?}"),
-    }
 }
 
 fn session_prop(bus: &Bus) -> String {

@@ -70,8 +70,11 @@ pub struct Tutor {
     next_turn: AtomicU64,
     /// Turns asked and not yet finished (running + waiting).
     pending: AtomicUsize,
-    /// Bumped by `abort`: waiting turns asked before it end without running.
-    abort_epoch: AtomicU64,
+    /// Bumped by `abort`: waiting turns asked before it end without running. A mutex, not an
+    /// atomic: a turn checks it and hands its question to the engine under the lock, and
+    /// `abort` bumps it and aborts the engine under the lock, so a question cannot slip
+    /// past an abort into the engine after the engine's abort went by.
+    abort_epoch: Mutex<u64>,
     /// Held by the running turn: turns run one after another in order of asking.
     running: tokio::sync::Mutex<()>,
 }
@@ -89,7 +92,7 @@ impl Tutor {
             history: Mutex::new(Vec::new()),
             next_turn: AtomicU64::new(1),
             pending: AtomicUsize::new(0),
-            abort_epoch: AtomicU64::new(0),
+            abort_epoch: Mutex::new(0),
             running: tokio::sync::Mutex::new(()),
         }
     }
@@ -204,7 +207,7 @@ impl Tutor {
         }
         let n = self.next_turn.fetch_add(1, Ordering::SeqCst);
         let turn = format!("turn-{n}");
-        let epoch = self.abort_epoch.load(Ordering::SeqCst);
+        let epoch = self.epoch();
         let this = self.clone();
         let question = question.to_string();
         let id = turn.clone();
@@ -229,10 +232,15 @@ impl Tutor {
 
     /// Stops the running answer and every waiting question.
     pub fn abort(&self) {
-        self.abort_epoch.fetch_add(1, Ordering::SeqCst);
+        let mut epoch = self.abort_epoch.lock().unwrap_or_else(|p| p.into_inner());
+        *epoch += 1;
         if let Some(e) = self.engine() {
             e.abort_all();
         }
+    }
+
+    fn epoch(&self) -> u64 {
+        *self.abort_epoch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The system prompt in use.
@@ -271,7 +279,7 @@ impl Tutor {
             error: None,
             time_to_first_token: 0.0,
         };
-        if self.abort_epoch.load(Ordering::SeqCst) != epoch {
+        if self.epoch() != epoch {
             outcome.stats.aborted = true;
             return outcome;
         }
@@ -291,7 +299,15 @@ impl Tutor {
         chat.extend(self.history());
         chat.push(ChatMessage::new("user", &question));
         sink.started(id);
-        let mut events = match engine.generate(n, chat, sampling) {
+        let generated = {
+            let now = self.abort_epoch.lock().unwrap_or_else(|p| p.into_inner());
+            if *now != epoch {
+                outcome.stats.aborted = true;
+                return outcome;
+            }
+            engine.generate(n, chat, sampling)
+        };
+        let mut events = match generated {
             Ok(rx) => rx,
             Err(e) => {
                 outcome.error = Some(e);

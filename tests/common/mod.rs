@@ -3,6 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+mod client;
+#[allow(unused_imports)] // not every test binary talks to the daemon over D-Bus
+pub use client::*;
+
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
