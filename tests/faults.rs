@@ -31,12 +31,7 @@ async fn check_history(conn: &zbus::Connection, seen: &[Seen]) {
     let mut by_session: HashMap<&str, Vec<HashMap<String, OwnedVariant>>> = HashMap::new();
     for s in seen {
         if !by_session.contains_key(s.session.as_str()) {
-            let rows = tutor_call(conn, "History", &(s.session.as_str(),))
-                .await
-                .unwrap_or_else(|e| panic!("History({}): {e}", s.session))
-                .body()
-                .deserialize()
-                .unwrap();
+            let rows = history(conn, &s.session).await;
             by_session.insert(&s.session, rows);
         }
         // The turn id, the question and the answer, all three as the client saw them.
@@ -312,13 +307,7 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
         // ...and nothing changed: the old session (and its conversation) goes on.
         assert_eq!(text(&property(&conn, "Session").await), session);
         // History still reads what was stored before.
-        let rows: Vec<HashMap<String, OwnedVariant>> =
-            tutor_call(&conn, "History", &(session.as_str(),))
-                .await
-                .unwrap()
-                .body()
-                .deserialize()
-                .unwrap();
+        let rows = history(&conn, &session).await;
         assert!(
             rows.iter()
                 .any(|r| r.get("turn_id").map(text).as_ref() == Some(&before_turn)),
@@ -356,13 +345,7 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
         let conn = connect_to(&bus).await;
         let (_, stats) = ask_and_wait(&conn, "After: name a tree.", false, READY).await;
         let session = text(&property(&conn, "Session").await);
-        let rows: Vec<HashMap<String, OwnedVariant>> =
-            tutor_call(&conn, "History", &(session.as_str(),))
-                .await
-                .unwrap()
-                .body()
-                .deserialize()
-                .unwrap();
+        let rows = history(&conn, &session).await;
         assert!(
             rows.iter()
                 .any(|r| r.get("answer").map(text) == Some(text(&stats["answer"]))),

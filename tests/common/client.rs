@@ -55,6 +55,16 @@ pub async fn diagnostics(conn: &zbus::Connection) -> Dict {
         .unwrap()
 }
 
+/// `History(session)`'s rows; panics on an error.
+pub async fn history(conn: &zbus::Connection, session: &str) -> Vec<Dict> {
+    tutor_call(conn, "History", &(session,))
+        .await
+        .unwrap_or_else(|e| panic!("History({session}): {e}"))
+        .body()
+        .deserialize()
+        .unwrap()
+}
+
 /// A string value; panics on any other type.
 pub fn text(v: &OwnedVariant) -> String {
     match &**v {
