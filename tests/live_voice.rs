@@ -45,6 +45,8 @@ struct Card {
     home: tempfile::TempDir,
     mic_queue: Arc<Mutex<VecDeque<i16>>>,
     played: Arc<Mutex<Vec<Playback>>>,
+    /// When the playback going on now began.
+    playing: Arc<Mutex<Option<Instant>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -71,6 +73,7 @@ impl Card {
             home,
             mic_queue: Arc::default(),
             played: Arc::default(),
+            playing: Arc::default(),
             stop: Arc::default(),
         };
         card.start_microphone(mic);
@@ -108,7 +111,8 @@ impl Card {
 
     /// Reads each playback (open … close of the loudspeaker) at real time.
     fn start_loudspeaker(&self, path: PathBuf) {
-        let (played, stop) = (self.played.clone(), self.stop.clone());
+        let (played, playing, stop) =
+            (self.played.clone(), self.playing.clone(), self.stop.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 // Blocks until the daemon opens the loudspeaker.
@@ -119,6 +123,7 @@ impl Card {
                 // SAFETY: fcntl on a FIFO we own; a smaller pipe keeps the writer near real time.
                 unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
                 let opened = Instant::now();
+                *playing.lock().unwrap() = Some(opened);
                 let mut samples = Vec::new();
                 let mut buf = [0u8; VOICE_RATE * 2 / 50]; // 20 ms
                 loop {
@@ -137,6 +142,7 @@ impl Card {
                         std::thread::sleep(wait);
                     }
                 }
+                *playing.lock().unwrap() = None;
                 played.lock().unwrap().push(Playback {
                     opened,
                     closed: Instant::now(),
@@ -154,6 +160,11 @@ impl Card {
 
     fn hush(&self) {
         self.mic_queue.lock().unwrap().clear();
+    }
+
+    /// When the playback going on now began, if one is.
+    fn playing_since(&self) -> Option<Instant> {
+        *self.playing.lock().unwrap()
     }
 
     /// Playbacks that had sound in them.
@@ -454,7 +465,6 @@ fn push_to_talk_answers_aloud_and_speech_barges_in() {
     let Event::Finished(_, story_stats) = story_done else {
         unreachable!()
     };
-    let story_answer = stat_str(&story_stats, "answer");
     wait_for(
         Duration::from_secs(180),
         "the second question answered",
@@ -494,11 +504,14 @@ fn push_to_talk_answers_aloud_and_speech_barges_in() {
         cut_after < Duration::from_secs(2),
         "playback went on {cut_after:?}"
     );
-    let words = story_answer.split_whitespace().count();
+    // ...and the story was cut short: its writing was stopped (on a loaded machine the
+    // writing is slow and the voice keeps up with it), or, when it was all written already,
+    // far less of it was played than was written.
+    let words = stat_str(&story_stats, "answer").split_whitespace().count();
     let played = story_play.voiced_seconds();
     assert!(
-        words as f64 * 0.25 > played + 2.0,
-        "the story ({words} words) would have gone on much longer than the {played:.1} s played"
+        flag(&story_stats, "aborted") || words as f64 * 0.25 > played + 2.0,
+        "the story ({words} words, not aborted) was not cut short: {played:.1} s played"
     );
 
     // 3. StopListening ends the question before the endpoint.
@@ -543,6 +556,39 @@ fn push_to_talk_answers_aloud_and_speech_barges_in() {
     });
     let e = call_tutor(&bus, "Speak", &("",)).unwrap_err().to_string();
     assert!(e.contains("InvalidArgument"), "{e}");
+
+    // 5. Speech stops a Speak() text too (barge-in), and becomes a question.
+    wait_for(Duration::from_secs(30), "the tutor idle again", || {
+        tutor_state(&bus) == "ready"
+    });
+    events.lock().unwrap().clear();
+    let before = card.playbacks().len();
+    let long = "Here is a long summary of everything we covered today, one topic after \
+                another, slowly and carefully, so that nothing is forgotten before the test.";
+    call_tutor(&bus, "Speak", &(long,)).unwrap();
+    wait_for(Duration::from_secs(30), "the summary playing", || {
+        card.playing_since().is_some()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let spoke_at = Instant::now();
+    card.say(&plus);
+    wait_event(
+        &events,
+        Duration::from_secs(30),
+        "a question heard over Speak()",
+        |e| matches!(e, Event::Transcript(t) if t.to_lowercase().contains("two") || t.contains('2')),
+    );
+    let summary = card
+        .playbacks()
+        .into_iter()
+        .skip(before)
+        .find(|p| p.opened < spoke_at)
+        .expect("the summary's playback");
+    assert!(
+        summary.closed.duration_since(spoke_at) < Duration::from_secs(2),
+        "Speak() went on {:?} after the speech began",
+        summary.closed.duration_since(spoke_at)
+    );
     assert!(
         daemon.0.child.try_wait().unwrap().is_none(),
         "tutord is still running"

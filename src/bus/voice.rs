@@ -154,18 +154,18 @@ pub(crate) fn speak(
     let id = format!("speak-{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let speaker = ctx.audio_lock().speaker.as_ref().ok().cloned();
     let emitter = emitter.to_owned();
-    let mut mouth = Mouth::start(
-        ctx,
-        &emitter,
-        &id,
-        speaker,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .ok_or_else(|| "no voice is loaded".to_string())?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut mouth = Mouth::start(ctx, &emitter, &id, speaker, cancel.clone())
+        .ok_or_else(|| "no voice is loaded".to_string())?;
+    // Registered while it speaks, so that barge-in can stop it.
+    ctx.audio_lock().speeches.push(cancel.clone());
     mouth.piece(text);
-    let (id2, chars) = (id.clone(), text.chars().count());
+    let (id2, chars, ctx) = (id.clone(), text.chars().count(), ctx.clone());
     tokio::spawn(async move {
         let spoken = mouth.finish().await;
+        ctx.audio_lock()
+            .speeches
+            .retain(|s| !Arc::ptr_eq(s, &cancel));
         tracing::info!(
             id = %id2,
             spoken_seconds = spoken.audio.as_secs_f64(),

@@ -33,6 +33,19 @@ pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Devices {
     pub live: Result<LiveHandle, String>,
     pub speaker: Result<Arc<Loudspeaker>, String>,
+    /// The stop switches of the `Speak()` texts being spoken: barge-in and `Listen()` stop
+    /// them as they stop an answer.
+    pub speeches: Vec<Arc<AtomicBool>>,
+}
+
+impl Devices {
+    /// Stops every `Speak()` text being spoken; returns how many there were.
+    pub fn hush(&mut self) -> usize {
+        for s in &self.speeches {
+            s.store(true, Ordering::Relaxed);
+        }
+        std::mem::take(&mut self.speeches).len()
+    }
 }
 
 impl Default for Devices {
@@ -40,6 +53,7 @@ impl Default for Devices {
         Self {
             live: Err("the microphone is still opening".into()),
             speaker: Err("the loudspeaker is still opening".into()),
+            speeches: Vec::new(),
         }
     }
 }
@@ -232,6 +246,7 @@ impl Loop {
         if let Phase::Answering { cancel, .. } = &self.phase {
             self.interrupt(cancel.clone(), "Listen()");
         }
+        self.hush("Listen()");
         if !matches!(self.phase, Phase::Listening { .. }) {
             self.vad = Vad::new(self.ctx.vad_config());
             self.phase = Phase::Listening {
@@ -261,6 +276,14 @@ impl Loop {
         tracing::info!("barge-in: {by} stopped the answer being spoken");
     }
 
+    /// Stops the `Speak()` texts being spoken.
+    fn hush(&self, by: &str) {
+        let n = self.ctx.audio_lock().hush();
+        if n > 0 {
+            tracing::info!("barge-in: {by} stopped {n} Speak() text(s) being spoken");
+        }
+    }
+
     fn idle(&mut self) {
         self.phase = Phase::Idle;
         self.vad = Vad::new(self.ctx.vad_config());
@@ -271,7 +294,8 @@ impl Loop {
         let always = self.ctx.config.voice.listen == ListenMode::Always;
         let barge_in = self.ctx.config.voice.barge_in;
         let feed = match self.phase {
-            Phase::Idle => always,
+            // Between questions the VAD runs hands-free, and for barge-in while Speak() talks.
+            Phase::Idle => always || (barge_in && !self.ctx.audio_lock().speeches.is_empty()),
             Phase::Listening { .. } => true,
             Phase::Transcribing => false,
             Phase::Answering { .. } => barge_in,
@@ -282,6 +306,9 @@ impl Loop {
         for event in self.vad.push(chunk) {
             match (&self.phase, event) {
                 (Phase::Idle, VadEvent::SpeechStart(_)) => {
+                    if barge_in {
+                        self.hush("speech");
+                    }
                     self.phase = Phase::Listening {
                         since: Instant::now(),
                     };
