@@ -239,6 +239,7 @@ fn a_killed_worker_fails_the_turn_and_comes_back() {
             other => panic!("{other:?}"),
         };
         assert!(err.contains("the engine worker died") && err.contains("signal 9"), "{err}");
+        assert_eq!(err.matches("the engine worker died").count(), 1, "said once: {err}");
         assert!(matches!(&*failed.stats["error_name"], Variant::Str(s) if s.as_str() == "org.tutord.Tutor1.Error.EngineFailed"));
 
         // A new worker loads the model again and answers.

@@ -310,7 +310,8 @@ async fn run_worker(
     let mut active: Option<Pending> = None;
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut seq = 0u64;
-    let death = loop {
+    // Why the worker is gone, in words (wrapped in EngineFailure::Died once, below).
+    let death: String = loop {
         // Feed the next turn when idle.
         if loaded
             && active.is_none()
@@ -323,7 +324,7 @@ async fn run_worker(
             };
             if let Err(e) = worker::send(&mut writer, &req).await {
                 queue.push_front(p);
-                break EngineFailure::Died(format!("cannot send to the worker: {e}"));
+                break format!("cannot send to the worker: {e}");
             }
             active = Some(p);
         }
@@ -390,20 +391,20 @@ async fn run_worker(
                         s.hangs_in_a_row = 0;
                     });
                 }
-                Some(Err(e)) => break EngineFailure::Died(format!("connection lost: {e}")),
-                None => break EngineFailure::Died("connection lost".into()),
+                Some(Err(e)) => break format!("connection lost: {e}"),
+                None => break "connection lost".into(),
             },
             _ = ping.tick() => {
                 seq += 1;
                 if worker::send(&mut writer, &Request::Ping { seq }).await.is_err() {
-                    break EngineFailure::Died("the worker does not read its socket".into());
+                    break "the worker does not read its socket".into();
                 }
                 let stale = status.borrow().last_pong.is_some_and(|t| t.elapsed() > PING_DEADLINE);
                 if stale {
                     status.send_modify(|s| s.hangs_in_a_row += 1);
                     hung = true;
                     let _ = w.child.start_kill();
-                    break EngineFailure::Died(format!("no heartbeat for {PING_DEADLINE:?}: killed it"));
+                    break format!("no heartbeat for {PING_DEADLINE:?}: killed it");
                 }
             }
         }
