@@ -189,8 +189,14 @@ deb ${TUTORD_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security} $SUIT
     printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"; chmod 0755 "$tmp/usr/sbin/policy-rc.d"
     if [ "${#pkgs[@]}" -gt 0 ]; then
         in_root "$tmp" apt-get update -qq >&2
-        in_root "$tmp" apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 ||
+        # The kernel's postinst hook and then initramfs-tools' trigger would each build the
+        # initramfs (~20 min apiece under qemu-user): INITRD=No skips the hook, the trigger
+        # builds it once for the installed kernel.
+        in_root "$tmp" env INITRD=No apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 ||
             die "apt-get install ${pkgs[*]} in the rootfs failed"
+        if compgen -G "$tmp/boot/vmlinuz-*" >/dev/null && ! compgen -G "$tmp/boot/initrd.img-*" >/dev/null; then
+            in_root "$tmp" update-initramfs -c -k all >&2 || die "update-initramfs in the rootfs failed"
+        fi
         in_root "$tmp" apt-get clean
     fi
     rm -rf "$tmp"/var/lib/apt/lists/*
