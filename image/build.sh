@@ -277,6 +277,9 @@ make_rootfs() {
     # The package, as an administrator installs it: apt resolves Depends, the postinst creates
     # the user and directories and enables tutord (not started: no systemd runs in a chroot).
     cp "$DEB" "$root/tmp/"
+    # The base keeps no package lists: fetched again so apt can resolve the Depends it lacks
+    # (removed again below; check_lock compares what came with the lock file).
+    in_root "$root" apt-get update -qq >&2
     in_root "$root" apt-get install -y -qq --no-install-recommends "/tmp/$(basename "$DEB")" >&2 ||
         die "installing $(basename "$DEB") in the rootfs failed"
     rm -f "$root/tmp/$(basename "$DEB")"
