@@ -321,7 +321,7 @@ make_disk() {
     rm -f "$fs"
     log "mkfs.ext4 -d: ${fs_mib} MiB filesystem from $((used_kib / 1024)) MiB of files"
     mkfs.ext4 -q -F -L tutord-root -U "$FS_UUID" -E lazy_itable_init=0,lazy_journal_init=0 \
-        -d "$root" "$fs" "${fs_mib}M"
+        -d "$root" "$fs" "${fs_mib}M" >&2  # stdout carries only the image path
     sectors=$(( fs_mib * 2048 ))
     # + 1 MiB at the end for the backup GPT.
     total=$(( FIRST_SECTOR + sectors + 2048 ))
