@@ -25,12 +25,21 @@ zstd -dc "$overlay" | tar -C "$root" --no-same-owner -xf -
 deb=$(find "$root/opt/tutord" -maxdepth 1 -name 'tutord_*_arm64.deb' | sort -V | tail -n1)
 [ -n "$deb" ] || { echo "no tutord package in the overlay" >&2; exit 1; }
 
-# dpkg, not apt: the sample rootfs has what tutord needs (systemd, dbus, libc, libstdc++) and
-# the build machine may be offline. In a private mount namespace: nothing stays mounted.
+# dpkg first: NVIDIA's sample rootfs (Ubuntu) usually has all tutord needs (systemd, dbus,
+# libc, libstdc++, libasound2, libespeak-ng1) and the build machine may be offline. When it
+# lacks one, apt fetches it (this needs the network). In a private mount namespace: nothing
+# stays mounted.
 unshare --mount --propagation private -- /bin/sh -c '
     root=$1; deb=$2
     mount -t proc proc "$root/proc" && mount -t tmpfs tmpfs "$root/run" || exit 1
+    [ -e "$root/etc/resolv.conf" ] || [ -L "$root/etc/resolv.conf" ] || : >"$root/etc/resolv.conf"
+    mount --bind /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
     chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C DEBIAN_FRONTEND=noninteractive \
-        sh -c "dpkg -i \"$deb\" && chown -R tutord:tutord /var/lib/tutord/models"
+        sh -c "
+            if ! dpkg -i \"$deb\"; then
+                echo \"l4t-install: fetching what the package depends on with apt\" >&2
+                apt-get update -qq && apt-get install -y -qq -f --no-install-recommends || exit 1
+            fi
+            chown -R tutord:tutord /var/lib/tutord/models"
 ' sh "$root" "/opt/tutord/$(basename "$deb")"
 echo "tutord installed into $root; flash with NVIDIA's tools (see the top of this script)"
