@@ -423,6 +423,10 @@ fn models_by_name_unknown_names_and_switching() {
             "{err}"
         );
         assert!(err.contains("cut.gguf"), "{err}");
+        // A model that does not load leaves the one that served: it still answers.
+        assert!(err.contains("; back on "), "{err}");
+        let a = ask(&conn, "Say hi.", HashMap::new(), None).await;
+        assert!(b(&a.stats, "ok"), "{:?}", a.stats);
 
         // Back to a good model: a new worker, and it answers.
         tutor_call(&conn, "SelectModel", &("smollm2-135m-q4_1",))

@@ -64,6 +64,31 @@ impl Tutor {
             .await
     }
 
+    /// After a `SelectModel` whose model did not load: loads `serving` (what served before)
+    /// again; returns it when it is back. Nothing is queued meanwhile: the failed engine
+    /// refuses questions at once.
+    async fn restore(&self, serving: Option<String>) -> Option<String> {
+        let serving = serving?;
+        let mut engine = match self.ctx.engine_for(&serving) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("cannot go back to {serving}: {e}");
+                return None;
+            }
+        };
+        if let Err(e) = self.ctx.tutor.replace_engine(Ok(engine.clone())) {
+            tracing::error!("cannot go back to {serving}: {e}");
+            return None;
+        }
+        let back = engine.wait_settled().await.model.is_some();
+        tracing::warn!(
+            message_id = crate::events::ENGINE_FAILED,
+            "the selected model did not load; {} {serving}",
+            if back { "back on" } else { "could not reload" }
+        );
+        back.then_some(serving)
+    }
+
     /// The live voice loop, or `NotReady` saying why there is none.
     fn live(&self) -> Result<LiveHandle, TutorError> {
         self.ctx
@@ -313,6 +338,12 @@ impl Tutor {
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), TutorError> {
         self.require_admin(conn, &header, "SelectModel").await?;
+        // The model loaded now (by catalog name, else its file), to go back to should `name`
+        // not load: a bad call must not leave the appliance without a tutor.
+        let serving = self.ctx.model().map(|m| {
+            let by_name = self.ctx.current_model_lock().clone().map(|(n, _)| n);
+            by_name.unwrap_or_else(|| m.path.display().to_string())
+        });
         let mut engine = self
             .ctx
             .engine_for(name)
@@ -322,20 +353,27 @@ impl Tutor {
             .replace_engine(Ok(engine.clone()))
             .map_err(|e| TutorError::Busy(e.to_string()))?;
         let settled = engine.wait_settled().await;
-        self.backend_changed(&emitter).await?;
-        self.model_changed(&emitter).await?;
-        self.model_bytes_changed(&emitter).await?;
-        match settled.model {
+        let result = match settled.model {
             Some(m) => {
                 tracing::info!(model = %m.path.display(), "switched to model {name}");
                 Ok(())
             }
-            None => Err(TutorError::EngineFailed(
-                settled
+            None => {
+                let why = settled
                     .last_error
-                    .unwrap_or_else(|| "the model did not load".into()),
-            )),
-        }
+                    .unwrap_or_else(|| "the model did not load".into());
+                Err(TutorError::EngineFailed(
+                    match self.restore(serving).await {
+                        Some(back) => format!("{why}; back on {back}"),
+                        None => why,
+                    },
+                ))
+            }
+        };
+        self.backend_changed(&emitter).await?;
+        self.model_changed(&emitter).await?;
+        self.model_bytes_changed(&emitter).await?;
+        result
     }
 
     /// Runs the memory and compute benchmark again now (ignoring the cached result), plans
