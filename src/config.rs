@@ -850,5 +850,8 @@ fn flatten_keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
     }
 }
 
+#[doc(hidden)] // for the fuzz target and its regression tests only
+pub mod layers;
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,6 @@
 //! nightly flags or a fuzzer. A regression must give a named error; a seed may parse or
 //! fail, but never panic.
 
-use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -42,34 +41,10 @@ fn config(data: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Main file, environment and drop-ins separated by NUL, as `fuzz/fuzz_targets/config_layers.rs`.
+/// Main file, environment and drop-ins as `fuzz/fuzz_targets/config_layers.rs` reads them.
 fn config_layers(data: &[u8]) -> Result<(), String> {
-    let mut chunks = text(data)?.split('\0');
-    let main_text = chunks.next().unwrap_or("");
-    let env_text = chunks.next().unwrap_or("");
     let dir = tempfile::tempdir().unwrap();
-    let sources = tutord::config::Sources {
-        main: dir.path().join("tutord.toml"),
-        main_required: false,
-        env: env_text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-    };
-    if !main_text.is_empty() {
-        std::fs::write(&sources.main, main_text).unwrap();
-    }
-    std::fs::create_dir(sources.dropin_dir()).unwrap();
-    for (i, d) in chunks.take(6).enumerate() {
-        if !d.is_empty() {
-            std::fs::write(
-                sources.dropin_dir().join(format!("{}0-fuzz.toml", i + 1)),
-                d,
-            )
-            .unwrap();
-        }
-    }
+    let sources = tutord::config::layers::write(dir.path(), text(data)?).unwrap();
     tutord::config::load(&sources)
         .map(drop)
         .map_err(|e| e.to_string())
