@@ -6,7 +6,10 @@
 #   --deb FILE     the tutord package to install (default: packaging/build-deb.sh builds one
 #                  for the flavour's architecture)
 #   --out DIR      output directory (default $TUTORD_TEST_CACHE/image/out/FLAVOUR)
-#   --locked       fail when a Debian package's version differs from image/lock/FLAVOUR.lock
+#   --locked       install the kernel and flavour packages at the versions in
+#                  image/lock/FLAVOUR.lock and fail when any package's version differs from it
+#                  (use with a snapshot mirror, TUTORD_IMAGE_MIRROR, to rebuild an old image);
+#                  without it the build takes what the archive has now and lists what differs
 #   --update-lock  write image/lock/FLAVOUR.lock from this build
 # Environment: TUTORD_IMAGE_MIRROR (Debian mirror; for a bit-for-bit rebuild of an old image
 #   use a snapshot, e.g. http://snapshot.debian.org/archive/debian/20250520T000000Z),
@@ -151,10 +154,12 @@ binfmt_aarch64() {
 base_rootfs() {
     local key dest tmp sources pkgs=() p v
     for p in $KERNEL_PACKAGES $FLAVOUR_PACKAGES; do
-        # Pinned: the version in the lock file when it has one ("name/suite" picks a suite,
-        # e.g. bookworm-backports, when there is no pin yet).
+        # Pinned to the lock's version only with --locked (from a snapshot mirror that still
+        # has it): Debian's archive keeps only the newest point release, so a default build
+        # takes what the archive has and check_lock says what differs. "name/suite" picks a
+        # suite, e.g. bookworm-backports.
         v=
-        [ -f "$LOCK" ] && v=$(awk -v p="${p%%/*}" -v arch="$ARCH" '$1 == p || $1 == p ":" arch { print $2; exit }' "$LOCK")
+        [ -n "$LOCKED" ] && [ -f "$LOCK" ] && v=$(awk -v p="${p%%/*}" -v arch="$ARCH" '$1 == p || $1 == p ":" arch { print $2; exit }' "$LOCK")
         if [ -n "$v" ]; then pkgs+=("${p%%/*}=$v"); else pkgs+=("$p"); fi
     done
     key=$(printf '%s\n' "$RECIPE_VERSION" "$SUITE" "$ARCH" "$MIRROR" "$BASE_PACKAGES" "${pkgs[@]}" |

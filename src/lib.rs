@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod diagnostics;
 pub mod engine;
 pub mod events;
+pub mod fuzzing;
 pub mod logging;
 pub mod models;
 pub mod notify;

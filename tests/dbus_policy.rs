@@ -63,7 +63,7 @@ fn tutor_gid() -> Option<u32> {
 #[test]
 fn policy_admits_root_and_group_tutor_and_refuses_others() {
     if !is_root() {
-        eprintln!("dbus_policy: skipped: needs root to run callers under other uids");
+        skip("dbus_policy", "needs root to run callers under other uids");
         return;
     }
     // The binaries must be reachable by `nobody` for the bus, not the file system, to be
@@ -147,7 +147,7 @@ fn policy_admits_root_and_group_tutor_and_refuses_others() {
 #[test]
 fn only_root_or_the_admin_group_may_change_the_system() {
     if !is_root() {
-        eprintln!("dbus_policy: skipped: needs root to run callers under other uids");
+        skip("dbus_policy", "needs root to run callers under other uids");
         return;
     }
     let gid = tutor_gid().expect("group `tutor` (scripts/test.sh creates it)");

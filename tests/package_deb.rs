@@ -26,11 +26,17 @@ fn notice(msg: &str) {
 #[test]
 fn deb_installs_and_starts_in_a_real_system() {
     if std::env::var("TUTORD_SKIP_NSPAWN").as_deref() == Ok("1") {
-        notice("skipped: TUTORD_SKIP_NSPAWN=1");
+        common::skip(
+            "deb_installs_and_starts_in_a_real_system",
+            "TUTORD_SKIP_NSPAWN=1",
+        );
         return;
     }
     if effective_uid() != Some(0) {
-        notice("skipped: needs root (systemd-nspawn, debootstrap, cgroups)");
+        common::skip(
+            "deb_installs_and_starts_in_a_real_system",
+            "needs root (systemd-nspawn, debootstrap, cgroups)",
+        );
         return;
     }
     for tool in [
@@ -41,13 +47,19 @@ fn deb_installs_and_starts_in_a_real_system() {
         "readelf",
     ] {
         if find_tool(tool).is_none() {
-            notice(&format!("skipped: {tool} not found"));
+            common::skip(
+                "deb_installs_and_starts_in_a_real_system",
+                &format!("{tool} not found"),
+            );
             return;
         }
     }
     let bindir = Path::new(TUTORD).parent().expect("tutord's directory");
     if !bindir.join("tutord-engine").is_file() {
-        notice("skipped: tutord-engine not built (cargo test --workspace builds it)");
+        common::skip(
+            "deb_installs_and_starts_in_a_real_system",
+            "tutord-engine not built (cargo test --workspace builds it)",
+        );
         return;
     }
 
@@ -134,7 +146,7 @@ fn deb_installs_and_starts_in_a_real_system() {
             .lines()
             .find(|l| l.starts_with("SKIP:"))
             .unwrap_or("SKIP");
-        notice(&format!("skipped: {why}"));
+        common::skip("deb_installs_and_starts_in_a_real_system", why);
         return;
     }
     let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL:")).collect();

@@ -55,18 +55,22 @@ fn run_script(script: &str, args: &[&Path], envs: &[(&str, &Path)]) -> Output {
 #[test]
 fn systemd_service_lifecycle() {
     if std::env::var("TUTORD_SKIP_NSPAWN").as_deref() == Ok("1") {
-        notice("skipped: TUTORD_SKIP_NSPAWN=1");
+        common::skip("systemd_service_lifecycle", "TUTORD_SKIP_NSPAWN=1");
         return;
     }
     if effective_uid() != Some(0) {
-        notice("skipped: needs root (systemd-nspawn, debootstrap, cgroups)");
+        common::skip(
+            "systemd_service_lifecycle",
+            "needs root (systemd-nspawn, debootstrap, cgroups)",
+        );
         return;
     }
     for tool in ["systemd-nspawn", "debootstrap", "nsenter"] {
         if find_tool(tool).is_none() {
-            notice(&format!(
-                "skipped: {tool} not found (apt-get install systemd-container debootstrap)"
-            ));
+            common::skip(
+                "systemd_service_lifecycle",
+                &format!("{tool} not found (apt-get install systemd-container debootstrap)"),
+            );
             return;
         }
     }
@@ -129,7 +133,7 @@ fn systemd_service_lifecycle() {
             .lines()
             .find(|l| l.starts_with("SKIP:"))
             .unwrap_or("SKIP");
-        notice(&format!("skipped: {why}"));
+        common::skip("systemd_service_lifecycle", why);
         return;
     }
     if !run.ok {

@@ -1,23 +1,10 @@
-//! Board profiles (`[platform] boards`, laid out like `config/boards.toml`).
+//! Fuzz target `boards`: its body is `tutord::fuzzing::boards`, which tests/fuzz_regressions.rs
+//! also runs over the committed seeds and crash inputs.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    match tutord::platform::profile::Profiles::parse("boards.toml", text) {
-        Ok(p) => {
-            // Parse promises a `generic` board: detection falls back on it.
-            assert!(p.get("generic").is_some());
-            for b in &p.boards {
-                let _ = b.board();
-            }
-        }
-        Err(e) => {
-            let _ = e.to_string();
-        }
-    }
+    let _ = tutord::fuzzing::boards(data);
 });

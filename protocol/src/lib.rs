@@ -7,6 +7,8 @@
 //! because the messages are small and rare next to the tokens' cost, and a person can read a
 //! capture of the socket; the length prefix because pieces may contain newlines.
 
+pub mod gguf;
+
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 

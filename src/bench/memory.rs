@@ -55,8 +55,10 @@ enum Job {
 pub fn measure(opts: &MemoryOptions) -> Bandwidth {
     let isa = Isa::detect();
     let threads = opts.cpus.len().max(1);
-    // Per thread: a multiple of 3 × 8 u64 so copy halves and triad thirds line up.
-    let words_for = |bytes: u64| ((bytes / 8 / threads as u64) / 24 * 24).max(24) as usize;
+    // Per thread: a multiple of 3 × 8 u64 so copy halves and triad thirds line up, rounded
+    // up: both sizes are promises of "at least" (a floor rounded down was 256 bytes short).
+    let words_for =
+        |bytes: u64| (bytes.div_ceil(8 * threads as u64).div_ceil(24) * 24).max(24) as usize;
     let wanted_words = words_for(opts.working_set_bytes);
     let floor_words = words_for(opts.min_working_set_bytes).min(wanted_words);
     let setup = Instant::now();
@@ -283,12 +285,33 @@ mod tests {
             min_working_set_bytes: 8 << 20,
         });
         assert_eq!(b.threads, 1);
-        // 8 MiB rounded down to whole 24-word groups.
-        assert_eq!(b.working_set_bytes, (8 << 20) / 192 * 192);
+        // 8 MiB rounded up to whole 24-word groups.
+        assert_eq!(b.working_set_bytes, (8u64 << 20).div_ceil(192) * 192);
         assert!(b.repetitions.iter().all(|r| *r >= 2), "{b:?}");
         for v in [b.read, b.copy, b.triad] {
             // Between 100 MB/s and 10 TB/s: a figure, not a unit slip.
             assert!((1e8..1e13).contains(&v), "{b:?}");
         }
+    }
+
+    #[test]
+    fn a_cut_working_set_never_falls_below_its_floor() {
+        // No time at all for paging in: the cut goes as low as it may, to the floor. Two
+        // threads and a floor that does not divide into 24-word groups per thread: the case
+        // that measured 256 bytes under a 256 MiB floor.
+        let floor = (3 << 20) + 8;
+        let b = measure(&MemoryOptions {
+            cpus: vec![0, 0],
+            working_set_bytes: 64 << 20,
+            budget: Duration::from_millis(40),
+            setup_share: 0.0,
+            min_working_set_bytes: floor,
+        });
+        assert_eq!(b.threads, 2);
+        assert!(b.working_set_bytes >= floor, "{b:?}");
+        assert!(
+            b.working_set_bytes < 64 << 20,
+            "the cut did not happen: {b:?}"
+        );
     }
 }

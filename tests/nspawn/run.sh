@@ -39,7 +39,7 @@ ok()   { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; FAILED=1; }
 die()  { echo "FAIL: $*"; exit 1; }
 # This machine cannot host the container safely (no child cgroups of our own): not a failure of
-# tutord. Exit 77, which tests/systemd_nspawn.rs reports as a skip (automake's convention).
+# tutord. Exit 77, which tests/systemd_nspawn.rs reports as a skip (automake's convention; a failure under CI=true).
 skip() { echo "SKIP: $*"; exit 77; }
 oneline() { printf '%s' "$*" | tr -s '\n' ' '; }
 
