@@ -17,8 +17,11 @@ use crate::voice::tts::piper::VoiceSettings;
 /// What a target did with one input: `Err` holds the parser's message.
 pub type Outcome = Result<(), String>;
 
+/// A target: its name and its body.
+pub type Target = (&'static str, fn(&[u8]) -> Outcome);
+
 /// Every target by name, as `fuzz/Cargo.toml` names its binaries.
-pub const TARGETS: &[(&str, fn(&[u8]) -> Outcome)] = &[
+pub const TARGETS: &[Target] = &[
     ("config", config),
     ("config_layers", config_layers),
     ("catalog", catalog),
