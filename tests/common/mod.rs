@@ -724,13 +724,12 @@ pub fn skip(test: &str, why: &str) {
     use std::io::Write;
     let line = format!("SKIPPED {test}: {why}");
     let _ = writeln!(std::io::stderr(), "{line}");
-    if let Some(log) = std::env::var_os("TUTORD_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
+    if let Some(log) = std::env::var_os("TUTORD_SKIP_LOG")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
-        {
-            let _ = writeln!(f, "{line}");
-        }
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
