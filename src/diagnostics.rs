@@ -52,3 +52,12 @@ impl From<bool> for Value {
         Value::Bool(b)
     }
 }
+
+/// What the daemon itself answers on D-Bus: `Diagnostics()` and `SetLogLevel()`. The D-Bus
+/// adapter holds it as a trait object, so it needs nothing of the daemon but this.
+pub trait Source: Send + Sync {
+    /// Everything a person diagnosing the appliance wants in one call.
+    fn diagnostics(&self) -> Vec<(String, Value)>;
+    /// Changes the log level until the next restart.
+    fn set_log_level(&self, level: crate::config::LogLevel) -> Result<(), String>;
+}

@@ -9,7 +9,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use crate::voice::convert::{ct2::Ct2Model, ggml, vocab};
+use crate::models::convert::{ct2::Ct2Model, ggml, vocab};
 use crate::voice::tts::Speech;
 use crate::voice::tts::ids::to_ids;
 use crate::voice::tts::piper::VoiceSettings;

@@ -3,6 +3,7 @@
 //! The binaries (`tutord`, `tutorctl`) are thin; everything they do lives here so that it can
 //! be tested without a board, a system bus or root. See docs/architecture.md for the picture.
 
+pub mod api;
 pub mod bench;
 pub mod bus;
 pub mod cli;
@@ -17,7 +18,6 @@ pub mod logging;
 pub mod models;
 pub mod notify;
 pub mod plan;
-pub mod planning;
 pub mod platform;
 pub mod state;
 pub mod store;

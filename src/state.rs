@@ -1,4 +1,5 @@
-//! The daemon's externally visible state: one lowercase word on D-Bus (`State`).
+//! The daemon's externally visible state: one lowercase word on D-Bus (`State`), the status
+//! the daemon publishes, and the tutor's activity it derives `State` from once booted.
 
 use std::fmt;
 
@@ -115,5 +116,34 @@ mod tests {
         a.listening = true;
         assert_eq!(a.state(), State::Listening);
         assert!(State::Speaking.is_active() && !State::Loading.is_active());
+    }
+}
+
+/// What the daemon publishes about itself (the D-Bus properties `State`, `StatusText`,
+/// `Progress`, `Board`, `LastError`, `LastTokensPerSecond`, `LastTimeToFirstToken`). The
+/// daemon owns it in a `watch`: the properties read it, and one task turns its changes into
+/// `PropertiesChanged`, so no domain ever touches the D-Bus interface.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub state: State,
+    pub status_text: String,
+    pub progress: f64,
+    pub board: String,
+    pub last_error: String,
+    pub last_tokens_per_second: f64,
+    pub last_time_to_first_token: f64,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            state: State::Booting,
+            status_text: "Starting".into(),
+            progress: 0.0,
+            board: "unknown".into(),
+            last_error: String::new(),
+            last_tokens_per_second: 0.0,
+            last_time_to_first_token: 0.0,
+        }
     }
 }

@@ -13,7 +13,7 @@ use common::*;
 use tutord::bench::{self, Measurement, Setup};
 use tutord::config::Config;
 use tutord::models::Catalog;
-use tutord::plan::service::Planner;
+use tutord::plan::planner::Planner;
 use tutord::plan::{Efficiencies, Targets, choose, predict};
 use tutord::platform::Paths;
 use tutord::platform::profile::Profiles;

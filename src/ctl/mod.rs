@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use zbus::{Connection, OwnedVariant};
 
-use crate::bus;
+use crate::api;
 use crate::cli::BusChoice;
 pub use proxy::TutorProxy;
 
@@ -67,12 +67,12 @@ impl Client {
             .await
             .map_err(CtlError::call)?;
         let owned = dbus
-            .name_has_owner(bus::NAME.try_into().expect("valid bus name"))
+            .name_has_owner(api::NAME.try_into().expect("valid bus name"))
             .await
             .map_err(|e| CtlError::call(e.into()))?;
         if !owned {
             return Err(CtlError::NotRunning {
-                name: bus::NAME,
+                name: api::NAME,
                 bus: bus_choice.clone(),
             });
         }

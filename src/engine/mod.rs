@@ -5,6 +5,9 @@
 //! ends the turn in flight with a failure, restarts the worker with backoff and loads the
 //! model again. A model that fails to load is not retried: the file will not get better.
 
+pub mod slot;
+#[cfg(test)]
+pub mod stand_in;
 mod worker;
 
 use std::collections::VecDeque;
@@ -18,6 +21,8 @@ pub use tutord_protocol::{
     BackendKind, ChatMessage, GenStats, LoadSpec, ModelInfo, Placement, Sampling,
 };
 use tutord_protocol::{Event, Request};
+
+pub use slot::{Slot, SlotError, Switch, TurnGuard};
 
 /// Turns that may wait behind the running one; one more is refused with `Busy`.
 pub const MAX_QUEUED_TURNS: usize = 4;

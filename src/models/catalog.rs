@@ -56,7 +56,7 @@ pub enum CatalogError {
 }
 
 /// A parsed, checked catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     /// The file it came from, for messages.
     pub origin: String,
@@ -128,7 +128,7 @@ pub struct Convert {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum ConvertFrom {
     /// A faster-whisper (CTranslate2) model, `model.bin` + `vocabulary.txt`, to ggml
-    /// ([`crate::voice::convert`]).
+    /// ([`crate::models::convert`]).
     #[serde(rename = "ct2-whisper")]
     Ct2Whisper,
 }

@@ -21,7 +21,7 @@ use super::catalog::{Convert, ConvertFrom, Model, Sha256, Source};
 use super::progress::Progress;
 use super::record::{Record, hash_file, read_record, record_path, write_record};
 use super::sources::{self, Archives, PartError, Sink, Tools};
-use crate::voice::convert::{ConvertError, convert_files};
+use crate::models::convert::{ConvertError, convert_files};
 
 /// The default models folder; config `[models] dir` moves it.
 pub const DEFAULT_MODELS_DIR: &str = "/var/lib/tutord/models";
@@ -380,7 +380,11 @@ fn converted(
     });
     // The inputs are no longer needed; a board may need the space for the rename.
     let _ = fs::remove_dir_all(&inputs);
-    let digest = hash_file(&out)?;
+    let digest = hash_file(&out).map_err(|source| FetchError::Io {
+        path: out.clone(),
+        action: "cannot read",
+        source,
+    })?;
     if written.bytes != model.file_bytes || digest != model.sha256 {
         let _ = fs::remove_file(&out);
         return Err(FetchError::ConvertedMismatch {
@@ -586,7 +590,11 @@ fn check_existing(
         model: model.name.clone(),
         path: path.to_path_buf(),
     });
-    let digest = hash_file(path)?;
+    let digest = hash_file(path).map_err(|source| FetchError::Io {
+        path: path.to_path_buf(),
+        action: "cannot read",
+        source,
+    })?;
     if digest != model.sha256 {
         return Ok(Presence::Wrong(format!(
             "sha256 is {digest}, the catalog says {}",

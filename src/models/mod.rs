@@ -12,10 +12,12 @@
 //! - [`record`]: the verification record that lets a second fetch skip a 1 GB file without
 //!   reading it.
 //! - [`progress`]: what a fetch reports while it works.
+//! - [`convert`]: faster-whisper (CTranslate2) files → whisper.cpp's ggml, run by the fetcher.
 //! - [`cli`]: `tutorctl models fetch|list`.
 
 pub mod catalog;
 pub mod cli;
+pub mod convert;
 pub mod fetch;
 pub mod progress;
 pub mod record;

@@ -15,16 +15,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256 as Hasher};
 
 use super::catalog::{Model, Sha256};
-use super::fetch::FetchError;
 
-/// Reads a whole file and returns its sha256.
-pub fn hash_file(path: &Path) -> Result<Sha256, FetchError> {
-    let io_err = |source| FetchError::Io {
-        path: path.to_path_buf(),
-        action: "cannot read",
-        source,
-    };
-    let mut file = fs::File::open(path).map_err(io_err)?;
+/// Reads a whole file and returns its sha256 (the caller names the file in its error).
+pub fn hash_file(path: &Path) -> io::Result<Sha256> {
+    let mut file = fs::File::open(path)?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -32,7 +26,7 @@ pub fn hash_file(path: &Path) -> Result<Sha256, FetchError> {
             Ok(0) => break,
             Ok(n) => hasher.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(Sha256(hasher.finalize().into()))

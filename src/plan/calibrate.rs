@@ -40,20 +40,29 @@ impl Default for Efficiencies {
     }
 }
 
-/// One model's smoothed measurement.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub model: String,
-    pub bytes_per_token: f64,
-    pub ops_per_token: f64,
-    /// The bandwidth and compute peak measured when the sample was taken.
-    pub bandwidth: f64,
-    pub compute: f64,
-    /// Smoothed measured seconds per decoded token.
-    pub seconds_per_token: f64,
-    /// Smoothed measured prompt seconds per prompt token, when known.
-    pub prefill_seconds_per_token: Option<f64>,
-    pub count: u32,
+/// One model's smoothed measurement, as the store keeps it.
+pub use crate::store::CalibrationSample as Sample;
+
+/// Folds one answer's figures (`new.count` ignored) into the model's smoothed sample.
+pub fn merge(old: Option<Sample>, new: &Sample) -> Sample {
+    match old {
+        None => Sample {
+            count: 1,
+            ..new.clone()
+        },
+        Some(old) => Sample {
+            seconds_per_token: smooth(old.seconds_per_token, new.seconds_per_token, old.count),
+            prefill_seconds_per_token: match (
+                old.prefill_seconds_per_token,
+                new.prefill_seconds_per_token,
+            ) {
+                (Some(o), Some(n)) => Some(smooth(o, n, old.count)),
+                (o, n) => n.or(o),
+            },
+            count: old.count.saturating_add(1),
+            ..new.clone()
+        },
+    }
 }
 
 /// Smoothing of a sample's running figure: a plain mean for the first answers, then an

@@ -10,6 +10,7 @@
 //! defaults and are calibrated from real answers (`calibrate`).
 
 pub mod calibrate;
+pub mod planner;
 pub mod service;
 
 use serde::{Deserialize, Serialize};

@@ -1,284 +1,819 @@
-//! The planner as the daemon runs it: the benchmark result, the catalog's candidates on this
-//! board, their predictions, the choice, and calibration from every real answer.
+//! The planner as the daemon runs it, behind one handle: the benchmark (at boot and on
+//! `Rebenchmark()`), the plan, the model the engine runs (one `select` for boot and
+//! `SelectModel`), calibration from every answer, and the figures the D-Bus properties show.
+//! The logic is in `bench`, `plan` and `planner`; this owns the state and the order of steps.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Choice, Efficiencies, Machine, ModelFacts, Prediction, Targets, choose, fit, predict};
-use crate::bench::{self, Measurement, Origin};
-use crate::config::{BackendChoice, Config};
-use crate::engine::GenStats;
-use crate::models::{Backend, Catalog, Presence, presence};
-use crate::platform::Paths;
-use crate::platform::memory::MemInfo;
-use crate::platform::profile::BoardProfile;
+use tokio::sync::watch;
+
+use super::planner::Planner;
+use crate::bench::{self, Origin};
+use crate::config::{BackendChoice, LlmConfig};
+use crate::diagnostics::Value;
+use crate::engine::{
+    BackendKind, EngineConfig, EngineHandle, EngineStatus, GenStats, LoadSpec, ModelInfo, Slot,
+    SlotError,
+};
+use crate::events;
+use crate::models::Catalog;
+use crate::models::resolve::resolve;
 use crate::store::Store;
 
-/// Answers shorter than this say more about the first token than about decoding.
-const MIN_CALIBRATION_TOKENS: u32 = 8;
+/// Key/value entries as `Diagnostics()` and `Plan()` send them.
+pub type Entries = Vec<(String, Value)>;
 
-/// The planner's state.
-pub struct Planner {
-    pub profile: BoardProfile,
-    paths: Paths,
-    /// The cores inference runs on (the benchmark's threads).
-    pub cpus: Vec<usize>,
-    backend_choice: BackendChoice,
-    pub targets: Targets,
-    memory_budget: Duration,
-    compute_budget: Duration,
-    max_age: Duration,
-    max_working_set: u64,
-    pub measurement: Option<(Measurement, Origin)>,
-    /// Tuning changed the system before the benchmark (see `bench::Setup::tuned`).
-    pub tuned: bool,
-    /// The read bandwidth measured before tuning, when tuning changed anything.
-    pub untuned_read: Option<f64>,
-    /// Answers since the engine last loaded a model (the first one does not calibrate).
-    pub answers_since_load: u32,
-    pub facts: Vec<ModelFacts>,
-    pub machine: Option<Machine>,
-    pub efficiencies: BTreeMap<String, Efficiencies>,
-    pub predictions: Vec<Prediction>,
-    pub choice: Option<Choice>,
-    /// Models whose file failed to load since tutord started, and why: passed over by the
-    /// plan until a restart (a model fetched again is tried again then).
-    pub failed: BTreeMap<String, String>,
+/// What the D-Bus properties show of the plan and the loaded model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub bandwidth_measured: f64,
+    pub bandwidth_theoretical: f64,
+    pub predicted_tokens_per_second: f64,
+    /// The loaded model's file ("" when none), its size and backend ("" when none).
+    pub model: String,
+    pub model_bytes: u64,
+    pub backend: String,
 }
 
-impl Planner {
-    pub fn new(config: &Config, profile: BoardProfile, cpus: Vec<usize>) -> Self {
-        let p = &config.plan;
-        let mib = |m: u32| u64::from(m) << 20;
+/// Why a model could not be selected. `Busy` and `Unknown` change nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SelectError {
+    #[error(transparent)]
+    Busy(SlotError),
+    #[error("{0}")]
+    Unknown(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the boot's load came to, for `LastError`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BootLoad {
+    /// The model that serves, when one does.
+    pub loaded: Option<String>,
+    /// Why the tutor serves without a model, or not with the one the plan wanted.
+    pub error: Option<String>,
+}
+
+/// Lock order, everywhere: `planner`, then `store`; `current` is never held with another.
+struct Inner {
+    planner: Mutex<Planner>,
+    /// The model the engine runs (catalog name, or the path given) and its backend.
+    current: Mutex<Option<(String, String)>>,
+    store: Arc<Mutex<Store>>,
+    catalog: Catalog,
+    llm: LlmConfig,
+    models_dir: PathBuf,
+    slot: Arc<Slot>,
+    published: watch::Sender<Figures>,
+    /// Starts an engine for a resolved model (the real worker; a stand-in in tests).
+    start: Box<dyn Fn(EngineConfig) -> EngineHandle + Send + Sync>,
+}
+
+/// The planner's service: cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Service {
+    pub fn new(
+        planner: Planner,
+        store: Arc<Mutex<Store>>,
+        catalog: Catalog,
+        llm: LlmConfig,
+        models_dir: PathBuf,
+        slot: Arc<Slot>,
+    ) -> Self {
+        Self::with_starter(
+            planner,
+            store,
+            catalog,
+            llm,
+            models_dir,
+            slot,
+            Box::new(EngineHandle::start),
+        )
+    }
+
+    /// Like `new`, with engines started by `start` (tests give a stand-in).
+    pub fn with_starter(
+        planner: Planner,
+        store: Arc<Mutex<Store>>,
+        catalog: Catalog,
+        llm: LlmConfig,
+        models_dir: PathBuf,
+        slot: Arc<Slot>,
+        start: Box<dyn Fn(EngineConfig) -> EngineHandle + Send + Sync>,
+    ) -> Self {
         Self {
-            profile,
-            paths: Paths::new(&config.platform.root),
-            cpus,
-            backend_choice: config.llm.backend,
-            targets: Targets {
-                tokens_per_second: p.target_tokens_per_second,
-                time_to_first_token: p.target_first_token_seconds,
-                prompt_tokens: p.prompt_tokens,
-                context_length: config.llm.context_length,
-                stt_bytes: mib(p.stt_mib),
-                tts_bytes: mib(p.tts_mib),
-                reserve_bytes: mib(p.reserve_mib),
-            },
-            memory_budget: Duration::from_millis(config.bench.budget_ms.into()),
-            compute_budget: Duration::from_millis(config.bench.compute_budget_ms.into()),
-            max_age: Duration::from_secs(u64::from(config.bench.max_age_days) * 24 * 3600),
-            max_working_set: mib(config.bench.max_working_set_mib),
-            measurement: None,
-            tuned: false,
-            untuned_read: None,
-            answers_since_load: 0,
-            facts: Vec::new(),
-            machine: None,
-            efficiencies: BTreeMap::new(),
-            predictions: Vec::new(),
-            choice: None,
-            failed: BTreeMap::new(),
+            inner: Arc::new(Inner {
+                planner: Mutex::new(planner),
+                current: Mutex::new(None),
+                store,
+                catalog,
+                llm,
+                models_dir,
+                slot,
+                published: watch::Sender::new(Figures::default()),
+                start,
+            }),
         }
     }
 
-    /// What the benchmark runs with, read from the machine now.
-    pub fn setup(&self) -> bench::Setup {
-        let mut s = bench::Setup::read(&self.paths, &self.profile, &self.cpus);
-        s.max_working_set = self.max_working_set;
-        s.tuned = self.tuned;
-        s
+    fn planner(&self) -> MutexGuard<'_, Planner> {
+        lock(&self.inner.planner)
     }
 
-    /// The budgets `bench::obtain` needs: cache age, memory, compute.
-    pub fn budgets(&self) -> (Duration, Duration, Duration) {
-        (self.max_age, self.memory_budget, self.compute_budget)
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
     }
 
-    /// The backends this board offers, restricted by `[llm] backend`.
-    fn backends(&self) -> Vec<Backend> {
-        let mut have = vec![Backend::Cpu];
-        if self.profile.gpu_tflops_fp16 > 0.0 {
-            have.push(Backend::Cuda);
-        }
-        if self.profile.npu_tops_int8 > 0.0 {
-            have.push(Backend::Npu);
-        }
-        have.retain(|b| match self.backend_choice {
-            BackendChoice::Auto => true,
-            BackendChoice::Cpu => *b == Backend::Cpu,
-            BackendChoice::Cuda => *b == Backend::Cuda,
-            BackendChoice::Npu => *b == Backend::Npu,
+    /// Tells the benchmark whether tuning changed the system before it.
+    pub fn set_tuned(&self, tuned: bool) {
+        self.planner().tuned = tuned;
+    }
+
+    /// The figures, as they change (the D-Bus side turns changes into `PropertiesChanged`).
+    pub fn watch(&self) -> watch::Receiver<Figures> {
+        self.inner.published.subscribe()
+    }
+
+    /// Publishes the figures when they changed.
+    fn publish(&self) {
+        let now = self.figures();
+        self.inner.published.send_if_modified(|f| {
+            let changed = *f != now;
+            *f = now;
+            changed
         });
-        have
     }
 
-    /// The catalog's (model, backend) pairs this board can run, with their presence.
-    pub fn candidates(&self, catalog: &Catalog, models_dir: &Path) -> Vec<ModelFacts> {
-        let backends = self.backends();
-        let mut out = Vec::new();
-        for m in &catalog.models {
-            let on_board = m
-                .boards
-                .iter()
-                .any(|b| *b == self.profile.name || *b == self.profile.family);
-            if !on_board {
-                continue;
-            }
-            let present = matches!(
-                presence(m, models_dir, false),
-                Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
-            );
-            for b in m.backends.iter().filter(|b| backends.contains(b)) {
-                out.push(ModelFacts {
-                    name: m.name.clone(),
-                    backend: b.as_str().to_string(),
-                    file_bytes: m.file_bytes,
-                    parameters: m.parameters,
-                    layers: m.layers,
-                    kv_heads: m.kv_heads,
-                    head_dim: m.head_dim,
-                    present,
+    /// The loaded model, if any.
+    pub fn model(&self) -> Option<ModelInfo> {
+        self.inner.slot.engine().and_then(|e| e.status().model)
+    }
+
+    /// Resolves `model` (a catalog name or a path) and starts an engine for it on
+    /// `backend` (the plan's; `[llm] backend` overrides it when not `auto`).
+    fn start_engine(
+        &self,
+        model: &str,
+        backend: Option<&str>,
+    ) -> Result<(EngineHandle, BackendKind), String> {
+        let backend = match self.inner.llm.backend {
+            BackendChoice::Cpu => BackendKind::Cpu,
+            BackendChoice::Cuda => BackendKind::Cuda,
+            BackendChoice::Npu => BackendKind::Npu,
+            BackendChoice::Auto => {
+                let planned = backend.map(str::to_string).or_else(|| {
+                    let p = self.planner();
+                    p.facts
+                        .iter()
+                        .find(|f| f.name == model)
+                        .map(|f| f.backend.clone())
                 });
+                match planned.as_deref() {
+                    Some("npu") => BackendKind::Npu,
+                    Some("cuda") => BackendKind::Cuda,
+                    Some(_) => BackendKind::Cpu,
+                    None if model.ends_with(".rkllm") => BackendKind::Npu,
+                    None => BackendKind::Cpu,
+                }
+            }
+        };
+        let resolved = resolve(model, &self.inner.catalog, &self.inner.models_dir)
+            .map_err(|e| e.to_string())?;
+        let llm = &self.inner.llm;
+        let program = if llm.engine_path.is_empty() {
+            std::env::current_exe()
+                .map(|p| p.with_file_name("tutord-engine"))
+                .unwrap_or_else(|_| PathBuf::from("/usr/bin/tutord-engine"))
+        } else {
+            PathBuf::from(&llm.engine_path)
+        };
+        let engine = (self.inner.start)(EngineConfig {
+            program,
+            spec: LoadSpec {
+                backend,
+                model_path: resolved.path,
+                context_length: llm.context_length,
+                placement: crate::engine::Placement {
+                    cpus: llm.cpus.clone(),
+                },
+                runtime_library: None,
+            },
+        });
+        Ok((engine, backend))
+    }
+
+    /// Switches the engine to `model`: refused with `Busy` while questions are pending and
+    /// with `Unknown` when the model cannot be resolved, both before anything changes; then
+    /// the old engine stops, the new one loads (`keepalive` is called every 10 s meanwhile,
+    /// so systemd's start timeout and watchdog follow a long load), and only once it has
+    /// loaded is it recorded as the current model (calibration and the properties follow
+    /// it). A model that does not load leaves an engine that says why.
+    async fn switch(
+        &self,
+        model: &str,
+        backend: Option<&str>,
+        keepalive: &(dyn Fn() + Sync),
+    ) -> Result<ModelInfo, SelectError> {
+        let pending = self.inner.slot.pending();
+        if pending > 0 {
+            return Err(SelectError::Busy(SlotError::Busy(pending)));
+        }
+        // Resolve before the old engine goes: a name that is not there changes nothing.
+        resolve(model, &self.inner.catalog, &self.inner.models_dir)
+            .map_err(|e| SelectError::Unknown(e.to_string()))?;
+        let switch = self
+            .inner
+            .slot
+            .begin_switch(model)
+            .map_err(SelectError::Busy)?;
+        // The old engine has left the slot: its worker stops before the new one loads.
+        *lock(&self.inner.current) = None;
+        self.publish();
+        let (mut engine, backend) = match self.start_engine(model, backend) {
+            Ok(e) => e,
+            Err(why) => {
+                switch.install(Err(why.clone()));
+                return Err(SelectError::Failed(why));
+            }
+        };
+        switch.install(Ok(engine.clone()));
+        let settled = settle(&mut engine, keepalive).await;
+        drop(switch);
+        match settled.model {
+            Some(info) => {
+                *lock(&self.inner.current) =
+                    Some((model.to_string(), backend.as_str().to_string()));
+                self.planner().answers_since_load = 0;
+                self.publish();
+                tracing::info!(model = %info.path.display(), "model {model} loaded");
+                Ok(info)
+            }
+            None => {
+                let why = settled
+                    .last_error
+                    .unwrap_or_else(|| "the model did not load".into());
+                tracing::error!(
+                    message_id = events::ENGINE_FAILED,
+                    "cannot load the model {model}: {why}"
+                );
+                Err(SelectError::Failed(why))
             }
         }
-        out
     }
 
-    /// Takes a benchmark result and rebuilds the machine figures from it.
-    pub fn set_measurement(&mut self, m: Measurement, origin: Origin) {
-        let mem_available = MemInfo::read(&self.paths).map_or(0, |i| i.available);
-        self.machine = Some(Machine {
-            bandwidth: m.bandwidth.read,
-            cpu_ops: m.compute_ops(),
-            npu_ops: self.profile.npu_tops_int8 * 1e12,
-            gpu_ops: self.profile.gpu_tflops_fp16 * 1e12,
-            mem_available,
-            npu_domain_bytes: self.profile.npu_memory_domain_bytes,
-        });
-        self.measurement = Some((m, origin));
-    }
-
-    /// Re-reads the calibration, predicts every candidate and chooses. `pinned` is a catalog
-    /// name from the configuration, if one is pinned.
-    pub fn replan(
-        &mut self,
-        catalog: &Catalog,
-        models_dir: &Path,
-        store: Option<&Store>,
-        pinned: Option<&str>,
-    ) {
-        self.facts = self.candidates(catalog, models_dir);
-        self.load_calibration(store);
-        self.predict_all();
-        self.choice = Some(choose(&self.predictions, &self.targets, pinned));
-    }
-
-    fn load_calibration(&mut self, store: Option<&Store>) {
-        let samples = match store.map(|s| s.calibration_samples(&self.profile.name)) {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
-                tracing::warn!("calibration: {e}; planning with the default efficiencies");
-                Vec::new()
+    /// `SelectModel`: switches to `name` (a catalog name or a model file's path); when it
+    /// does not load, the model that served before is loaded again (a bad call must not
+    /// leave the appliance without a tutor) and the error ends "; back on <model>".
+    pub async fn select(&self, name: &str) -> Result<(), SelectError> {
+        let serving = lock(&self.inner.current).clone().map(|(m, _)| m);
+        match self.switch(name, None, &|| {}).await {
+            Ok(_) => Ok(()),
+            Err(SelectError::Failed(why)) => {
+                let Some(serving) = serving else {
+                    return Err(SelectError::Failed(why));
+                };
+                let back = self.switch(&serving, None, &|| {}).await.is_ok();
+                tracing::warn!(
+                    message_id = events::ENGINE_FAILED,
+                    "the selected model did not load; {} {serving}",
+                    if back { "back on" } else { "could not reload" }
+                );
+                Err(SelectError::Failed(if back {
+                    format!("{why}; back on {serving}")
+                } else {
+                    why
+                }))
             }
-            None => Vec::new(),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// At boot: loads the plan's choice (or the pinned model, or the path); in auto mode a
+    /// model that does not load is passed over and the next smaller one loads.
+    pub async fn load_at_boot(&self, keepalive: &(dyn Fn() + Sync)) -> BootLoad {
+        let mut planned = self.plan();
+        if planned.is_none() {
+            let why = if self.inner.llm.model.is_empty() {
+                "none is configured ([llm] model in tutord.toml)".to_string()
+            } else {
+                let reason = self
+                    .planner()
+                    .choice
+                    .as_ref()
+                    .map_or("no plan".to_string(), |c| c.reason.clone());
+                format!("the planner chose no model: {reason}")
+            };
+            let _ = self
+                .inner
+                .slot
+                .begin_switch("none")
+                .map(|s| s.install(Err(why.clone())));
+            return BootLoad {
+                loaded: None,
+                error: (!self.inner.llm.model.is_empty()).then_some(why),
+            };
+        }
+        let mut fell_back = None;
+        while let Some((model, backend)) = planned {
+            match self.switch(&model, backend.as_deref(), keepalive).await {
+                Ok(_) => {
+                    return BootLoad {
+                        loaded: Some(model),
+                        error: fell_back,
+                    };
+                }
+                Err(SelectError::Busy(e)) => {
+                    // Nothing is asked before the boot ends; say so should it happen.
+                    return BootLoad {
+                        loaded: None,
+                        error: Some(e.to_string()),
+                    };
+                }
+                Err(SelectError::Unknown(e) | SelectError::Failed(e)) => {
+                    tracing::error!(
+                        message_id = events::ENGINE_FAILED,
+                        "cannot load the model {model}: {e}"
+                    );
+                    planned = self.fall_back(&model, &e);
+                    if let Some((next, _)) = &planned {
+                        fell_back =
+                            Some(format!("{model} failed to load ({e}); fell back to {next}"));
+                    } else {
+                        // The slot says why there is no tutor; LastError says it too.
+                        let _ = self
+                            .inner
+                            .slot
+                            .begin_switch(&model)
+                            .map(|s| s.install(Err(e.clone())));
+                        return BootLoad {
+                            loaded: None,
+                            error: Some(e),
+                        };
+                    }
+                }
+            }
+        }
+        BootLoad::default()
+    }
+
+    /// Runs (or reuses) the benchmark on a blocking thread and logs it.
+    pub async fn benchmark(&self, force: bool) {
+        let (setup, budgets) = {
+            let p = self.planner();
+            (p.setup(), p.budgets())
         };
-        self.efficiencies.clear();
-        for b in self.backends() {
-            let of_backend: Vec<_> = samples
-                .iter()
-                .filter(|(backend, _)| backend == b.as_str())
-                .map(|(_, s)| s.clone())
-                .collect();
-            self.efficiencies.insert(
-                b.as_str().to_string(),
-                fit(&of_backend, &Efficiencies::default()),
+        let store = self.inner.store.clone();
+        let (max_age, memory, compute) = budgets;
+        let (m, origin, store_err) = tokio::task::spawn_blocking(move || {
+            bench::obtain(&store, &setup, force, max_age, memory, compute)
+        })
+        .await
+        .expect("the benchmark thread does not panic");
+        if let Some(e) = store_err {
+            tracing::warn!("cannot keep the benchmark result: {e}");
+        }
+        let b = &m.bandwidth;
+        let theoretical =
+            m.theoretical
+                .map_or("unknown (no DDR clock for this board)".to_string(), |t| {
+                    format!(
+                        "{} ({:.0} % of it read)",
+                        bench::gbps(t),
+                        100.0 * b.read / t
+                    )
+                });
+        tracing::info!(
+            message_id = events::BENCHMARKED,
+            bandwidth_read = b.read,
+            bandwidth_copy = b.copy,
+            bandwidth_triad = b.triad,
+            bandwidth_theoretical = m.theoretical.unwrap_or(0.0),
+            compute_ops = m.compute_ops(),
+            compute_fp32 = m.compute_fp32(),
+            bench_cpus = %crate::platform::topology::format_cpu_list(&m.cpus),
+            bench_working_set = b.working_set_bytes,
+            bench_seconds = m.wall_seconds,
+            bench_cached = origin == Origin::Cached,
+            "memory bandwidth {}: read {}, copy {}, triad {} on CPUs {} ({} threads, {}, {} MiB, \
+             {}); theoretical {theoretical}; compute {:.0} GOP/s INT8, {:.0} GFLOP/s FP32",
+            if origin == Origin::Cached { "(cached)" } else { "measured" },
+            bench::gbps(b.read),
+            bench::gbps(b.copy),
+            bench::gbps(b.triad),
+            crate::platform::topology::format_cpu_list(&m.cpus),
+            b.threads,
+            b.isa,
+            b.working_set_bytes >> 20,
+            m.working_set_rule,
+            m.compute_ops() / 1e9,
+            m.compute_fp32() / 1e9,
+        );
+        if m.ddr_floating && m.theoretical.is_some() {
+            tracing::warn!(
+                ddr_governor = m.ddr_governor.as_deref().unwrap_or(""),
+                "the DDR clock is not pinned (governor {}, {} MHz): bandwidth can swing \
+                 3-22 GB/s between runs on RK3588; tuning pins it",
+                m.ddr_governor.as_deref().unwrap_or("?"),
+                m.ddr_clock_hz / 1_000_000
             );
         }
+        let mut p = self.planner();
+        if !p.tuned {
+            p.untuned_read = Some(b.read);
+        } else if let Some(before) = p.untuned_read {
+            tracing::info!(
+                message_id = events::BENCHMARKED,
+                bandwidth_before_tuning = before,
+                bandwidth_after_tuning = b.read,
+                "memory bandwidth before tuning {}, after {} ({:+.1} %)",
+                bench::gbps(before),
+                bench::gbps(b.read),
+                100.0 * (b.read - before) / before
+            );
+        }
+        p.set_measurement(m, origin);
+        drop(p);
+        self.publish();
     }
 
-    fn predict_all(&mut self) {
-        let Some(machine) = &self.machine else {
-            self.predictions.clear();
+    /// Predicts every candidate and chooses; logs the plan. Returns the model to load (a
+    /// catalog name or a path) and its backend, or None for no model.
+    pub fn plan(&self) -> Option<(String, Option<String>)> {
+        let configured = self.inner.llm.model.clone();
+        let pinned = (configured != "auto" && !configured.contains('/') && !configured.is_empty())
+            .then_some(configured.as_str());
+        let mut p = self.planner();
+        {
+            let store = lock(&self.inner.store);
+            p.replan(
+                &self.inner.catalog,
+                &self.inner.models_dir,
+                Some(&store),
+                pinned,
+            );
+        }
+        for pr in &p.predictions {
+            tracing::debug!(
+                "plan: {} on {}: {:.1} tok/s predicted ({}-bound: bandwidth {:.1} ms, compute \
+                 {:.1} ms, overhead {:.1} ms per token), first token {:.2} s, needs {} MiB{}{}",
+                pr.model,
+                pr.backend,
+                pr.tokens_per_second,
+                pr.binding.as_str(),
+                pr.bandwidth_seconds * 1e3,
+                pr.compute_seconds * 1e3,
+                pr.overhead_seconds * 1e3,
+                pr.time_to_first_token,
+                pr.memory_needed >> 20,
+                if pr.present { "" } else { ", not fetched" },
+                pr.does_not_fit
+                    .as_deref()
+                    .map(|w| format!(", does not fit: {w}"))
+                    .unwrap_or_default()
+            );
+        }
+        let choice = p.choice.clone();
+        drop(p);
+        self.publish();
+        let choice = choice?;
+        let p = self.planner();
+        let chosen = p.chosen().cloned();
+        match &chosen {
+            Some(c) => tracing::info!(
+                message_id = events::PLANNED,
+                model = %c.model,
+                backend = %c.backend,
+                bandwidth_gbps = p.machine.as_ref().map_or(0.0, |m| m.bandwidth / 1e9),
+                predicted_tps = c.tokens_per_second,
+                reason = %choice.reason,
+                predicted_first_token_seconds = c.time_to_first_token,
+                plan_binding = c.binding.as_str(),
+                plan_candidates = p.predictions.len(),
+                "plan: {} (predicted {:.1} tok/s, first token {:.2} s, {}-bound)",
+                choice.reason,
+                c.tokens_per_second,
+                c.time_to_first_token,
+                c.binding.as_str()
+            ),
+            None => tracing::warn!(
+                message_id = events::PLANNED,
+                bandwidth_gbps = p.machine.as_ref().map_or(0.0, |m| m.bandwidth / 1e9),
+                reason = %choice.reason,
+                plan_candidates = p.predictions.len(),
+                "plan: no model: {}",
+                choice.reason
+            ),
+        }
+        if let Some(w) = &choice.warning {
+            tracing::warn!("plan: {w}");
+        }
+        match configured.as_str() {
+            "" => None,
+            "auto" => chosen.map(|c| (c.model, Some(c.backend))),
+            // Pinned or a path: loaded whatever the plan says.
+            other => Some((
+                other.to_string(),
+                chosen.filter(|c| c.model == other).map(|c| c.backend),
+            )),
+        }
+    }
+
+    /// After `model` failed to load with `error`: when the plan chooses (`[llm] model =
+    /// "auto"`), passes that model over and plans again, returning the next choice (the next
+    /// smaller model that meets the targets, else the fastest that fits). A pinned model or
+    /// a path has no fallback: the user asked for that file.
+    pub fn fall_back(&self, model: &str, error: &str) -> Option<(String, Option<String>)> {
+        if self.inner.llm.model != "auto" {
+            return None;
+        }
+        {
+            let mut p = self.planner();
+            if p.failed
+                .insert(model.to_string(), error.to_string())
+                .is_some()
+            {
+                return None; // already passed over: no loop between two bad files
+            }
+        }
+        let next = self.plan();
+        match &next {
+            Some((m, _)) => tracing::warn!(
+                message_id = events::ENGINE_FAILED,
+                plan_model = %m,
+                failed_model = %model,
+                "{model} failed to load; falling back to {m}"
+            ),
+            None => tracing::error!(
+                message_id = events::ENGINE_FAILED,
+                failed_model = %model,
+                "{model} failed to load and no other model can be loaded"
+            ),
+        }
+        next
+    }
+
+    /// Calibrates from one finished answer; logs how the prediction moved.
+    pub fn calibrate(&self, stats: &GenStats) {
+        let Some((model, backend)) = lock(&self.inner.current).clone() else {
             return;
         };
-        self.predictions = self
-            .facts
+        {
+            // The first answer after a load pages the weights in from the file (the model is
+            // mapped): it measures the disk, not the bus, so it does not calibrate.
+            let mut p = self.planner();
+            p.answers_since_load += 1;
+            if p.answers_since_load == 1 {
+                return;
+            }
+        }
+        let moved = {
+            // Lock order, everywhere: planner, then store.
+            let mut p = self.planner();
+            let store = lock(&self.inner.store);
+            p.record_answer(&store, &model, &backend, stats)
+        };
+        self.publish();
+        if let Some((before, after)) = moved {
+            tracing::info!(
+                message_id = events::CALIBRATED,
+                plan_model = %model,
+                measured_tokens_per_second = stats.decode_tokens_per_second,
+                predicted_before = before,
+                predicted_after = after,
+                "calibration: {model} measured {:.1} tok/s; prediction {:.1} -> {:.1} tok/s",
+                stats.decode_tokens_per_second,
+                before,
+                after
+            );
+        }
+    }
+
+    /// The figures the D-Bus properties show.
+    pub fn figures(&self) -> Figures {
+        let model = self.model();
+        let p = self.planner();
+        let current = lock(&self.inner.current).clone();
+        Figures {
+            bandwidth_measured: p
+                .measurement
+                .as_ref()
+                .map_or(0.0, |(m, _)| m.bandwidth.read),
+            bandwidth_theoretical: p
+                .measurement
+                .as_ref()
+                .and_then(|(m, _)| m.theoretical)
+                .unwrap_or(0.0),
+            predicted_tokens_per_second: current
+                .and_then(|(m, b)| p.prediction(&m, &b).map(|x| x.tokens_per_second))
+                .unwrap_or(0.0),
+            model: model
+                .as_ref()
+                .map(|m| m.path.display().to_string())
+                .unwrap_or_default(),
+            model_bytes: model.as_ref().map_or(0, |m| m.file_bytes),
+            backend: model
+                .as_ref()
+                .map(|m| m.backend.as_str().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// For `ListModels()`: each catalog model's prediction (its first backend that the plan
+    /// has) and why it was or was not chosen.
+    pub fn model_verdicts(&self, model: &str) -> Entries {
+        let p = self.planner();
+        let chosen = p.chosen().cloned();
+        let Some(pr) = p
+            .predictions
             .iter()
-            .map(|f| {
-                let eff = self
-                    .efficiencies
-                    .get(&f.backend)
-                    .copied()
-                    .unwrap_or_default();
-                let mut p = predict(f, machine, &eff, &self.targets);
-                p.load_failed = self.failed.get(&f.name).cloned();
-                p
+            .find(|x| x.model == model && chosen.as_ref().is_some_and(|c| c.backend == x.backend))
+            .or_else(|| p.predictions.iter().find(|x| x.model == model))
+        else {
+            let why = if p.predictions.is_empty() && p.measurement.is_none() {
+                "not planned yet"
+            } else {
+                "not for this board or its backends"
+            };
+            return vec![("why".into(), why.into())];
+        };
+        let is_chosen = chosen
+            .as_ref()
+            .is_some_and(|c| c.model == pr.model && c.backend == pr.backend);
+        let t = &p.targets;
+        let why = if is_chosen {
+            p.choice
+                .as_ref()
+                .map_or(String::new(), |c| c.reason.clone())
+        } else if let Some(e) = &pr.load_failed {
+            format!("failed to load: {e}")
+        } else if let Some(w) = &pr.does_not_fit {
+            format!("does not fit: {w}")
+        } else if !pr.present {
+            format!("not fetched (`tutorctl models fetch {}`)", pr.model)
+        } else if !pr.meets_speed {
+            format!(
+                "predicted {:.1} tok/s, under the target {:.1}",
+                pr.tokens_per_second, t.tokens_per_second
+            )
+        } else if !pr.meets_first_token {
+            format!(
+                "first token predicted after {:.2} s, over the target {:.1} s",
+                pr.time_to_first_token, t.time_to_first_token
+            )
+        } else {
+            "meets the targets, but a larger one that does was chosen".to_string()
+        };
+        vec![
+            ("backend".into(), pr.backend.clone().into()),
+            (
+                "predicted_tokens_per_second".into(),
+                pr.tokens_per_second.into(),
+            ),
+            (
+                "predicted_first_token_seconds".into(),
+                pr.time_to_first_token.into(),
+            ),
+            ("binding".into(), pr.binding.as_str().into()),
+            ("memory_needed".into(), pr.memory_needed.into()),
+            ("fits".into(), pr.fits().into()),
+            ("chosen".into(), is_chosen.into()),
+            ("why".into(), why.into()),
+        ]
+    }
+
+    /// `Plan()`: the machine and one entry per candidate.
+    pub fn plan_report(&self) -> (Entries, Vec<Entries>) {
+        let p = self.planner();
+        let mut machine: Vec<(String, Value)> = vec![
+            ("board".into(), p.profile.name.clone().into()),
+            (
+                "target_tokens_per_second".into(),
+                p.targets.tokens_per_second.into(),
+            ),
+            (
+                "target_first_token_seconds".into(),
+                p.targets.time_to_first_token.into(),
+            ),
+        ];
+        if let Some((m, origin)) = &p.measurement {
+            let b = &m.bandwidth;
+            machine.extend([
+                ("bandwidth_read".to_string(), b.read.into()),
+                ("bandwidth_copy".to_string(), b.copy.into()),
+                ("bandwidth_triad".to_string(), b.triad.into()),
+                (
+                    "bandwidth_theoretical".to_string(),
+                    m.theoretical.unwrap_or(0.0).into(),
+                ),
+                ("compute_ops".to_string(), m.compute_ops().into()),
+                ("compute_fp32".to_string(), m.compute_fp32().into()),
+                ("bench_threads".to_string(), (b.threads as u64).into()),
+                (
+                    "bench_cpus".to_string(),
+                    crate::platform::topology::format_cpu_list(&m.cpus).into(),
+                ),
+                ("bench_isa".to_string(), b.isa.clone().into()),
+                ("bench_working_set".to_string(), b.working_set_bytes.into()),
+                ("bench_seconds".to_string(), m.wall_seconds.into()),
+                ("bench_measured_unix".to_string(), m.measured_unix.into()),
+                (
+                    "bench_cached".to_string(),
+                    (*origin == Origin::Cached).into(),
+                ),
+                ("ddr_floating".to_string(), m.ddr_floating.into()),
+            ]);
+        }
+        if let Some(mach) = &p.machine {
+            machine.push(("mem_available".into(), mach.mem_available.into()));
+        }
+        if let Some(c) = &p.choice {
+            machine.push(("choice_reason".into(), c.reason.clone().into()));
+            if let Some(w) = &c.warning {
+                machine.push(("choice_warning".into(), w.clone().into()));
+            }
+        }
+        for (backend, e) in &p.efficiencies {
+            machine.push((format!("efficiency_memory_{backend}"), e.memory.into()));
+            machine.push((format!("efficiency_compute_{backend}"), e.compute.into()));
+            machine.push((format!("efficiency_prefill_{backend}"), e.prefill.into()));
+            machine.push((
+                format!("overhead_seconds_{backend}"),
+                e.overhead_seconds.into(),
+            ));
+            machine.push((
+                format!("calibration_samples_{backend}"),
+                u64::from(e.samples).into(),
+            ));
+        }
+        let chosen = p.choice.as_ref().and_then(|c| c.chosen);
+        let candidates = p
+            .predictions
+            .iter()
+            .enumerate()
+            .map(|(i, pr)| {
+                let mut e: Vec<(String, Value)> = vec![
+                    ("model".into(), pr.model.clone().into()),
+                    ("backend".into(), pr.backend.clone().into()),
+                    ("present".into(), pr.present.into()),
+                    ("chosen".into(), (chosen == Some(i)).into()),
+                    ("bytes_per_token".into(), pr.bytes_per_token.into()),
+                    ("ops_per_token".into(), pr.ops_per_token.into()),
+                    ("bandwidth_seconds".into(), pr.bandwidth_seconds.into()),
+                    ("compute_seconds".into(), pr.compute_seconds.into()),
+                    ("overhead_seconds".into(), pr.overhead_seconds.into()),
+                    ("binding".into(), pr.binding.as_str().into()),
+                    ("tokens_per_second".into(), pr.tokens_per_second.into()),
+                    ("first_token_seconds".into(), pr.time_to_first_token.into()),
+                    ("memory_needed".into(), pr.memory_needed.into()),
+                    ("fits".into(), pr.fits().into()),
+                    ("meets_speed".into(), pr.meets_speed.into()),
+                    ("meets_first_token".into(), pr.meets_first_token.into()),
+                ];
+                if let Some(w) = &pr.does_not_fit {
+                    e.push(("does_not_fit".into(), w.clone().into()));
+                }
+                if let Some(w) = &pr.load_failed {
+                    e.push(("load_failed".into(), w.clone().into()));
+                }
+                e
             })
             .collect();
-    }
-
-    /// The chosen prediction, if any.
-    pub fn chosen(&self) -> Option<&Prediction> {
-        self.choice
-            .as_ref()
-            .and_then(|c| c.chosen)
-            .and_then(|i| self.predictions.get(i))
-    }
-
-    pub fn prediction(&self, model: &str, backend: &str) -> Option<&Prediction> {
-        self.predictions
-            .iter()
-            .find(|p| p.model == model && p.backend == backend)
-    }
-
-    /// Folds a finished answer of `model` on `backend` into the calibration, refits and
-    /// predicts again. Returns the model's prediction before and after, or None when the
-    /// answer says nothing (aborted, too short, a model outside the catalog).
-    pub fn record_answer(
-        &mut self,
-        store: &Store,
-        model: &str,
-        backend: &str,
-        stats: &GenStats,
-    ) -> Option<(f64, f64)> {
-        if stats.aborted
-            || stats.generated_tokens < MIN_CALIBRATION_TOKENS
-            || stats.decode_tokens_per_second <= 0.0
-        {
-            return None;
-        }
-        let facts = self
-            .facts
-            .iter()
-            .find(|f| f.name == model && f.backend == backend)?
-            .clone();
-        let machine = self.machine.clone()?;
-        let before = self.prediction(model, backend)?.tokens_per_second;
-        let compute = match backend {
-            "npu" => machine.npu_ops,
-            "cuda" => machine.gpu_ops,
-            _ => machine.cpu_ops,
-        };
-        let sample = super::Sample {
-            model: model.to_string(),
-            bytes_per_token: facts.bytes_per_token(self.targets.prompt_tokens),
-            ops_per_token: facts.ops_per_token(),
-            bandwidth: machine.bandwidth,
-            compute,
-            seconds_per_token: 1.0 / stats.decode_tokens_per_second,
-            prefill_seconds_per_token: (stats.prompt_tokens >= 16
-                && stats.prompt_tokens_per_second > 0.0)
-                .then(|| 1.0 / stats.prompt_tokens_per_second),
-            count: 1,
-        };
-        if let Err(e) = store.calibration_record(&self.profile.name, backend, &sample) {
-            tracing::warn!("calibration: {e}");
-            return None;
-        }
-        self.load_calibration(Some(store));
-        self.predict_all();
-        let after = self.prediction(model, backend)?.tokens_per_second;
-        Some((before, after))
+        (machine, candidates)
     }
 }
+
+/// Waits until the engine's model is loaded or loading gave up, calling `keepalive` every
+/// 10 s while the worker is alive (so a worker that hangs while loading is left to systemd's
+/// start timeout and watchdog).
+async fn settle(engine: &mut EngineHandle, keepalive: &(dyn Fn() + Sync)) -> EngineStatus {
+    let probe = engine.clone();
+    let settle = engine.wait_settled();
+    tokio::pin!(settle);
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            s = &mut settle => break s,
+            _ = tick.tick() => {
+                if probe.alive() {
+                    keepalive();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -1,7 +1,24 @@
 //! The planner's calibration: one smoothed sample per (board, backend, model).
 
 use super::{Store, StoreError, query_err};
-use crate::plan::{Sample, smooth};
+
+/// One model's smoothed measurement (the planner merges and fits them; the store keeps them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationSample {
+    pub model: String,
+    pub bytes_per_token: f64,
+    pub ops_per_token: f64,
+    /// The bandwidth and compute peak measured when the sample was taken.
+    pub bandwidth: f64,
+    pub compute: f64,
+    /// Smoothed measured seconds per decoded token.
+    pub seconds_per_token: f64,
+    /// Smoothed measured prompt seconds per prompt token, when known.
+    pub prefill_seconds_per_token: Option<f64>,
+    pub count: u32,
+}
+
+type Sample = CalibrationSample;
 
 impl Store {
     /// Every sample of `board`, with its backend.
@@ -35,36 +52,13 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(err)
     }
 
-    /// Folds one answer's figures (`new.count` ignored) into the model's smoothed sample.
-    pub fn calibration_record(
+    /// Stores `merged` as the model's sample, replacing the one before.
+    pub fn calibration_put(
         &self,
         board: &str,
         backend: &str,
-        new: &Sample,
-    ) -> Result<Sample, StoreError> {
-        let old = self
-            .calibration_samples(board)?
-            .into_iter()
-            .find(|(b, s)| b == backend && s.model == new.model)
-            .map(|(_, s)| s);
-        let merged = match old {
-            None => Sample {
-                count: 1,
-                ..new.clone()
-            },
-            Some(old) => Sample {
-                seconds_per_token: smooth(old.seconds_per_token, new.seconds_per_token, old.count),
-                prefill_seconds_per_token: match (
-                    old.prefill_seconds_per_token,
-                    new.prefill_seconds_per_token,
-                ) {
-                    (Some(o), Some(n)) => Some(smooth(o, n, old.count)),
-                    (o, n) => n.or(o),
-                },
-                count: old.count.saturating_add(1),
-                ..new.clone()
-            },
-        };
+        merged: &Sample,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO calibration (board, backend, model, bytes_per_token, \
@@ -92,6 +86,6 @@ impl Store {
                 ],
             )
             .map_err(|source| query_err(&self.path, "storing the calibration", source))?;
-        Ok(merged)
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
+pub use calibration::CalibrationSample;
 pub use schema::latest as latest_schema_version;
 pub use sessions::{SessionRow, TurnEnd, TurnRow};
 pub use tuning::TuningRow;

@@ -1,11 +1,13 @@
-//! Tutoring sessions in the daemon: the current session, its subject and persona, and every
-//! turn written to the store as it happens (the question when asked, the answer when it
-//! ends), so a restart loses nothing and the open session is resumed.
+//! Tutoring sessions: the current session, its subject and persona, and every turn written
+//! to the store as it happens (the question when asked, the answer when it ends), so a
+//! restart loses nothing and the open session is resumed. A session change that cannot be
+//! stored changes nothing: the conversation before it goes on.
 
-use crate::daemon::Context;
+use super::conversation::{AskError, TurnOutcome};
+use super::persona;
+use super::service::{Event, Service, lock};
 use crate::engine::ChatMessage;
 use crate::store::{SessionRow, StoreError, TurnEnd, TurnRow};
-use crate::tutor::{AskError, TurnOutcome, persona};
 
 /// The longest subject accepted, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 200;
@@ -23,20 +25,20 @@ pub enum SessionError {
     Unknown(String),
 }
 
-impl Context {
+impl Service {
     /// At boot: resumes the newest session that was not ended, with its answered turns as
     /// the conversation so far.
     pub fn resume_session(&self) {
-        let open = self.store_lock().session_open();
+        let open = lock(&self.inner.store).session_open();
         match open {
             Ok(Some(s)) => {
-                let turns = self.store_lock().turns(s.id).unwrap_or_else(|e| {
+                let turns = lock(&self.inner.store).turns(s.id).unwrap_or_else(|e| {
                     tracing::error!("cannot read session {}'s turns: {e}", s.id);
                     Vec::new()
                 });
                 let history = conversation(&turns);
                 let prompt = self.prompt_for(&s.subject);
-                if let Err(e) = self.tutor.begin(prompt, history) {
+                if let Err(e) = self.inner.conversation.begin(prompt, history) {
                     tracing::warn!("cannot resume session {}: {e}", s.id);
                     return;
                 }
@@ -49,11 +51,11 @@ impl Context {
                     s.subject,
                     turns.len()
                 );
-                *self.session_lock() = Some(s);
+                lock(&self.inner.sessions).current = Some(s);
             }
             Ok(None) => {
-                let prompt = self.prompt_for(&self.config.tutor.subject);
-                let _ = self.tutor.begin(prompt, Vec::new());
+                let prompt = self.prompt_for(&self.inner.config.subject);
+                let _ = self.inner.conversation.begin(prompt, Vec::new());
             }
             Err(e) => tracing::error!("cannot look for a session to resume: {e}"),
         }
@@ -69,89 +71,93 @@ impl Context {
             )));
         }
         let subject = if subject.is_empty() {
-            self.config.tutor.subject.clone()
+            self.inner.config.subject.clone()
         } else {
             subject.to_string()
         };
         // Lock order, everywhere: session, then store.
-        let mut current = self.session_lock();
-        let kept = (self.tutor.system_prompt(), self.tutor.history());
-        self.tutor.begin(self.prompt_for(&subject), Vec::new())?;
-        let switched = self
-            .store_lock()
-            .session_switch(current.as_ref().map(|s| s.id), &subject);
+        let mut sessions = lock(&self.inner.sessions);
+        let conversation = &self.inner.conversation;
+        let kept = (conversation.system_prompt(), conversation.history());
+        conversation.begin(self.prompt_for(&subject), Vec::new())?;
+        let switched = lock(&self.inner.store)
+            .session_switch(sessions.current.as_ref().map(|s| s.id), &subject);
         let s = match switched {
             Ok(s) => s,
             Err(e) => {
                 // Not stored (a full disk): the old session and its conversation go on.
-                let _ = self.tutor.begin(kept.0, kept.1);
+                let _ = conversation.begin(kept.0, kept.1);
                 return Err(e.into());
             }
         };
         tracing::info!(session = s.id, subject = %s.subject, "session {} on {subject} started", s.id);
-        *current = Some(s.clone());
+        sessions.current = Some(s.clone());
+        drop(sessions);
+        self.publish(Event::SessionChanged);
         Ok(s)
     }
 
     /// Ends the current session; the next question starts a new one.
     pub fn end_session(&self) -> Result<(), SessionError> {
-        let mut current = self.session_lock();
-        let kept = (self.tutor.system_prompt(), self.tutor.history());
-        self.tutor
-            .begin(self.prompt_for(&self.config.tutor.subject), Vec::new())?;
-        if let Some(old) = current.as_ref() {
-            if let Err(e) = self.store_lock().session_end(old.id) {
+        let mut sessions = lock(&self.inner.sessions);
+        let conversation = &self.inner.conversation;
+        let kept = (conversation.system_prompt(), conversation.history());
+        conversation.begin(self.prompt_for(&self.inner.config.subject), Vec::new())?;
+        if let Some(old) = sessions.current.as_ref() {
+            if let Err(e) = lock(&self.inner.store).session_end(old.id) {
                 // Not stored: the session and its conversation go on.
-                let _ = self.tutor.begin(kept.0, kept.1);
+                let _ = conversation.begin(kept.0, kept.1);
                 return Err(e.into());
             }
             tracing::info!(session = old.id, "session {} ended", old.id);
         }
-        *current = None;
+        sessions.current = None;
+        drop(sessions);
+        self.publish(Event::SessionChanged);
         Ok(())
     }
 
     /// The session a question goes to: the current one, or (none yet, or `new_session`) a
     /// new one on the current subject. Only the store's view: the conversation itself is
     /// reset by the turn when it runs, after the turns queued before it.
-    pub fn session_for_question(&self, new_session: bool) -> Result<i64, SessionError> {
-        let mut current = self.session_lock();
-        let subject = match &*current {
+    pub(super) fn session_for_question(&self, new_session: bool) -> Result<i64, SessionError> {
+        let mut sessions = lock(&self.inner.sessions);
+        let subject = match &sessions.current {
             Some(s) if !new_session => return Ok(s.id),
             Some(s) => {
-                self.store_lock().session_end(s.id)?;
+                lock(&self.inner.store).session_end(s.id)?;
                 s.subject.clone()
             }
-            None => self.config.tutor.subject.clone(),
+            None => self.inner.config.subject.clone(),
         };
-        let s = self.store_lock().session_start(&subject)?;
+        let s = lock(&self.inner.store).session_start(&subject)?;
         tracing::info!(session = s.id, "session {} on {} started", s.id, s.subject);
         let id = s.id;
-        *current = Some(s);
+        sessions.current = Some(s);
+        drop(sessions);
+        self.publish(Event::SessionChanged);
         Ok(id)
     }
 
     pub fn current_session(&self) -> Option<SessionRow> {
-        self.session_lock().clone()
+        lock(&self.inner.sessions).current.clone()
     }
 
     /// Stores a question as it is asked. A store error is logged, not fatal: the tutor
     /// answers even when the disk is full.
-    pub fn record_question(&self, session: i64, turn: &str, source: &str, question: &str) {
-        match self
-            .store_lock()
-            .turn_asked(session, turn, source, question)
-        {
+    pub(super) fn record_question(&self, session: i64, turn: &str, source: &str, question: &str) {
+        let mut sessions = lock(&self.inner.sessions);
+        match lock(&self.inner.store).turn_asked(session, turn, source, question) {
             Ok(row) => {
-                self.turn_rows_lock().insert(turn.to_string(), row);
+                sessions.rows.insert(turn.to_string(), row);
             }
             Err(e) => tracing::error!("cannot store the question of {turn}: {e}"),
         }
     }
 
     /// Completes a turn's row with its answer.
-    pub fn record_answer(&self, turn: &str, o: &TurnOutcome) {
-        let Some(row) = self.turn_rows_lock().remove(turn) else {
+    pub(super) fn record_answer(&self, turn: &str, o: &TurnOutcome) {
+        let Some(row) = lock(&self.inner.sessions).rows.remove(turn) else {
             return;
         };
         let error = o.error.as_ref().map(|e| e.to_string());
@@ -164,7 +170,7 @@ impl Context {
             error: error.as_deref(),
             timings: None,
         };
-        if let Err(e) = self.store_lock().turn_finished(row, &end) {
+        if let Err(e) = lock(&self.inner.store).turn_finished(row, &end) {
             tracing::error!("cannot store the answer of {turn}: {e}");
         }
     }
@@ -175,7 +181,7 @@ impl Context {
             .trim()
             .parse()
             .map_err(|_| SessionError::Unknown(session.chars().take(64).collect()))?;
-        let store = self.store_lock();
+        let store = lock(&self.inner.store);
         if store.session(id)?.is_none() {
             return Err(SessionError::Unknown(id.to_string()));
         }
@@ -183,7 +189,7 @@ impl Context {
     }
 
     fn prompt_for(&self, subject: &str) -> String {
-        persona::system_prompt(&self.config.llm, &self.config.tutor, subject)
+        persona::system_prompt(&self.inner.llm, &self.inner.config, subject)
     }
 }
 

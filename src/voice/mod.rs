@@ -1,14 +1,21 @@
-//! The tutor's voice. Speech to text so far: [`convert`] imports faster-whisper models into
-//! whisper.cpp's format, [`wav`] reads recordings, [`stt`] transcribes with whisper.cpp, [`vad`] finds
-//! where an utterance starts and ends.
+//! The tutor's voice, behind one handle ([`Voice`], `service.rs`): [`wav`] reads
+//! recordings, [`vad`] finds where an utterance starts and ends, [`stt`] transcribes with
+//! whisper.cpp, [`tts`] speaks with Piper or espeak-ng, [`mouth`] speaks a text sentence by
+//! sentence, [`audio`] is the ALSA microphone and loudspeaker and [`live`] the hands-free and
+//! push-to-talk loop. (faster-whisper → ggml conversion is the models' business:
+//! `models::convert`.)
 
 pub mod audio;
 pub mod cli;
-pub mod convert;
 pub mod live;
+pub mod live_handle;
+pub mod mouth;
 pub mod pipeline;
+pub mod service;
 pub mod speaker;
 pub mod stt;
 pub mod tts;
 pub mod vad;
 pub mod wav;
+
+pub use service::Voice;

@@ -1,0 +1,298 @@
+//! The planner as the daemon runs it: the benchmark result, the catalog's candidates on this
+//! board, their predictions, the choice, and calibration from every real answer.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Choice, Efficiencies, Machine, ModelFacts, Prediction, Targets, choose, fit, predict};
+use crate::bench::{self, Measurement, Origin};
+use crate::config::{BackendChoice, Config};
+use crate::engine::GenStats;
+use crate::models::{Backend, Catalog, Presence, presence};
+use crate::platform::Paths;
+use crate::platform::memory::MemInfo;
+use crate::platform::profile::BoardProfile;
+use crate::store::Store;
+
+/// Answers shorter than this say more about the first token than about decoding.
+const MIN_CALIBRATION_TOKENS: u32 = 8;
+
+/// The planner's state.
+pub struct Planner {
+    pub profile: BoardProfile,
+    paths: Paths,
+    /// The cores inference runs on (the benchmark's threads).
+    pub cpus: Vec<usize>,
+    backend_choice: BackendChoice,
+    pub targets: Targets,
+    memory_budget: Duration,
+    compute_budget: Duration,
+    max_age: Duration,
+    max_working_set: u64,
+    pub measurement: Option<(Measurement, Origin)>,
+    /// Tuning changed the system before the benchmark (see `bench::Setup::tuned`).
+    pub tuned: bool,
+    /// The read bandwidth measured before tuning, when tuning changed anything.
+    pub untuned_read: Option<f64>,
+    /// Answers since the engine last loaded a model (the first one does not calibrate).
+    pub answers_since_load: u32,
+    pub facts: Vec<ModelFacts>,
+    pub machine: Option<Machine>,
+    pub efficiencies: BTreeMap<String, Efficiencies>,
+    pub predictions: Vec<Prediction>,
+    pub choice: Option<Choice>,
+    /// Models whose file failed to load since tutord started, and why: passed over by the
+    /// plan until a restart (a model fetched again is tried again then).
+    pub failed: BTreeMap<String, String>,
+}
+
+impl Planner {
+    pub fn new(config: &Config, profile: BoardProfile, cpus: Vec<usize>) -> Self {
+        let p = &config.plan;
+        let mib = |m: u32| u64::from(m) << 20;
+        Self {
+            profile,
+            paths: Paths::new(&config.platform.root),
+            cpus,
+            backend_choice: config.llm.backend,
+            targets: Targets {
+                tokens_per_second: p.target_tokens_per_second,
+                time_to_first_token: p.target_first_token_seconds,
+                prompt_tokens: p.prompt_tokens,
+                context_length: config.llm.context_length,
+                stt_bytes: mib(p.stt_mib),
+                tts_bytes: mib(p.tts_mib),
+                reserve_bytes: mib(p.reserve_mib),
+            },
+            memory_budget: Duration::from_millis(config.bench.budget_ms.into()),
+            compute_budget: Duration::from_millis(config.bench.compute_budget_ms.into()),
+            max_age: Duration::from_secs(u64::from(config.bench.max_age_days) * 24 * 3600),
+            max_working_set: mib(config.bench.max_working_set_mib),
+            measurement: None,
+            tuned: false,
+            untuned_read: None,
+            answers_since_load: 0,
+            facts: Vec::new(),
+            machine: None,
+            efficiencies: BTreeMap::new(),
+            predictions: Vec::new(),
+            choice: None,
+            failed: BTreeMap::new(),
+        }
+    }
+
+    /// What the benchmark runs with, read from the machine now.
+    pub fn setup(&self) -> bench::Setup {
+        let mut s = bench::Setup::read(&self.paths, &self.profile, &self.cpus);
+        s.max_working_set = self.max_working_set;
+        s.tuned = self.tuned;
+        s
+    }
+
+    /// The budgets `bench::obtain` needs: cache age, memory, compute.
+    pub fn budgets(&self) -> (Duration, Duration, Duration) {
+        (self.max_age, self.memory_budget, self.compute_budget)
+    }
+
+    /// The backends this board offers, restricted by `[llm] backend`.
+    fn backends(&self) -> Vec<Backend> {
+        let mut have = vec![Backend::Cpu];
+        if self.profile.gpu_tflops_fp16 > 0.0 {
+            have.push(Backend::Cuda);
+        }
+        if self.profile.npu_tops_int8 > 0.0 {
+            have.push(Backend::Npu);
+        }
+        have.retain(|b| match self.backend_choice {
+            BackendChoice::Auto => true,
+            BackendChoice::Cpu => *b == Backend::Cpu,
+            BackendChoice::Cuda => *b == Backend::Cuda,
+            BackendChoice::Npu => *b == Backend::Npu,
+        });
+        have
+    }
+
+    /// The catalog's (model, backend) pairs this board can run, with their presence.
+    pub fn candidates(&self, catalog: &Catalog, models_dir: &Path) -> Vec<ModelFacts> {
+        let backends = self.backends();
+        let mut out = Vec::new();
+        for m in &catalog.models {
+            let on_board = m
+                .boards
+                .iter()
+                .any(|b| *b == self.profile.name || *b == self.profile.family);
+            if !on_board {
+                continue;
+            }
+            let present = matches!(
+                presence(m, models_dir, false),
+                Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
+            );
+            for b in m.backends.iter().filter(|b| backends.contains(b)) {
+                out.push(ModelFacts {
+                    name: m.name.clone(),
+                    backend: b.as_str().to_string(),
+                    file_bytes: m.file_bytes,
+                    parameters: m.parameters,
+                    layers: m.layers,
+                    kv_heads: m.kv_heads,
+                    head_dim: m.head_dim,
+                    present,
+                });
+            }
+        }
+        out
+    }
+
+    /// Takes a benchmark result and rebuilds the machine figures from it.
+    pub fn set_measurement(&mut self, m: Measurement, origin: Origin) {
+        let mem_available = MemInfo::read(&self.paths).map_or(0, |i| i.available);
+        self.machine = Some(Machine {
+            bandwidth: m.bandwidth.read,
+            cpu_ops: m.compute_ops(),
+            npu_ops: self.profile.npu_tops_int8 * 1e12,
+            gpu_ops: self.profile.gpu_tflops_fp16 * 1e12,
+            mem_available,
+            npu_domain_bytes: self.profile.npu_memory_domain_bytes,
+        });
+        self.measurement = Some((m, origin));
+    }
+
+    /// Re-reads the calibration, predicts every candidate and chooses. `pinned` is a catalog
+    /// name from the configuration, if one is pinned.
+    pub fn replan(
+        &mut self,
+        catalog: &Catalog,
+        models_dir: &Path,
+        store: Option<&Store>,
+        pinned: Option<&str>,
+    ) {
+        self.facts = self.candidates(catalog, models_dir);
+        self.load_calibration(store);
+        self.predict_all();
+        self.choice = Some(choose(&self.predictions, &self.targets, pinned));
+    }
+
+    fn load_calibration(&mut self, store: Option<&Store>) {
+        let samples = match store.map(|s| s.calibration_samples(&self.profile.name)) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                tracing::warn!("calibration: {e}; planning with the default efficiencies");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        self.efficiencies.clear();
+        for b in self.backends() {
+            let of_backend: Vec<_> = samples
+                .iter()
+                .filter(|(backend, _)| backend == b.as_str())
+                .map(|(_, s)| s.clone())
+                .collect();
+            self.efficiencies.insert(
+                b.as_str().to_string(),
+                fit(&of_backend, &Efficiencies::default()),
+            );
+        }
+    }
+
+    fn predict_all(&mut self) {
+        let Some(machine) = &self.machine else {
+            self.predictions.clear();
+            return;
+        };
+        self.predictions = self
+            .facts
+            .iter()
+            .map(|f| {
+                let eff = self
+                    .efficiencies
+                    .get(&f.backend)
+                    .copied()
+                    .unwrap_or_default();
+                let mut p = predict(f, machine, &eff, &self.targets);
+                p.load_failed = self.failed.get(&f.name).cloned();
+                p
+            })
+            .collect();
+    }
+
+    /// The chosen prediction, if any.
+    pub fn chosen(&self) -> Option<&Prediction> {
+        self.choice
+            .as_ref()
+            .and_then(|c| c.chosen)
+            .and_then(|i| self.predictions.get(i))
+    }
+
+    pub fn prediction(&self, model: &str, backend: &str) -> Option<&Prediction> {
+        self.predictions
+            .iter()
+            .find(|p| p.model == model && p.backend == backend)
+    }
+
+    /// Folds a finished answer of `model` on `backend` into the calibration, refits and
+    /// predicts again. Returns the model's prediction before and after, or None when the
+    /// answer says nothing (aborted, too short, a model outside the catalog).
+    pub fn record_answer(
+        &mut self,
+        store: &Store,
+        model: &str,
+        backend: &str,
+        stats: &GenStats,
+    ) -> Option<(f64, f64)> {
+        if stats.aborted
+            || stats.generated_tokens < MIN_CALIBRATION_TOKENS
+            || stats.decode_tokens_per_second <= 0.0
+        {
+            return None;
+        }
+        let facts = self
+            .facts
+            .iter()
+            .find(|f| f.name == model && f.backend == backend)?
+            .clone();
+        let machine = self.machine.clone()?;
+        let before = self.prediction(model, backend)?.tokens_per_second;
+        let compute = match backend {
+            "npu" => machine.npu_ops,
+            "cuda" => machine.gpu_ops,
+            _ => machine.cpu_ops,
+        };
+        let sample = super::Sample {
+            model: model.to_string(),
+            bytes_per_token: facts.bytes_per_token(self.targets.prompt_tokens),
+            ops_per_token: facts.ops_per_token(),
+            bandwidth: machine.bandwidth,
+            compute,
+            seconds_per_token: 1.0 / stats.decode_tokens_per_second,
+            prefill_seconds_per_token: (stats.prompt_tokens >= 16
+                && stats.prompt_tokens_per_second > 0.0)
+                .then(|| 1.0 / stats.prompt_tokens_per_second),
+            count: 1,
+        };
+        let stored = store
+            .calibration_samples(&self.profile.name)
+            .map(|all| {
+                all.into_iter()
+                    .find(|(b, s)| b == backend && s.model == sample.model)
+                    .map(|(_, s)| s)
+            })
+            .and_then(|old| {
+                store.calibration_put(
+                    &self.profile.name,
+                    backend,
+                    &super::calibrate::merge(old, &sample),
+                )
+            });
+        if let Err(e) = stored {
+            tracing::warn!("calibration: {e}");
+            return None;
+        }
+        self.load_calibration(Some(store));
+        self.predict_all();
+        let after = self.prediction(model, backend)?.tokens_per_second;
+        Some((before, after))
+    }
+}

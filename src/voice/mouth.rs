@@ -1,0 +1,92 @@
+//! Speaking one text (an answer as it is written, or a `Speak()` text): sentences → TTS →
+//! the caller's `emit` (which publishes each sentence's audio) → the loudspeaker, each stage
+//! running ahead of the next so that the sentences follow each other without gaps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{mpsc, watch};
+
+use super::audio::Loudspeaker;
+use super::speaker::{Speaker, Spoken};
+use super::tts::{Speech, Synthesizer};
+use crate::state::Activity;
+
+pub struct Mouth {
+    speaker: Speaker,
+    played: tokio::task::JoinHandle<()>,
+}
+
+impl Mouth {
+    pub(crate) fn start(
+        tts: Arc<dyn Synthesizer>,
+        id: &str,
+        loudspeaker: Option<Arc<Loudspeaker>>,
+        cancel: Arc<AtomicBool>,
+        activity: watch::Sender<Activity>,
+        emit: impl Fn(&str, &Speech) + Send + Sync + 'static,
+    ) -> Mouth {
+        let (tx, rx) = mpsc::unbounded_channel::<Speech>();
+        let played = tokio::spawn(play(rx, loudspeaker, cancel.clone(), activity));
+        let id = id.to_string();
+        let emit = Arc::new(emit);
+        let speaker = Speaker::start_cancellable(tts, cancel.clone(), move |speech: Speech| {
+            let (emit, id, tx, cancel) = (emit.clone(), id.clone(), tx.clone(), cancel.clone());
+            async move {
+                if cancel.load(Ordering::Relaxed) {
+                    return;
+                }
+                emit(&id, &speech);
+                let _ = tx.send(speech);
+            }
+        });
+        Mouth { speaker, played }
+    }
+
+    pub fn piece(&mut self, text: &str) {
+        self.speaker.piece(text);
+    }
+
+    /// Speaks the rest; returns when everything was played (or interrupted).
+    pub async fn finish(self) -> Spoken {
+        let spoken = self.speaker.finish().await;
+        let _ = self.played.await;
+        spoken
+    }
+}
+
+/// Plays sentences in order; the tutor is `speaking` from the first to the end.
+async fn play(
+    mut rx: mpsc::UnboundedReceiver<Speech>,
+    loudspeaker: Option<Arc<Loudspeaker>>,
+    cancel: Arc<AtomicBool>,
+    activity: watch::Sender<Activity>,
+) {
+    let mut speaking = false;
+    while let Some(speech) = rx.recv().await {
+        if !speaking {
+            speaking = true;
+            activity.send_modify(|a| a.speaking += 1);
+        }
+        let Some(ls) = loudspeaker.clone() else {
+            continue;
+        };
+        if cancel.load(Ordering::Relaxed) {
+            continue;
+        }
+        let c = cancel.clone();
+        let played =
+            tokio::task::spawn_blocking(move || ls.play(&speech.samples, speech.sample_rate, &c))
+                .await
+                .expect("playback does not panic");
+        if let Err(e) = played {
+            tracing::warn!("{e}");
+        }
+    }
+    if let Some(ls) = loudspeaker {
+        let _ = tokio::task::spawn_blocking(move || ls.finish()).await;
+    }
+    if speaking {
+        activity.send_modify(|a| a.speaking = a.speaking.saturating_sub(1));
+    }
+}
