@@ -28,7 +28,9 @@ pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
 /// if its runtime were wedged in a driver call once the model is loaded (it answers no `Ping`
 /// and never finishes an answer); `hang-load` wedges it while loading. They exist so the
 /// tests can check that a hung engine stops tutord's watchdog pings (tests/faults.rs,
-/// tests/nspawn/watchdog.sh); nothing sets them in production.
+/// tests/nspawn/watchdog.sh); nothing sets them in production. `slow-load` makes every load
+/// take 4 s longer, as a 7B model read from eMMC would (tests/model_switch.rs: calls during
+/// a switch, SIGTERM during a load).
 fn fault(name: &str) -> bool {
     std::env::var("TUTORD_TEST_FAULT").as_deref() == Ok(name)
 }
@@ -89,6 +91,11 @@ pub fn serve(stream: UnixStream) -> String {
     for job in jobs_rx {
         match job {
             Job::Load(spec) => {
+                if fault("slow-load") {
+                    // Answers pings meanwhile (the reader thread): only the load is slow.
+                    eprintln!("tutord-engine: TUTORD_TEST_FAULT: loading 4 s slower");
+                    std::thread::sleep(std::time::Duration::from_secs(4));
+                }
                 if fault("hang-load") {
                     hang("while loading");
                 }

@@ -181,4 +181,9 @@ if out=$(cx timeout 60 systemctl start tutord 2>&1); then ok "tutord started wit
 expect_state dummy-a active "the killed run's change was reconciled from the store"
 expect_state dummy-b active "the killed run's change was reconciled from the store"
 cx systemctl stop tutord >/dev/null 2>&1
-cx rm -f /etc/tutord/tutord.toml.d/60-tuning-off.toml /etc/tutord/tutord.toml.d/50-tuning-test.toml
+cx rm -f /etc/tutord/tutord.toml.d/60-tuning-off.toml
+
+# ---- a stop during the boot (issue 15), with the same units to stop
+# shellcheck source=tests/nspawn/stop.sh
+source "$HERE/stop.sh"
+cx rm -f /etc/tutord/tutord.toml.d/50-tuning-test.toml
