@@ -154,16 +154,10 @@ fn stats(r: &TurnReport) -> HashMap<String, OwnedVariant> {
             stats.insert("tts_error".into(), Str::from(e.clone()).into());
         }
     }
-    if let Some(h) = &r.heard {
-        let first_audio = r
-            .spoken
-            .as_ref()
-            .and_then(|sp| sp.first_audio)
-            .map(|at| at.duration_since(h.received).as_secs_f64());
-        if let Some(secs) = first_audio {
+    if let (Some(h), Some(to_first_token)) = (&r.heard, r.end_of_speech_to_first_token()) {
+        if let Some(secs) = r.end_of_speech_to_first_audio() {
             stats.insert("end_of_speech_to_first_audio".into(), secs.into());
         }
-        let to_first_token = h.to_transcript.as_secs_f64() + o.time_to_first_token;
         stats.insert("transcript".into(), Str::from(h.text.clone()).into());
         stats.insert("speech_seconds".into(), h.speech.as_secs_f64().into());
         stats.insert(

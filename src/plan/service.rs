@@ -340,26 +340,32 @@ impl Service {
                         error: Some(e.to_string()),
                     };
                 }
-                Err(SelectError::Unknown(e) | SelectError::Failed(e)) => {
+                Err(failure @ (SelectError::Unknown(_) | SelectError::Failed(_))) => {
+                    let e = failure.to_string();
                     tracing::error!(
                         message_id = events::ENGINE_FAILED,
                         "cannot load the model {model}: {e}"
                     );
-                    planned = self.fall_back(&model, &e);
-                    if let Some((next, _)) = &planned {
-                        fell_back =
-                            Some(format!("{model} failed to load ({e}); fell back to {next}"));
-                    } else {
-                        // The slot says why there is no tutor; LastError says it too.
+                    if matches!(failure, SelectError::Unknown(_)) {
+                        // Never started: the slot says why (a failed load's engine does).
                         let _ = self
                             .inner
                             .slot
                             .begin_switch(&model)
                             .map(|s| s.install(Err(e.clone())));
-                        return BootLoad {
-                            loaded: None,
-                            error: Some(e),
-                        };
+                    }
+                    planned = self.fall_back(&model, &e);
+                    match &planned {
+                        Some((next, _)) => {
+                            fell_back =
+                                Some(format!("{model} failed to load ({e}); fell back to {next}"))
+                        }
+                        None => {
+                            return BootLoad {
+                                loaded: None,
+                                error: Some(e),
+                            };
+                        }
                     }
                 }
             }

@@ -59,6 +59,21 @@ pub struct TurnReport {
     pub spoken: Option<Spoken>,
 }
 
+impl TurnReport {
+    /// From the end of speech to the first sound of the answer, for a spoken question.
+    pub fn end_of_speech_to_first_audio(&self) -> Option<f64> {
+        let h = self.heard.as_ref()?;
+        let at = self.spoken.as_ref()?.first_audio?;
+        Some(at.duration_since(h.received).as_secs_f64())
+    }
+
+    /// From the end of speech to the first piece of the answer, for a spoken question.
+    pub fn end_of_speech_to_first_token(&self) -> Option<f64> {
+        let h = self.heard.as_ref()?;
+        Some(h.to_transcript.as_secs_f64() + self.outcome.time_to_first_token)
+    }
+}
+
 /// Where a question came from, and so how its answer is given.
 pub enum Origin {
     /// Typed (`Ask`): the answer is written only.
@@ -326,13 +341,8 @@ impl Service {
 /// One journal line per answer (and one for a spoken turn's stage timings).
 fn log_turn(turn: &str, r: &TurnReport) {
     let (o, s) = (&r.outcome, &r.outcome.stats);
-    if let Some(h) = &r.heard {
-        let first_audio = r
-            .spoken
-            .as_ref()
-            .and_then(|sp| sp.first_audio)
-            .map(|at| at.duration_since(h.received).as_secs_f64());
-        let to_first_token = h.to_transcript.as_secs_f64() + o.time_to_first_token;
+    if let (Some(h), Some(to_first_token)) = (&r.heard, r.end_of_speech_to_first_token()) {
+        let first_audio = r.end_of_speech_to_first_audio();
         tracing::info!(
             turn,
             end_of_speech_to_transcript = h.to_transcript.as_secs_f64(),
