@@ -85,7 +85,10 @@ fn results_are_cached_and_forced_runs_measure_again() {
     let (m1, o1, e1) = obtain(&store, &s, false, week, budget, budget);
     assert_eq!((o1, e1.is_none()), (Origin::Measured, true));
     // 16 MiB rounded up to whole 24-word groups: a working set is "at least".
-    assert_eq!(m1.bandwidth.working_set_bytes, (16u64 << 20).div_ceil(192) * 192);
+    assert_eq!(
+        m1.bandwidth.working_set_bytes,
+        (16u64 << 20).div_ceil(192) * 192
+    );
     assert!(m1.bandwidth.read > 1e8, "{m1:?}");
     assert!(m1.compute_ops() > 1e9, "{m1:?}");
     let (m2, o2, _) = obtain(&store, &s, false, week, budget, budget);

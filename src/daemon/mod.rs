@@ -107,6 +107,7 @@ impl Reporter {
 /// The domains, composed.
 struct Daemon {
     config: Config,
+    bus: BusChoice,
     profile: BoardProfile,
     store: Arc<Mutex<Store>>,
     plan: crate::plan::service::Service,
@@ -164,7 +165,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     let status = watch::Sender::new(Status::default());
     let activity = watch::Sender::new(Activity::default());
     let d = compose(
-        &opts.config,
+        &opts,
         &profile,
         store.clone(),
         catalog,
@@ -267,7 +268,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
 /// Builds the domains' handles and wires them: the tutor tells the planner of every answer
 /// (calibration); both share the engine slot.
 fn compose(
-    config: &Config,
+    opts: &Options,
     profile: &BoardProfile,
     store: Arc<Mutex<Store>>,
     catalog: Catalog,
@@ -275,6 +276,7 @@ fn compose(
     activity: &watch::Sender<Activity>,
     notifier: Notifier,
 ) -> Daemon {
+    let config = &opts.config;
     let slot = Slot::new(Err(if config.llm.model.is_empty() {
         "none is configured ([llm] model in tutord.toml)".to_string()
     } else {
@@ -323,6 +325,7 @@ fn compose(
     );
     Daemon {
         config: config.clone(),
+        bus: opts.bus.clone(),
         profile: profile.clone(),
         store,
         plan,
@@ -426,7 +429,8 @@ impl Daemon {
             message_id = events::READY,
             boot_ms,
             board = board.as_str(),
-            "tutord ready after {boot_ms} ms"
+            "tutord ready on the {} after {boot_ms} ms",
+            self.bus
         );
     }
 }
