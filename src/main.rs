@@ -71,15 +71,26 @@ fn main() -> ExitCode {
         config_path: sources.main,
     };
     let result = runtime.block_on(daemon::run(opts, log));
-    // A stop during the boot benchmark leaves its blocking thread running for up to its
-    // budget; dropping the runtime would wait for it without bound. The engine worker is
-    // killed with its task (kill_on_drop).
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match result {
+        Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e}");
-            ExitCode::from(e.exit_code())
+            e.exit_code()
         }
-    }
+    };
+    // A stop during the boot can leave a blocking thread inside the benchmark or inside
+    // whisper.cpp or ONNX Runtime loading a model; dropping the runtime would wait for it
+    // without bound, so it gets 2 s. The engine worker is killed with its task
+    // (kill_on_drop).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // Then leave without the C and C++ libraries' exit handlers: their static destructors
+    // racing such a thread crashed the process (SIGSEGV after "tutord stopped", seen in the
+    // tests). Everything that matters is done by now: the store committed, tuning undone, the
+    // journal lines written (unbuffered).
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process at once; no Rust state is used after it, and the only
+    // work skipped is the exit handlers, on purpose (above).
+    unsafe { libc::_exit(i32::from(code)) }
 }

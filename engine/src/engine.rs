@@ -19,8 +19,16 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Runtime(String),
-    #[error("the prompt ({tokens} tokens) does not fit the context of {context} tokens")]
-    ContextFull { tokens: usize, context: u32 },
+    #[error(
+        "the question is too long: with the instructions it is {tokens} tokens, and at most \
+         {limit} fit (the context of {context} tokens less the answer's {answer} and a margin)"
+    )]
+    QuestionTooLong {
+        tokens: usize,
+        limit: usize,
+        context: u32,
+        answer: u32,
+    },
 }
 
 /// A loaded model that answers chats. One answer at a time; not shared across threads.

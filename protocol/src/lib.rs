@@ -133,6 +133,10 @@ pub struct GenStats {
     pub peak_rss_bytes: u64,
     /// Whether the answer was cut short by an abort.
     pub aborted: bool,
+    /// Messages of the conversation's oldest turns left out of the prompt so that it fits
+    /// the context (they stay in the daemon's store).
+    #[serde(default)]
+    pub window_left_out: u32,
 }
 
 /// From the daemon to the worker.

@@ -179,6 +179,7 @@ fn stats(r: &TurnReport) -> HashMap<String, OwnedVariant> {
     stats.insert("answer".into(), Str::from(o.answer.clone()).into());
     stats.insert("prompt_tokens".into(), s.prompt_tokens.into());
     stats.insert("reused_tokens".into(), s.reused_tokens.into());
+    stats.insert("window_left_out".into(), s.window_left_out.into());
     stats.insert("generated_tokens".into(), s.generated_tokens.into());
     stats.insert("time_to_first_token".into(), o.time_to_first_token.into());
     stats.insert(

@@ -347,7 +347,9 @@ impl Tutor1 {
 
     /// The answer to `turn_id` is complete (or failed, or was aborted). Stats: `ok` (b),
     /// `error` (s, when not ok), `aborted` (b), `answer` (s), `prompt_tokens` (u, processed
-    /// for this turn), `reused_tokens` (u, taken from the kept conversation), `generated_tokens`
+    /// for this turn), `reused_tokens` (u, taken from the kept conversation),
+    /// `window_left_out` (u, messages of the oldest turns left out of the prompt so that it
+    /// fits the context; they stay in `History`), `generated_tokens`
     /// (u), `time_to_first_token` (d, s from Ask), `tokens_per_second` (d, decode),
     /// `prompt_tokens_per_second` (d), `peak_rss_bytes` (t, of the engine worker).
     #[zbus(signal)]

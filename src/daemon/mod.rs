@@ -312,6 +312,7 @@ fn compose(
         slot.clone(),
         crate::tutor::persona::system_prompt(llm, &config.tutor, &config.tutor.subject),
         sampling,
+        llm.context_length,
     );
     let calibrate = plan.clone();
     let tutor = crate::tutor::Service::new(

@@ -75,11 +75,37 @@ pub struct Conversation {
     abort_epoch: Mutex<u64>,
     /// Held by the running turn: turns run one after another in order of asking.
     running: tokio::sync::Mutex<()>,
+    /// The most text of earlier turns kept here: the engine's window takes what fits the
+    /// context (older turns slide out of the prompt), so keeping more would only grow every
+    /// request. A token is rarely more than 8 bytes of text: twice that per token of context
+    /// keeps more than any window can use.
+    history_bytes: usize,
+}
+
+/// Bytes of earlier turns kept per token of context (see `Conversation::history_bytes`).
+pub const HISTORY_BYTES_PER_TOKEN: usize = 16;
+
+/// Drops the oldest turns (question and answer together) while the text is over `limit`.
+pub fn trim_history(history: &mut Vec<ChatMessage>, limit: usize) {
+    let mut bytes: usize = history.iter().map(|m| m.content.len()).sum();
+    let mut cut = 0;
+    while bytes > limit && cut + 2 <= history.len() {
+        bytes -= history[cut].content.len() + history[cut + 1].content.len();
+        cut += 2;
+    }
+    history.drain(..cut);
 }
 
 impl Conversation {
-    pub fn new(slot: Arc<Slot>, system_prompt: String, defaults: Sampling) -> Self {
+    /// `context_length`: the model's context in tokens, which bounds the history kept.
+    pub fn new(
+        slot: Arc<Slot>,
+        system_prompt: String,
+        defaults: Sampling,
+        context_length: u32,
+    ) -> Self {
         Self {
+            history_bytes: context_length as usize * HISTORY_BYTES_PER_TOKEN,
             slot,
             system_prompt: Mutex::new(system_prompt),
             defaults,
@@ -109,6 +135,8 @@ impl Conversation {
             return Err(AskError::Busy(pending));
         }
         *self.system_prompt.lock().unwrap_or_else(|p| p.into_inner()) = system_prompt;
+        let mut history = history;
+        trim_history(&mut history, self.history_bytes);
         *self.history.lock().unwrap_or_else(|p| p.into_inner()) = history;
         if let Some(e) = self.slot.engine() {
             e.reset();
@@ -277,7 +305,37 @@ impl Conversation {
             let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
             h.push(ChatMessage::new("user", &question));
             h.push(ChatMessage::new("assistant", &outcome.answer));
+            trim_history(&mut h, self.history_bytes);
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(q: &str, a: &str) -> [ChatMessage; 2] {
+        [
+            ChatMessage::new("user", q),
+            ChatMessage::new("assistant", a),
+        ]
+    }
+
+    #[test]
+    fn the_oldest_whole_turns_leave_the_history_first() {
+        let mut h: Vec<ChatMessage> = [turn("q1", "aaaa"), turn("q2", "bbbb"), turn("q3", "cc")]
+            .into_iter()
+            .flatten()
+            .collect();
+        // 6 + 6 + 4 bytes: 12 allowed leaves the last two turns.
+        trim_history(&mut h, 12);
+        let texts: Vec<&str> = h.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(texts, ["q2", "bbbb", "q3", "cc"]);
+        trim_history(&mut h, 0);
+        assert!(h.is_empty());
+        let mut one = vec![ChatMessage::new("user", "only a question")];
+        trim_history(&mut one, 0);
+        assert_eq!(one.len(), 1, "a lone message is never cut in half");
     }
 }

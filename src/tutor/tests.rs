@@ -53,7 +53,8 @@ fn fixture(script: Script) -> Fixture {
     );
     let calibrated = Arc::new(Mutex::new(Vec::new()));
     let c = calibrated.clone();
-    let conversation = Conversation::new(slot.clone(), "be brief".into(), Sampling::default());
+    let conversation =
+        Conversation::new(slot.clone(), "be brief".into(), Sampling::default(), 2048);
     let tutor = Service::new(
         conversation,
         Arc::new(Mutex::new(store)),

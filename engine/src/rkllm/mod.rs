@@ -505,6 +505,9 @@ impl Engine for RkllmEngine {
             prompt_tokens_per_second,
             peak_rss_bytes: peak_rss_bytes(),
             aborted,
+            // The RKLLM runtime keeps the history itself (keep_history): the sliding window
+            // through its API is not done yet (issue 16).
+            window_left_out: 0,
         })
     }
 
