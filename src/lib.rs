@@ -21,6 +21,7 @@ pub mod plan;
 pub mod platform;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod tuning;
 pub mod tutor;
 pub mod voice;

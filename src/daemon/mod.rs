@@ -36,6 +36,7 @@ use crate::platform::Paths;
 use crate::platform::profile::{BoardProfile, Profiles};
 use crate::state::{Activity, State, Status};
 use crate::store::{Store, StoreError};
+use crate::sync::lock;
 use crate::tuning::Tuner;
 use crate::tutor::Conversation;
 
@@ -78,12 +79,6 @@ pub struct Options {
     pub bus: BusChoice,
     /// Where the config was read from, for diagnostics.
     pub config_path: PathBuf,
-}
-
-/// Locks a mutex, taking the data even if a panicking thread poisoned it: the data are plain
-/// values that stay consistent, and the daemon must keep serving.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Publishes boot progress to systemd, the published status and the journal in one go.

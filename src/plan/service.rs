@@ -21,6 +21,7 @@ use crate::events;
 use crate::models::Catalog;
 use crate::models::resolve::resolve;
 use crate::store::Store;
+use crate::sync::lock;
 
 /// Key/value entries as `Diagnostics()` and `Plan()` send them.
 pub type Entries = Vec<(String, Value)>;
@@ -76,10 +77,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Service {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Service {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -14,6 +14,7 @@ use crate::config::{LlmConfig, TutorConfig};
 use crate::engine::GenStats;
 use crate::state::Activity;
 use crate::store::{SessionRow, Store};
+pub(crate) use crate::sync::lock;
 use crate::voice::Voice;
 use crate::voice::pipeline::Heard;
 use crate::voice::speaker::{Spoken, pcm16le};
@@ -138,10 +139,6 @@ pub(super) struct Inner {
 #[derive(Clone)]
 pub struct Service {
     pub(super) inner: Arc<Inner>,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Service {

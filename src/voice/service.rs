@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -19,6 +19,7 @@ use super::vad::VadConfig;
 use crate::config::VoiceConfig;
 use crate::models::Catalog;
 use crate::state::Activity;
+use crate::sync::lock;
 
 struct Inner {
     config: VoiceConfig,
@@ -39,10 +40,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Voice {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Voice {
