@@ -78,8 +78,11 @@ CONF
 
 # wait_ready PID: until tutord on $ADDR says State: ready (or PID exits).
 wait_ready() {
+    local st
     for _ in $(seq 1200); do
-        "$BIN/tutorctl" --bus "$ADDR" status 2>/dev/null | grep -q 'State: ready' && return 0
+        st=$("$BIN/tutorctl" --bus "$ADDR" status 2>/dev/null || true)
+        printf '%s' "$st" | grep -q 'State: ready' && return 0
+        printf '%s' "$st" | grep -q 'State: degraded' && die "tutord has no model: $st"
         kill -0 "$1" 2>/dev/null || die "tutord exited during boot"
         sleep 0.05
     done

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use config::{Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
+mod history;
+pub use history::HistoryConfig;
+
 /// The main configuration file on the board.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tutord/tutord.toml";
 /// Prefix of configuration environment variables.
@@ -34,6 +37,7 @@ pub struct Config {
     pub bench: BenchConfig,
     pub plan: PlanConfig,
     pub tutor: TutorConfig,
+    pub history: HistoryConfig,
     pub voice: VoiceConfig,
 }
 
@@ -133,6 +137,11 @@ pub struct LlmConfig {
     /// empty for none (the daemon then serves without a tutor; `Ask` fails with `NotReady`).
     /// Default `auto`.
     pub model: String,
+    /// When a pinned model (a name or a path) fails to load at boot, or a serving model is
+    /// given up (it killed the engine worker on two answers in a row): load the plan's
+    /// choice instead, with a warning (true), or stay without a tutor, "degraded" (false).
+    /// Default true.
+    pub fallback: bool,
     /// Where the model runs: `auto` (the planner's choice among what the board has), `cpu`
     /// (llama.cpp), `cuda` (llama.cpp on the GPU, Jetson) or `npu` (RKLLM, RK3588). Default
     /// `auto`.
@@ -157,6 +166,7 @@ impl Default for LlmConfig {
     fn default() -> Self {
         Self {
             model: "auto".into(),
+            fallback: true,
             backend: BackendChoice::Auto,
             context_length: 2048,
             cpus: Vec::new(),
@@ -503,6 +513,7 @@ impl Config {
                 return Err((key.into(), "must be 1 to 200 characters".into()));
             }
         }
+        self.history.validate()?;
         let g = &self.daemon.admin_group;
         let valid_group = g.len() <= 32
             && g.chars().enumerate().all(|(i, c)| {

@@ -113,13 +113,21 @@ pub fn wav(data: &[u8]) -> Outcome {
     Ok(())
 }
 
-/// The GGUF header check `tutord-engine` runs before llama.cpp maps a model: it is handed
-/// the first 24 bytes (fewer when the file is shorter) and the file's length.
+/// The GGUF header check `tutord-engine` runs before llama.cpp maps a model (it is handed
+/// the first 24 bytes, fewer when the file is shorter, and the file's length), then the
+/// whole header as the planner reads it.
 pub fn gguf(data: &[u8]) -> Outcome {
     let head = &data[..data.len().min(24)];
     let h = tutord_protocol::gguf::parse_header(head, data.len() as u64).map_err(refused)?;
     assert!((2..=3).contains(&h.version));
     assert!(h.tensors >= 1 && h.tensors <= 1 << 20);
+    // The whole header, as the planner reads a model given by path: a damaged one is
+    // refused with a reason, never a panic or a huge allocation.
+    if let Ok(g) = tutord_protocol::gguf::meta::read(&mut &data[..], data.len() as u64) {
+        assert!(g.data_offset <= data.len() as u64);
+        assert_eq!(g.tensor_bytes().len(), g.tensors.len());
+        let _ = g.shape();
+    }
     Ok(())
 }
 

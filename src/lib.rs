@@ -19,6 +19,7 @@ pub mod models;
 pub mod notify;
 pub mod plan;
 pub mod platform;
+pub mod sentence;
 pub mod state;
 pub mod store;
 pub mod sync;

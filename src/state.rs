@@ -14,11 +14,15 @@ pub enum State {
     Listening,
     Thinking,
     Speaking,
+    /// Booted and serving, but without a language model: `StatusText` and `LastError` say
+    /// why (none configured, a failed load, a model given up). `Speak`, `History`, the
+    /// properties still work; `Ask` is refused with `NotReady`.
+    Degraded,
     Error,
 }
 
 impl State {
-    pub const ALL: [State; 9] = [
+    pub const ALL: [State; 10] = [
         State::Booting,
         State::Tuning,
         State::Benchmarking,
@@ -27,6 +31,7 @@ impl State {
         State::Listening,
         State::Thinking,
         State::Speaking,
+        State::Degraded,
         State::Error,
     ];
 
@@ -40,6 +45,7 @@ impl State {
             State::Listening => "listening",
             State::Thinking => "thinking",
             State::Speaking => "speaking",
+            State::Degraded => "degraded",
             State::Error => "error",
         }
     }
@@ -79,16 +85,6 @@ impl Activity {
     }
 }
 
-impl State {
-    /// The states [`Activity`] moves between once the daemon is ready.
-    pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            State::Ready | State::Listening | State::Thinking | State::Speaking
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +111,6 @@ mod tests {
         assert_eq!(a.state(), State::Speaking);
         a.listening = true;
         assert_eq!(a.state(), State::Listening);
-        assert!(State::Speaking.is_active() && !State::Loading.is_active());
     }
 }
 

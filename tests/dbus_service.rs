@@ -32,7 +32,13 @@ fn boots_serves_and_stops_cleanly() {
         lines.contains(&"STATUS=Connecting to D-Bus".to_string()),
         "{lines:?}"
     );
-    assert!(lines.contains(&"STATUS=Ready".to_string()), "{lines:?}");
+    // No model here (none fetched): booted, but "degraded", and the status line says why.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("STATUS=Degraded: no language model: ")),
+        "{lines:?}"
+    );
     let status_pos = lines
         .iter()
         .position(|l| l == "STATUS=Opening the database")
@@ -42,8 +48,14 @@ fn boots_serves_and_stops_cleanly() {
 
     rt().block_on(async {
         let conn = connect_to(&bus).await;
-        assert_eq!(text(&property(&conn, "State").await), "ready");
-        assert_eq!(text(&property(&conn, "StatusText").await), "Ready");
+        assert_eq!(text(&property(&conn, "State").await), "degraded");
+        let status = text(&property(&conn, "StatusText").await);
+        assert!(
+            status.starts_with("Degraded: no language model: "),
+            "{status}"
+        );
+        let last = text(&property(&conn, "LastError").await);
+        assert!(last.starts_with("no language model: "), "{last}");
         assert_eq!(
             text(&property(&conn, "Version").await),
             env!("CARGO_PKG_VERSION")
@@ -52,8 +64,8 @@ fn boots_serves_and_stops_cleanly() {
         // `[llm] model = "auto"` and no catalog (not installed here): the plan says so.
         assert_eq!(
             text(&property(&conn, "LastError").await),
-            "the planner chose no model: no catalog model can run on this board (is the \
-             catalog installed?)"
+            "no language model: the planner chose no model: no catalog model can run on this \
+             board (is the catalog installed?)"
         );
         assert!(matches!(&*property(&conn, "Progress").await, Variant::F64(p) if *p == 1.0));
 
@@ -68,7 +80,7 @@ fn boots_serves_and_stops_cleanly() {
             .await
             .unwrap();
         let diag: HashMap<String, OwnedVariant> = reply.body().deserialize().unwrap();
-        assert_eq!(text(&diag["state"]), "ready");
+        assert_eq!(text(&diag["state"]), "degraded");
         assert_eq!(text(&diag["board"]), "generic");
         assert!(matches!(&*diag["pid"], Variant::U64(p) if *p == daemon.child.id() as u64));
         assert!(matches!(&*diag["schema_version"], Variant::U64(v) if *v >= 1));
@@ -113,19 +125,19 @@ fn boots_serves_and_stops_cleanly() {
             _ => false,
         };
         assert!(invalid_args, "{err:?}");
-        assert_eq!(text(&property(&conn, "State").await), "ready");
+        assert_eq!(text(&property(&conn, "State").await), "degraded");
     });
 
     let out = tutorctl(&bus, &["status"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout.contains("     State: ready\n"), "{stdout}");
+    assert!(stdout.contains("     State: degraded\n"), "{stdout}");
     assert!(stdout.contains("     Board: generic\n"), "{stdout}");
 
     let out = tutorctl(&bus, &["diagnostics", "--json"]);
     assert!(out.status.success(), "{out:?}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["state"], "ready");
+    assert_eq!(json["state"], "degraded");
     assert_eq!(json["pid"], daemon.child.id());
 
     let out = tutorctl(&bus, &["log-level", "debug"]);
@@ -280,9 +292,10 @@ fn no_watchdog_pings_for_another_pid() {
 fn runs_quietly_without_notify_socket() {
     let bus = Bus::open();
     let mut daemon = Daemon::start(&bus, None, &[]);
-    wait_for(BOOT, "State=ready", || {
+    // No model here: booted is "degraded" (never "ready" without one).
+    wait_for(BOOT, "State=degraded", || {
         let out = tutorctl(&bus, &["status"]);
-        String::from_utf8_lossy(&out.stdout).contains("State: ready")
+        String::from_utf8_lossy(&out.stdout).contains("State: degraded")
     });
     let (status, stderr) = daemon
         .signal_and_wait("TERM", Duration::from_secs(2))

@@ -137,9 +137,9 @@ fn the_small_model_answers_streams_aborts_and_follows_up() {
             None,
         )
         .await;
-        let text: String = first.pieces.concat();
+        let written: String = first.pieces.concat();
         assert!(b(&first.stats, "ok"), "{:?}", first.stats);
-        assert!(!text.trim().is_empty());
+        assert!(!written.trim().is_empty());
         assert!(first.first_piece_before_finish);
         assert!(first.turn.starts_with("turn-"));
         let prompt1 = u(&first.stats, "prompt_tokens");
@@ -171,6 +171,36 @@ fn the_small_model_answers_streams_aborts_and_follows_up() {
         let aborted = ask(&conn, "Tell me a long story about a dragon.", opts, Some(1)).await;
         assert!(b(&aborted.stats, "aborted"), "{:?}", aborted.stats);
         assert!(u(&aborted.stats, "generated_tokens") < 400);
+        assert!(!b(&aborted.stats, "truncated"), "{:?}", aborted.stats);
+
+        // Cut by max_tokens: the answer (as stored) ends at its last complete sentence or
+        // with the marker, and is the start of what the Tokens wrote.
+        let mut opts = HashMap::new();
+        opts.insert("max_tokens", Variant::from(12u32));
+        opts.insert("new_session", Variant::from(true));
+        let cut = ask(&conn, "Describe Paris in five sentences.", opts, None).await;
+        assert!(
+            b(&cut.stats, "ok") && b(&cut.stats, "truncated"),
+            "{:?}",
+            cut.stats
+        );
+        assert!(!b(&cut.stats, "aborted"));
+        assert_eq!(u(&cut.stats, "generated_tokens"), 12);
+        let streamed = cut.pieces.concat();
+        let answer = text(&cut.stats["answer"]);
+        let kept = answer.strip_suffix("…").unwrap_or(&answer).trim_end();
+        assert!(
+            streamed.starts_with(kept),
+            "{answer:?} is not the start of {streamed:?}"
+        );
+        assert!(
+            answer.ends_with(['.', '!', '?', '…']) || streamed[kept.len()..].starts_with('\n'),
+            "{answer:?} (of {streamed:?}) ends mid-sentence"
+        );
+        let session = text(&property(&conn, "Session").await);
+        let turns = history(&conn, &session).await;
+        assert_eq!(turns.len(), 1, "{turns:?}");
+        assert_eq!(text(&turns[0]["answer"]), answer);
 
         // Named errors, and the daemon still serves afterwards.
         let err = named_error(
@@ -198,8 +228,11 @@ fn the_small_model_answers_streams_aborts_and_follows_up() {
         );
         assert!(err.contains("100000 bytes"), "{err}");
 
+        // An answer the model ends itself within max_tokens is whole.
         let again = ask(&conn, "Say hello.", HashMap::new(), None).await;
         assert!(b(&again.stats, "ok"));
+        assert!(!b(&again.stats, "truncated"), "{:?}", again.stats);
+        assert_eq!(text(&again.stats["answer"]), again.pieces.concat());
     });
     // tutorctl ask streams the answer and prints the figures.
     let out = tutorctl(&bus, &["ask", "--new-session", "Name a colour."]);
@@ -284,7 +317,8 @@ fn a_truncated_model_is_reported_and_the_daemon_serves_on() {
             matches!(&*d["engine"], Variant::Str(s) if s.as_str() == "failed"),
             "{d:?}"
         );
-        assert!(matches!(&*d["state"], Variant::Str(s) if s.as_str() == "ready"));
+        // No model answers: "degraded", never "ready".
+        assert!(matches!(&*d["state"], Variant::Str(s) if s.as_str() == "degraded"));
     });
     // Not a GGUF file at all.
     let wrong = dir.path().join("wrong.gguf");
@@ -556,7 +590,122 @@ fn an_auto_plan_falls_back_to_the_next_smaller_model_when_its_choice_does_not_lo
         .signal_and_wait("TERM", Duration::from_secs(20))
         .expect("tutord stops on SIGTERM");
     assert!(
-        log.contains("qwen2.5-coder-0.5b-q4_k_m failed to load; falling back to smollm2-135m-q4_1"),
+        log.contains("qwen2.5-coder-0.5b-q4_k_m failed (")
+            && log.contains("falling back to the plan's choice smollm2-135m-q4_1"),
         "{log}"
     );
+}
+
+/// Waits up to 5 s for a line of `log` that contains `what`; returns it.
+fn log_line(log: &StderrLog, what: &str) -> Option<String> {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(l) = log.text().lines().find(|l| l.contains(what)) {
+            return Some(l.to_string());
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_question_longer_than_the_whole_context_is_refused_naming_the_limit_in_tokens() {
+    // Issue 16: the window keeps any normal question within the context; only one that is
+    // longer than the whole budget by itself is refused, at Ask, naming the limit in tokens.
+    let model = small_model();
+    let (bus, mut daemon, _notify) = daemon_with(&model, "[daemon]\nlog_level = \"debug\"\n");
+    let log = daemon.drain_stderr();
+    rt().block_on(async {
+        let conn = connect_to(&bus).await;
+        // About 3000 words of ordinary prose (~21 KB): far over 2048 - 48 tokens.
+        let sentence =
+            "The tutor explains how slow rivers carve deep valleys over thousands of years. ";
+        let long = sentence.repeat(230);
+        let words = long.split_whitespace().count();
+        let asked = Instant::now();
+        let err = tutor_call(
+            &conn,
+            "Ask",
+            &(long.as_str(), HashMap::<&str, Variant>::new()),
+        )
+        .await
+        .expect_err("a question longer than the context");
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(
+            error_name(&err).as_deref(),
+            Some("org.tutord.Tutor1.Error.InvalidArgument"),
+            "{err}"
+        );
+        let message = err.to_string();
+        eprintln!("{words} words, {} bytes: {message}", long.len());
+        let figure = |after: &str| -> u32 {
+            let at = message
+                .find(after)
+                .unwrap_or_else(|| panic!("{after:?} in {message}"))
+                + after.len();
+            message[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (tokens, limit) = (figure("the question is "), figure("at most "));
+        assert!(tokens > limit && limit < 2048 - 48, "{message}");
+        assert!(
+            message.contains(" tokens; at most ")
+                && message.contains("context 2048 - max_tokens 48"),
+            "{message}"
+        );
+        // The token figures in the message come only from the worker's count.
+
+        // The daemon answers a normal question afterwards.
+        let next = ask(&conn, "Say hello.", HashMap::new(), None).await;
+        assert!(b(&next.stats, "ok"), "{:?}", next.stats);
+        let line = log_line(&log, "a question of 10 bytes fits without counting")
+            .expect("the short question was not counted");
+        // "... (up to N bytes surely fit)": the byte bound, from the daemon itself.
+        let sure: usize = line
+            .split("up to ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no bound in {line}"));
+        assert!((1000..2048).contains(&sure), "{line}");
+
+        // A question of exactly the bound is taken without a count; one byte more is counted
+        // (and, being ordinary prose of a few bytes a token, accepted).
+        let mut at_bound = sentence.repeat(sure / sentence.len() + 1);
+        at_bound.truncate(sure);
+        while at_bound.ends_with(' ') {
+            at_bound.pop();
+            at_bound.insert(0, 'A');
+        }
+        assert_eq!(at_bound.len(), sure);
+        let answered = ask(&conn, &at_bound, HashMap::new(), None).await;
+        assert!(b(&answered.stats, "ok"), "{:?}", answered.stats);
+        assert!(
+            log_line(
+                &log,
+                &format!("a question of {sure} bytes fits without counting")
+            )
+            .is_some()
+        );
+        assert!(
+            !log.text()
+                .contains(&format!("counted a question of {sure} bytes"))
+        );
+        let over = format!("{at_bound}z");
+        let answered = ask(&conn, &over, HashMap::new(), None).await;
+        assert!(b(&answered.stats, "ok"), "{:?}", answered.stats);
+        let counted = log_line(&log, &format!("counted a question of {} bytes", sure + 1));
+        eprintln!("{}", counted.expect("one byte over the bound is counted"));
+    });
+    assert!(daemon.child.try_wait().unwrap().is_none());
 }

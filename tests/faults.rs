@@ -578,3 +578,86 @@ fn a_worker_hanging_while_loading_is_restarted_not_taken_for_a_bad_model() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn a_model_that_kills_the_worker_on_two_answers_in_a_row_is_given_up_with_the_reason() {
+    // Issue 16: a GGUF that makes llama.cpp abort while answering (a C++ exception Rust
+    // cannot catch) killed the worker on every question, and each restart reloaded it for the
+    // next question to kill again. `crash-generate` aborts the worker whenever it is asked to
+    // answer, as such a model does.
+    engine_binary();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = small_model_config(cfg_dir.path(), 8, "");
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start_with_config(
+        &bus,
+        Some(&notify.path),
+        &cfg,
+        &[
+            ("TUTORD_TEST_FAULT", "crash-generate"),
+            // Without a fallback the daemon stays without a tutor, so the reason stays in
+            // view (the fallback itself is tests/model_fallback.rs's).
+            ("TUTORD_LLM__FALLBACK", "false"),
+        ],
+    );
+    assert!(notify.wait_for("READY=1", READY), "{}", daemon.stderr());
+    let log = daemon.drain_stderr();
+    const GIVEN_UP: &str = "crashed the engine worker on 2 answers in a row";
+    rt().block_on(async {
+        let conn = connect_to(&bus).await;
+        let (_, first) = ask_and_wait(&conn, "Name a colour.", false, READY).await;
+        assert!(!flag(&first, "ok"), "{first:?}");
+        let error = text(&first["error"]);
+        assert!(
+            error.contains("the engine worker died") && error.contains("signal 6"),
+            "{error}"
+        );
+        // One death is restarted like any other: the next question waits for the reloaded
+        // model, which kills the worker again.
+        let (_, second) = ask_and_wait(&conn, "Name a fruit.", false, READY).await;
+        assert!(!flag(&second, "ok"), "{second:?}");
+        let end = Instant::now() + Duration::from_secs(10);
+        while !text(&property(&conn, "LastError").await).contains(GIVEN_UP) {
+            assert!(
+                Instant::now() < end,
+                "LastError: {:?}",
+                property(&conn, "LastError").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let last_error = text(&property(&conn, "LastError").await);
+        eprintln!("LastError: {last_error}");
+        assert!(last_error.contains(SMALL_FILE), "{last_error}");
+        assert_eq!(text(&property(&conn, "State").await), "degraded");
+        let d = diagnostics(&conn).await;
+        assert_eq!(text(&d["engine"]), "failed", "{d:?}");
+        assert_eq!(text(&d["engine_given_up"]), "crashed answering", "{d:?}");
+        // A later question is refused at once with the reason, not left waiting.
+        let asked = Instant::now();
+        let opts: HashMap<&str, Variant<'_>> = HashMap::new();
+        let err = tutor_call(&conn, "Ask", &("Name a tree.", opts))
+            .await
+            .expect_err("Ask after the model was given up");
+        assert_eq!(
+            error_name(&err).as_deref(),
+            Some("org.tutord.Tutor1.Error.NotReady"),
+            "{err}"
+        );
+        assert!(err.to_string().contains(GIVEN_UP), "{err}");
+        assert!(asked.elapsed() < Duration::from_secs(5));
+    });
+    let text_log = log.text();
+    assert_eq!(
+        text_log.matches("TUTORD_TEST_FAULT: aborting").count(),
+        2,
+        "two workers aborted, no third was started for another question:\n{text_log}"
+    );
+    assert!(
+        text_log
+            .lines()
+            .any(|l| l.contains(GIVEN_UP) && l.contains("given up")),
+        "{text_log}"
+    );
+    assert!(daemon.child.try_wait().unwrap().is_none());
+}

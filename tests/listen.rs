@@ -107,7 +107,7 @@ fn a_spoken_question_is_heard_answered_and_stored() {
         other => panic!("{other:?}"),
     };
     let turns: Vec<HashMap<String, OwnedVariant>> =
-        call_tutor(&bus, "History", &(session.as_str(),))
+        call_tutor(&bus, "History", &(session.as_str(), 0u32, 0u32))
             .unwrap()
             .body()
             .deserialize()

@@ -69,14 +69,6 @@ async fn ask_ok(conn: &zbus::Connection, question: &str, new_session: bool) {
     assert!(flag(&stats, "ok"), "{turn}: {stats:?}");
 }
 
-fn engine_pid(d: &HashMap<String, OwnedVariant>) -> Option<u32> {
-    // Diagnostics gives whole numbers as t (u64).
-    match d.get("engine_pid").map(|v| &**v) {
-        Some(Variant::U64(p)) => Some(*p as u32),
-        _ => None,
-    }
-}
-
 /// One loaded daemon at a time: on CI's two cores three daemons answering at once starve
 /// each other's engine threads (ggml spins at barriers), and the bounds would measure that.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -267,6 +259,15 @@ async fn random_call(
         "as" => tutor(conn, method, &(vec![random_string(rng), String::new()],)).await,
         "d" => tutor(conn, method, &(f64::INFINITY,)).await,
         "su" => tutor(conn, method, &(random_string(rng), 7u32)).await,
+        // History(session, offset, limit): any page of any id, limits past the 500 cap too.
+        "suu" => {
+            let body = (
+                random_string(rng),
+                rng.next_u64() as u32,
+                rng.below(1000) as u32,
+            );
+            tutor(conn, method, &body).await
+        }
         "a{ss}" => {
             let m: HashMap<String, String> = [(random_string(rng), random_string(rng))].into();
             tutor(conn, method, &(m,)).await

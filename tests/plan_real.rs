@@ -156,26 +156,45 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
     assert!(before > 0.0, "the pinned catalog model has a prediction");
     assert!(property(&bus, "BandwidthMeasured") > 5e8);
 
-    let mut measured = Vec::new();
+    // Each answer's decode speed and length as `AnswerFinished` gives them. The calibrator
+    // skips the first answer after a load (it pages the model in) and answers shorter than
+    // 8 tokens (their speed is noise), and smooths the rest's time per token (a mean of the
+    // first three, then an exponential average): the test folds exactly those, so a noisy
+    // machine moves the expectation with the prediction instead of failing the test (CI saw
+    // 2-38 tok/s between answers of one run).
+    let conn = rt().block_on(connect_to(&bus));
+    let mut answers = Vec::new();
     for q in [
-        "Name three colours.",
-        "What is two plus two?",
-        "Say hello in French.",
-        "Name a planet.",
+        "Name three colours and say why you like each.",
+        "Explain what two plus two is, step by step.",
+        "Tell me a short story about a cat.",
+        "Describe the planet Mars to a child.",
+        "Why is the sky blue? Explain it simply.",
+        "Tell me three facts about the ocean.",
     ] {
-        let out = tutorctl(&bus, &["ask", "--new-session", q]);
-        assert!(out.status.success(), "{out:?}");
-        measured.push(property(&bus, "LastTokensPerSecond"));
+        let (_, stats) = rt().block_on(ask_and_wait(&conn, q, true, Duration::from_secs(120)));
+        answers.push((
+            number(&stats, "tokens_per_second"),
+            number(&stats, "generated_tokens") as u32,
+        ));
     }
     let after = property(&bus, "PredictedTokensPerSecond");
-    // The first answer after a load pages the model in and does not calibrate; the others'
-    // times per token are smoothed (a mean of the first ones, then an exponential
-    // average): compare with the speed their mean time per token gives.
-    let later = &measured[1..];
-    let m = later.len() as f64 / later.iter().map(|t| 1.0 / t).sum::<f64>();
+    let mut smoothed: Option<(f64, u32)> = None;
+    for (tps, tokens) in &answers[1..] {
+        if *tokens < 8 || *tps <= 0.0 {
+            continue;
+        }
+        smoothed = Some(match smoothed {
+            None => (1.0 / tps, 1),
+            Some((spt, n)) => (tutord::plan::smooth(spt, 1.0 / tps, n), n + 1),
+        });
+    }
+    let (spt, counted) = smoothed.expect("at least one answer of 8 tokens or more after the first");
+    let m = 1.0 / spt;
     let err = |p: f64| (p - m).abs() / m;
     eprintln!(
-        "measured {measured:?} (mean {m:.1}); predicted before {before:.1}, after {after:.1}"
+        "answers (tok/s, tokens) {answers:?}: {counted} calibrate, smoothed {m:.1} tok/s; \
+         predicted before {before:.1}, after {after:.1}"
     );
     assert!(
         err(after) < err(before) || err(before) < 0.05,
@@ -183,7 +202,9 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
         err(before),
         err(after)
     );
-    assert!(err(after) < 0.35, "after calibration: {:.3}", err(after));
+    // The fit's grid (memory efficiency in steps of 0.01) and its light pull toward the
+    // defaults keep it from matching the smoothed sample exactly, but not by 15 %.
+    assert!(err(after) < 0.15, "after calibration: {:.3}", err(after));
 
     // The next boot predicts with the calibration (and the cached benchmark).
     let mut notify2 = NotifySocket::new();

@@ -17,8 +17,9 @@ where
     call_tutor(bus, method, body)
 }
 
+/// The newest page of 100 turns: every turn of these sessions.
 fn history(bus: &Bus, id: &str) -> Vec<HashMap<String, OwnedVariant>> {
-    call(bus, "History", &(id,))
+    call(bus, "History", &(id, 0u32, 0u32))
         .unwrap()
         .body()
         .deserialize()
@@ -86,10 +87,22 @@ fn turns_are_stored_and_the_open_session_is_resumed_after_a_restart() {
     assert_eq!(ids, ["turn-1", "turn-2", "turn-3"], "{turns:?}");
 
     // Bad calls get named errors; nothing is lost.
-    let e = call(&bus, "History", &("no-such-session",)).unwrap_err();
+    let e = call(&bus, "History", &("no-such-session", 0u32, 0u32)).unwrap_err();
     assert!(e.to_string().contains("InvalidArgument"), "{e}");
-    let e = call(&bus, "History", &("99999",)).unwrap_err();
+    let e = call(&bus, "History", &("99999", 0u32, 0u32)).unwrap_err();
     assert!(e.to_string().contains("no session 99999"), "{e}");
+    // Paged back from the newest turn; a limit over the bound is named.
+    let page: Vec<HashMap<String, OwnedVariant>> =
+        call(&bus, "History", &(id.as_str(), 1u32, 1u32))
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap();
+    let ids: Vec<String> = page.iter().map(|t| text(&t["turn_id"])).collect();
+    assert_eq!(ids, ["turn-2"]);
+    let e = call(&bus, "History", &(id.as_str(), 0u32, 501u32)).unwrap_err();
+    assert!(e.to_string().contains("InvalidArgument"), "{e}");
+    assert!(e.to_string().contains("at most 500"), "{e}");
     let long = "x".repeat(300);
     let e = call(&bus, "StartSession", &(long.as_str(),)).unwrap_err();
     assert!(e.to_string().contains("at most 200 bytes"), "{e}");

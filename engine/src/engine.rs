@@ -2,6 +2,7 @@
 //! stream of pieces, abort, keep a multi-turn session, report stats.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use tutord_protocol::{
     BackendKind, ChatMessage, GenStats, LoadSpec, ModelInfo, Placement, Sampling,
@@ -31,9 +32,19 @@ pub enum EngineError {
     },
 }
 
+/// Counts the tokens of a text with a loaded model's tokenizer; callable from any thread,
+/// also while the engine generates.
+pub type Counter = Arc<dyn Fn(&str) -> usize + Send + Sync>;
+
 /// A loaded model that answers chats. One answer at a time; not shared across threads.
 pub trait Engine {
     fn info(&self) -> &ModelInfo;
+
+    /// The model's token counter, when the backend exposes its tokenizer (RKLLM does not:
+    /// the daemon then accepts a long question and the runtime ends it if it does not fit).
+    fn counter(&self) -> Option<Counter> {
+        None
+    }
 
     /// Answers the last user message of `chat`. Each piece of text goes to `on_piece` as
     /// soon as it is decoded; when `on_piece` returns false the answer stops (abort) and the

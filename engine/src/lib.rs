@@ -4,5 +4,6 @@
 pub mod engine;
 pub mod gguf;
 pub mod llama;
+pub mod prompt;
 pub mod rkllm;
 pub mod worker;

@@ -1,10 +1,11 @@
 //! llama.cpp backend (llama-cpp-2): GGUF models on the CPU, or on an NVIDIA GPU with the
-//! `cuda` feature. Uses the model's own chat template and keeps one session's KV cache, so a
-//! follow-up question only processes the tokens the previous turn did not already have.
+//! `cuda` feature. Uses the model's own chat template (or, for a base model without one, the
+//! plain transcript of `prompt`) and keeps one session's KV cache, so a follow-up question
+//! only processes the tokens the previous turn did not already have.
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
@@ -17,18 +18,18 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::engine::{
-    BackendKind, ChatMessage, Engine, EngineError, GenStats, LoadSpec, ModelInfo, Sampling,
-    peak_rss_bytes,
+    BackendKind, ChatMessage, Counter, Engine, EngineError, GenStats, LoadSpec, ModelInfo,
+    Sampling, peak_rss_bytes,
 };
 use crate::gguf;
+use crate::prompt::{self, Scan, Stop};
 
 /// Tokens decoded per `llama_decode` call while processing a prompt.
 const BATCH: usize = 512;
 
-/// Tokens kept free past a prompt besides the answer's `max_tokens`: the chat template's
-/// closing tokens after the answer, and slack for a piece that ends in the middle of a
-/// multi-token character.
-const MARGIN: usize = 16;
+/// Tokens kept free past a prompt besides the answer's `max_tokens` (shared with the daemon,
+/// which checks a question's length against the same budget).
+const MARGIN: usize = tutord_protocol::PROMPT_MARGIN as usize;
 
 /// A shift is taken only when at least this many cached tokens line up again after it:
 /// fewer would save less than the search costs.
@@ -63,9 +64,14 @@ pub struct LlamaEngine {
     info: ModelInfo,
     model: &'static LlamaModel,
     ctx: LlamaContext<'static>,
-    template: LlamaChatTemplate,
+    /// The model's chat template; None for a base model (the plain transcript is used).
+    template: Option<LlamaChatTemplate>,
     /// Tokens whose keys and values are in the KV cache, in order (sequence 0).
     cached: Vec<LlamaToken>,
+    /// Whether a sliding window is shifted down the KV cache (the default) or processed
+    /// again from the first change: `TUTORD_ENGINE_WINDOW=reprefill` turns shifting off, for
+    /// scripts/lesson-bench.sh to measure one against the other.
+    shift: bool,
 }
 
 impl LlamaEngine {
@@ -104,12 +110,8 @@ impl LlamaEngine {
         // worker), so the model lives as long as the process; leaking it lets the context
         // borrow it without a self-referential struct.
         let model: &'static LlamaModel = Box::leak(Box::new(model));
-        let template = model
-            .chat_template(None)
-            .map_err(|e| EngineError::BadModel {
-                path: spec.model_path.clone(),
-                reason: format!("it has no usable chat template: {e}"),
-            })?;
+        // A base model (no template in its metadata) still answers, in the plain format.
+        let template = model.chat_template(None).ok();
         let threads = threads_for(&spec.placement.cpus);
         let n_ctx = NonZeroU32::new(spec.context_length.max(256)).expect("nonzero");
         let ctx_params = LlamaContextParams::default()
@@ -127,6 +129,10 @@ impl LlamaEngine {
             parameters: model.n_params(),
             context_length: ctx.n_ctx(),
             runtime: format!("llama.cpp (llama-cpp-2 {})", llama_cpp_2_version()),
+            chat_format: match &template {
+                Some(_) => "template".into(),
+                None => prompt::PLAIN_NAME.into(),
+            },
         };
         Ok(Self {
             info,
@@ -134,10 +140,16 @@ impl LlamaEngine {
             ctx,
             template,
             cached: Vec::new(),
+            shift: std::env::var("TUTORD_ENGINE_WINDOW").as_deref() != Ok("reprefill"),
         })
     }
 
     fn prompt_tokens(&self, chat: &[ChatMessage]) -> Result<Vec<LlamaToken>, EngineError> {
+        let Some(template) = &self.template else {
+            // Plain text: user text is never parsed as special tokens; BOS as the model wants.
+            let text = prompt::plain(chat);
+            return Ok(self.model.vocab().tokenize(text.as_bytes(), true, false));
+        };
         let msgs = chat
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
@@ -145,7 +157,7 @@ impl LlamaEngine {
             .map_err(|e| EngineError::Runtime(format!("chat message: {e}")))?;
         let prompt = self
             .model
-            .apply_chat_template(&self.template, &msgs, true)
+            .apply_chat_template(template, &msgs, true)
             .map_err(|e| EngineError::Runtime(format!("chat template: {e}")))?;
         // The template already holds the BOS/special tokens as text; parse them as specials.
         Ok(self.model.vocab().tokenize(prompt.as_bytes(), false, true))
@@ -162,21 +174,33 @@ impl LlamaEngine {
         }
         let head = usize::from(chat.first().is_some_and(|m| m.role == "system"));
         let last = chat.len().saturating_sub(1);
-        // Leave out the oldest turns two messages at a time until the rest fits; at worst
-        // only the instructions and the question are left.
-        let mut dropped = 0;
-        loop {
-            dropped = (dropped + 2).min(last.saturating_sub(head));
+        // Leaving out the oldest `2k` messages (k turns; at most all but the instructions
+        // and the question). More left out is never longer, so the fewest that fit are found
+        // by bisection: a 60-turn lesson's history is tokenized ~6 times per question, not
+        // once per turn left out (that grew the first token's wait with the lesson).
+        let most = last.saturating_sub(head);
+        let without = |k: usize| -> Result<Vec<LlamaToken>, EngineError> {
+            let dropped = (2 * k).min(most);
             let mut window: Vec<ChatMessage> = chat[..head].to_vec();
             window.extend_from_slice(&chat[head + dropped..]);
-            let tokens = self.prompt_tokens(&window)?;
+            self.prompt_tokens(&window)
+        };
+        let (mut lo, mut hi) = (0, most.div_ceil(2));
+        let mut best = without(hi)?;
+        if best.len() > budget {
+            return Ok(Window::TooLong(best.len()));
+        }
+        // Invariant: leaving out `lo` turns does not fit, `hi` does (`best`).
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            let tokens = without(mid)?;
             if tokens.len() <= budget {
-                return Ok(Window::Fits(tokens, dropped));
-            }
-            if head + dropped >= last {
-                return Ok(Window::TooLong(tokens.len()));
+                (hi, best) = (mid, tokens);
+            } else {
+                lo = mid;
             }
         }
+        Ok(Window::Fits(best, (2 * hi).min(most)))
     }
 
     /// When the window slid (older turns left the prompt), moves what is still in it down
@@ -259,6 +283,15 @@ impl Engine for LlamaEngine {
         &self.info
     }
 
+    fn counter(&self) -> Option<Counter> {
+        // The vocabulary is only read: llama.cpp tokenizes from any thread while another
+        // decodes (its server does the same), so the reader thread counts mid-answer.
+        let model = self.model;
+        Some(Arc::new(move |text: &str| {
+            model.vocab().tokenize(text.as_bytes(), false, false).len()
+        }))
+    }
+
     fn generate(
         &mut self,
         chat: &[ChatMessage],
@@ -281,7 +314,7 @@ impl Engine for LlamaEngine {
                 });
             }
         };
-        if left_out > 0 {
+        if left_out > 0 && self.shift {
             self.slide(&tokens);
         }
         let reused = match self.prefill(&tokens) {
@@ -295,6 +328,12 @@ impl Engine for LlamaEngine {
         let prompt_done = Instant::now();
         let mut sampler = sampler_for(sampling);
         let mut text = Utf8Stream::default();
+        // A base model's answer ends where it starts the next speaker's line.
+        let mut stop = Stop::new(if self.template.is_some() {
+            &[]
+        } else {
+            &prompt::PLAIN_STOPS
+        });
         let mut stats = GenStats {
             prompt_tokens: (tokens.len() - reused) as u32,
             reused_tokens: reused as u32,
@@ -305,16 +344,31 @@ impl Engine for LlamaEngine {
         let mut batch = LlamaBatch::new(1, 1);
         let mut logits_index = batch_last_index(tokens.len() - reused);
         let vocab = self.model.vocab();
+        // Whether the model ended the answer itself (an end-of-generation token).
+        let mut ended = false;
         while stats.generated_tokens < sampling.max_tokens {
             if self.cached.len() + 1 >= n_ctx as usize {
                 break; // context full: end the answer here rather than fail it
             }
             let token = sampler.sample(&self.ctx, logits_index);
             if vocab.is_eog(token) {
+                ended = true;
                 break;
             }
             stats.generated_tokens += 1;
-            let piece = text.push(&vocab.token_to_piece(token, false, None));
+            let (piece, end) =
+                match stop.push(&text.push(&vocab.token_to_piece(token, false, None))) {
+                    Scan::Go(p) => (p, false),
+                    Scan::End(p) => (p, true),
+                };
+            if end {
+                ended = true; // a base model started the next speaker's line
+                if !piece.is_empty() {
+                    first_piece.get_or_insert_with(Instant::now);
+                    stats.aborted = !on_piece(&piece);
+                }
+                break;
+            }
             if !piece.is_empty() {
                 first_piece.get_or_insert_with(Instant::now);
                 if !on_piece(&piece) {
@@ -333,7 +387,19 @@ impl Engine for LlamaEngine {
             self.cached.push(token);
             logits_index = 0;
         }
-        let rest = text.finish();
+        if !ended && !stats.aborted && stats.generated_tokens == sampling.max_tokens {
+            // The last token was decoded, so the logits of the next one are there: an answer
+            // that fits `max_tokens` exactly is not reported cut when the model would have
+            // stopped now.
+            ended = vocab.is_eog(sampler.sample(&self.ctx, logits_index));
+        }
+        // Cut by `max_tokens` or by the end of the context: the daemon ends the text at its
+        // last complete sentence.
+        stats.truncated = !ended && !stats.aborted;
+        let rest = match stop.push(&text.finish()) {
+            Scan::Go(p) => p + &stop.finish(),
+            Scan::End(p) => p,
+        };
         if !rest.is_empty() && !stats.aborted {
             first_piece.get_or_insert_with(Instant::now);
             on_piece(&rest);

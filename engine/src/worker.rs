@@ -1,14 +1,15 @@
-//! The worker's side of the protocol: one thread reads requests (so `Abort` and `Ping` are
-//! answered while an answer is being generated), the calling thread owns the engine.
+//! The worker's side of the protocol: one thread reads requests (so `Abort`, `Ping` and
+//! `Count` are answered while an answer is being generated), the calling thread owns the
+//! engine.
 
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tutord_protocol::{Event, FrameError, Request, read_msg, write_msg};
 
-use crate::engine::{Engine, EngineError, LoadSpec};
+use crate::engine::{Counter, Engine, EngineError, LoadSpec};
 
 /// Loads the backend a spec names.
 pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
@@ -30,7 +31,9 @@ pub fn load_engine(spec: &LoadSpec) -> Result<Box<dyn Engine>, EngineError> {
 /// tests can check that a hung engine stops tutord's watchdog pings (tests/faults.rs,
 /// tests/nspawn/watchdog.sh); nothing sets them in production. `slow-load` makes every load
 /// take 4 s longer, as a 7B model read from eMMC would (tests/model_switch.rs: calls during
-/// a switch, SIGTERM during a load).
+/// a switch, SIGTERM during a load). `crash-generate` aborts the process whenever it is asked
+/// to answer, as llama.cpp does when a model's vocabulary makes it throw a C++ exception while
+/// tokenizing (tests/faults.rs: the model is given up after two answers in a row).
 fn fault(name: &str) -> bool {
     std::env::var("TUTORD_TEST_FAULT").as_deref() == Ok(name)
 }
@@ -43,6 +46,18 @@ fn hang(why: &str) -> ! {
     }
 }
 
+/// Aborts the process as an uncaught C++ exception would (a test fault), without a core file.
+fn crash(why: &str) -> ! {
+    eprintln!("tutord-engine: TUTORD_TEST_FAULT: aborting {why}");
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+    std::process::abort()
+}
+
 /// What the reader thread and the engine thread share.
 struct Shared {
     writer: Mutex<UnixStream>,
@@ -50,6 +65,8 @@ struct Shared {
     busy_turn: AtomicU64,
     abort: AtomicBool,
     pieces: AtomicU64,
+    /// The loaded model's token counter, for `Count` (set once the model is loaded).
+    counter: OnceLock<Counter>,
 }
 
 impl Shared {
@@ -77,6 +94,7 @@ pub fn serve(stream: UnixStream) -> String {
         busy_turn: AtomicU64::new(0),
         abort: AtomicBool::new(false),
         pieces: AtomicU64::new(0),
+        counter: OnceLock::new(),
     });
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     let reader_shared = shared.clone();
@@ -107,6 +125,9 @@ pub fn serve(stream: UnixStream) -> String {
                 }
                 match load_engine(&spec) {
                     Ok(e) => {
+                        if let Some(counter) = e.counter() {
+                            let _ = shared.counter.set(counter);
+                        }
                         shared.send(&Event::Loaded {
                             info: e.info().clone(),
                         });
@@ -138,6 +159,9 @@ pub fn serve(stream: UnixStream) -> String {
                 };
                 if fault("hang-engine") {
                     hang(&format!("in turn {turn}"));
+                }
+                if fault("crash-generate") {
+                    crash(&format!("in turn {turn}"));
                 }
                 shared.abort.store(false, Ordering::SeqCst);
                 shared.busy_turn.store(turn, Ordering::SeqCst);
@@ -188,6 +212,21 @@ fn read_loop(mut stream: UnixStream, shared: Arc<Shared>, jobs: mpsc::Sender<Job
                     busy_turn: (busy != 0).then_some(busy),
                     pieces: shared.pieces.load(Ordering::Relaxed),
                 });
+                continue;
+            }
+            Request::Count { .. } if hang => continue,
+            Request::Count { id, text } => {
+                let ev = match shared.counter.get() {
+                    Some(count) => Event::Counted {
+                        id,
+                        tokens: u32::try_from(count(&text)).unwrap_or(u32::MAX),
+                    },
+                    None => Event::CountFailed {
+                        id,
+                        error: "no model is loaded, or its backend cannot count tokens".into(),
+                    },
+                };
+                shared.send(&ev);
                 continue;
             }
             Request::Abort { turn } => {

@@ -246,6 +246,10 @@ fn max_tokens_bounds_the_answer() {
         .unwrap();
     assert_eq!((pieces, stats.generated_tokens), (5, 5));
     assert!(!stats.aborted);
+    assert!(stats.truncated, "the bound cut the answer: {stats:?}");
+    // An answer that ends before the bound is whole.
+    let (_, stats) = ask(&mut engine, &[user("short")]);
+    assert!(!stats.truncated, "{stats:?}");
 }
 
 #[test]

@@ -100,6 +100,17 @@ impl Default for Sampling {
     }
 }
 
+/// `ModelInfo::chat_format` of a model without a chat template (a base model), which gets
+/// the engine's plain transcript format instead.
+pub const PLAIN_CHAT_FORMAT: &str = "plain";
+
+impl ModelInfo {
+    /// The model has no chat template: it answers in the fallback format.
+    pub fn is_base_model(&self) -> bool {
+        self.chat_format == PLAIN_CHAT_FORMAT
+    }
+}
+
 /// What the loaded model is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
@@ -111,6 +122,10 @@ pub struct ModelInfo {
     pub context_length: u32,
     /// What the backend calls itself, with its version (e.g. "llama.cpp b6800").
     pub runtime: String,
+    /// How conversations are put to the model: "template" (its own chat template), "plain"
+    /// (the fallback for a base model; the daemon warns) or "rkllm" (the RKLLM runtime's).
+    #[serde(default)]
+    pub chat_format: String,
 }
 
 /// Figures of one answer.
@@ -137,7 +152,17 @@ pub struct GenStats {
     /// the context (they stay in the daemon's store).
     #[serde(default)]
     pub window_left_out: u32,
+    /// Whether the answer was cut short by `max_tokens` (or the end of the context) rather
+    /// than ended by the model: its last sentence may be unfinished. Never set with `aborted`.
+    #[serde(default)]
+    pub truncated: bool,
 }
+
+/// Tokens of the context kept free past a prompt besides the answer's `max_tokens`: the chat
+/// template's closing tokens after the answer, and slack for a piece that ends in the middle
+/// of a multi-token character. The engine's window and the daemon's check of a question's
+/// length both leave it.
+pub const PROMPT_MARGIN: u32 = 16;
 
 /// From the daemon to the worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +182,10 @@ pub enum Request {
     Reset,
     /// Heartbeat; answered by `Pong` with the same `seq`.
     Ping { seq: u64 },
+    /// How many tokens `text` is for the loaded model's tokenizer (plain text, no special
+    /// tokens); answered by `Counted` or `CountFailed` with the same `id`, also while an
+    /// answer is being generated.
+    Count { id: u64, text: String },
 }
 
 /// From the worker to the daemon.
@@ -187,6 +216,15 @@ pub enum Event {
         seq: u64,
         busy_turn: Option<u64>,
         pieces: u64,
+    },
+    Counted {
+        id: u64,
+        tokens: u32,
+    },
+    /// The text could not be counted (no model loaded, a backend without a tokenizer).
+    CountFailed {
+        id: u64,
+        error: String,
     },
 }
 
@@ -259,6 +297,10 @@ mod tests {
                 sampling: Sampling::default(),
             },
             Request::Abort { turn: 3 },
+            Request::Count {
+                id: 9,
+                text: "how many?".into(),
+            },
         ];
         let mut buf = Vec::new();
         for m in &msgs {
@@ -290,5 +332,20 @@ mod tests {
         ));
         let wire = encode(&Request::Reset);
         assert_eq!(&wire[4..], br#"{"type":"reset"}"#);
+    }
+
+    #[test]
+    fn stats_without_the_newer_fields_read_as_none_left_out_and_not_truncated() {
+        let body = br#"{"type":"finished","turn":2,"stats":{"prompt_tokens":5,"reused_tokens":0,
+            "generated_tokens":7,"time_to_first_token":0.1,"decode_tokens_per_second":20.0,
+            "prompt_tokens_per_second":100.0,"peak_rss_bytes":1,"aborted":false}}"#;
+        match decode::<Event>(body).unwrap() {
+            Event::Finished { turn: 2, stats } => {
+                assert_eq!(stats.generated_tokens, 7);
+                assert_eq!(stats.window_left_out, 0);
+                assert!(!stats.truncated);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -176,6 +176,7 @@ fn stats(r: &TurnReport) -> HashMap<String, OwnedVariant> {
         );
     }
     stats.insert("aborted".into(), s.aborted.into());
+    stats.insert("truncated".into(), s.truncated.into());
     stats.insert("answer".into(), Str::from(o.answer.clone()).into());
     stats.insert("prompt_tokens".into(), s.prompt_tokens.into());
     stats.insert("reused_tokens".into(), s.reused_tokens.into());

@@ -103,13 +103,20 @@ impl Tutor1 {
     /// conversation first; `max_tokens` (u) and `temperature` (d) override the config for
     /// this answer. Questions asked while one is answered wait their turn, up to 4; then
     /// `Busy`. `NotReady` when no model is loaded, `InvalidArgument` for an empty or
-    /// oversized question or an unknown option.
+    /// oversized question (over 24 KiB, or more tokens than the model's context leaves for
+    /// it with the instructions and `max_tokens`: the message names the limit) or an unknown
+    /// option.
     async fn ask(
         &self,
         text: &str,
         options: HashMap<String, OwnedVariant>,
     ) -> Result<String, TutorError> {
         let options = parse_ask_options(&options)?;
+        self.h
+            .tutor
+            .check_fits(text, &options)
+            .await
+            .map_err(ask_error)?;
         self.h
             .tutor
             .ask(text, options, Origin::Typed)
@@ -207,16 +214,25 @@ impl Tutor1 {
         self.h.tutor.end_session().map_err(session_error)
     }
 
-    /// A session's turns, oldest first, one dictionary each: `turn_id`, `source` (text or
-    /// voice), `question`, `answer` (absent while unanswered or when it never finished),
-    /// `asked_at`, `finished_at` (ISO 8601 UTC), `time_to_first_token`,
-    /// `tokens_per_second`, `generated_tokens`, `aborted`, `error`. `InvalidArgument` for
-    /// an unknown session id.
+    /// A page of a session's turns: `limit` turns (0 = 100, at most 500) counted back from
+    /// the newest, after skipping the newest `offset`, so (0, 50) is the latest 50 and
+    /// (50, 50) the 50 before them; a page shorter than `limit` reaches the first turn. Each
+    /// page is oldest first, one dictionary per turn: `turn_id`, `source` (text or voice),
+    /// `question`, `answer` (absent while unanswered or when it never finished), `asked_at`,
+    /// `finished_at` (ISO 8601 UTC), `time_to_first_token`, `tokens_per_second`,
+    /// `generated_tokens`, `aborted`, `error`. `InvalidArgument` for an unknown session id
+    /// or a limit over 500.
     async fn history(
         &self,
         session_id: &str,
+        offset: u32,
+        limit: u32,
     ) -> Result<Vec<HashMap<String, OwnedVariant>>, TutorError> {
-        let turns = self.h.tutor.history(session_id).map_err(session_error)?;
+        let turns = self
+            .h
+            .tutor
+            .history(session_id, offset, limit)
+            .map_err(session_error)?;
         Ok(turns.into_iter().map(turn_entry).collect())
     }
 
@@ -346,7 +362,10 @@ impl Tutor1 {
     ) -> zbus::Result<()>;
 
     /// The answer to `turn_id` is complete (or failed, or was aborted). Stats: `ok` (b),
-    /// `error` (s, when not ok), `aborted` (b), `answer` (s), `prompt_tokens` (u, processed
+    /// `error` (s, when not ok), `aborted` (b), `truncated` (b, cut short by `max_tokens`:
+    /// `answer` then ends at its last complete sentence, or with " …" when none was
+    /// complete, and replaces the text the `Token`s wrote), `answer` (s, as stored and as
+    /// the model sees it next), `prompt_tokens` (u, processed
     /// for this turn), `reused_tokens` (u, taken from the kept conversation),
     /// `window_left_out` (u, messages of the oldest turns left out of the prompt so that it
     /// fits the context; they stay in `History`), `generated_tokens`

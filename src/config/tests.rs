@@ -76,6 +76,32 @@ fn relative_state_dir_is_refused() {
 }
 
 #[test]
+fn history_retention_defaults_zero_and_range() {
+    let cfg = parse_toml("x.toml", "").unwrap();
+    assert_eq!(
+        cfg.history,
+        HistoryConfig {
+            keep_days: 365,
+            keep_sessions: 1000
+        }
+    );
+    let cfg = parse_toml("x.toml", "[history]\nkeep_days = 0\nkeep_sessions = 0\n").unwrap();
+    assert!(cfg.history.keeps_everything());
+    let err = parse_toml("x.toml", "[history]\nkeep_days = 36501\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x.toml: key `history.keep_days`: 36501 is out of range 0..=36500 (0 = keep forever)"
+    );
+    let err = parse_toml("x.toml", "[history]\nkeep_sessions = -1\n").unwrap_err();
+    assert!(err.to_string().contains("history.keep_sessions"), "{err}");
+    let err = parse_toml("x.toml", "[history]\nkeep_sessions = 1000001\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x.toml: key `history.keep_sessions`: 1000001 is out of range 0..=1000000 (0 = keep forever)"
+    );
+}
+
+#[test]
 fn broken_toml_is_reported_with_file() {
     let err = parse_toml("x.toml", "[store\n").unwrap_err();
     assert!(

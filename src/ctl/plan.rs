@@ -65,7 +65,10 @@ pub struct Candidate {
     pub backend: String,
     /// The file is fetched.
     pub present: bool,
+    /// The model that answers now (the daemon never marks one it did not load).
     pub chosen: bool,
+    /// The plan's own choice, loaded or not (it differs after a failed load).
+    pub planned: bool,
     pub bytes_per_token: f64,
     pub ops_per_token: f64,
     /// Seconds per token under each roof, efficiencies applied.
@@ -166,6 +169,7 @@ fn read_candidate(d: &Dict) -> Candidate {
         backend: text(d, "backend").unwrap_or_default(),
         present: flag(d, "present"),
         chosen: flag(d, "chosen"),
+        planned: flag(d, "planned"),
         bytes_per_token: num(d, "bytes_per_token"),
         ops_per_token: num(d, "ops_per_token"),
         bandwidth_seconds: num(d, "bandwidth_seconds"),
@@ -383,7 +387,12 @@ fn candidates_table(cs: &[Candidate]) -> String {
         .iter()
         .map(|c| {
             [
-                if c.chosen { "*" } else { "" }.to_string(),
+                match (c.chosen, c.planned) {
+                    (true, _) => "*",
+                    (false, true) => "+",
+                    (false, false) => "",
+                }
+                .to_string(),
                 c.model.clone(),
                 c.backend.clone(),
                 yes(c.present),
@@ -419,7 +428,10 @@ fn candidates_table(cs: &[Candidate]) -> String {
     for r in &rows {
         out.push_str(&line(r));
     }
-    out.push_str("(* = chosen)\n");
+    out.push_str("(* = chosen and loaded)\n");
+    if cs.iter().any(|c| c.planned && !c.chosen) {
+        out.push_str("(+ = the plan's choice, not loaded: see why above)\n");
+    }
     out
 }
 

@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use crate::cli::BusChoice;
 use crate::config::{Config, LogLevel};
 use crate::diagnostics::{Source, Value};
-use crate::engine::Slot;
+use crate::engine::{GaveUp, Slot};
 use crate::logging::LogControl;
 use crate::notify::Notifier;
+use crate::plan::service::BASE_MODEL_WARNING;
 use crate::state::Status;
 use crate::store::Store;
 
@@ -95,6 +96,17 @@ impl Source for Facts {
                     d.push(("backend".into(), m.backend.as_str().into()));
                     d.push(("engine_runtime".into(), m.runtime.clone().into()));
                     d.push(("context_length".into(), m.context_length.into()));
+                    d.push(("chat_format".into(), m.chat_format.clone().into()));
+                    if m.is_base_model() {
+                        d.push(("model_warning".into(), BASE_MODEL_WARNING.into()));
+                    }
+                }
+                if let Some(because) = s.gave_up_because {
+                    let why = match because {
+                        GaveUp::Load => "load failed",
+                        GaveUp::Crashes => "crashed answering",
+                    };
+                    d.push(("engine_given_up".into(), why.into()));
                 }
                 if let Some(pid) = s.worker_pid {
                     d.push(("engine_pid".into(), pid.into()));

@@ -11,12 +11,13 @@
 //!
 //! Each boot step sends a `STATUS=` line, updates the published status and logs.
 
+mod availability;
 mod facts;
 mod live;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -25,7 +26,7 @@ use zbus::fdo::{RequestNameFlags, RequestNameReply};
 
 use crate::bus::{self, Handles, Tutor1};
 use crate::cli::BusChoice;
-use crate::config::Config;
+use crate::config::{Config, HistoryConfig};
 use crate::engine::{Sampling, Slot};
 use crate::events;
 use crate::logging::LogControl;
@@ -110,6 +111,7 @@ struct Daemon {
     tutor: crate::tutor::Service,
     slot: Arc<Slot>,
     status: watch::Sender<Status>,
+    activity: watch::Receiver<Activity>,
     reporter: Reporter,
 }
 
@@ -206,7 +208,6 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         status.subscribe(),
         d.plan.watch(),
     ));
-    tokio::spawn(follow_activity(status.clone(), activity.subscribe()));
     tokio::spawn(follow_answers(status.clone(), d.tutor.events()));
 
     // ---- boot, raced against the stop signals
@@ -333,6 +334,7 @@ fn compose(
             notifier,
         },
         status,
+        activity: activity.subscribe(),
     }
 }
 
@@ -412,15 +414,33 @@ impl Daemon {
             // know why. Diagnostics and the rest still serve.
             self.status.send_modify(|s| s.last_error = why);
         }
+        // A model given up while serving gives way to the plan's choice.
+        tokio::spawn(self.plan.clone().guard());
         // With the engine in place: take the open session up again.
         self.tutor.resume_session();
+        // With the session in use known (it is never removed): old sessions go now and daily.
+        if !self.config.history.keeps_everything() {
+            tokio::spawn(prune_history_daily(
+                self.tutor.clone(),
+                self.config.history.clone(),
+            ));
+        }
 
         let boot_ms = boot_started.elapsed().as_millis() as u64;
         if let Err(e) = lock(&self.store).record_ready() {
             tracing::error!("{e}");
         }
-        r.step(State::Ready, "Ready", 1.0);
-        r.notifier.ready("Ready");
+        // "ready" only with a model that answers; else "degraded", saying why.
+        let (state, text) =
+            availability::published(&self.activity.borrow(), &self.slot.availability());
+        r.step(state, &text, 1.0);
+        r.notifier.ready(&text);
+        tokio::spawn(availability::follow(
+            self.status.clone(),
+            self.activity.clone(),
+            self.slot.clone(),
+            r.notifier.clone(),
+        ));
         tracing::info!(
             message_id = events::READY,
             boot_ms,
@@ -474,17 +494,17 @@ async fn serve(
     }
 }
 
-/// Once booted, `State` follows what the tutor does (boot states belong to the boot).
-async fn follow_activity(status: watch::Sender<Status>, mut activity: watch::Receiver<Activity>) {
-    while activity.changed().await.is_ok() {
-        let state = activity.borrow_and_update().state();
-        status.send_if_modified(|s| {
-            let change = s.state.is_active() && s.state != state;
-            if change {
-                s.state = state;
-            }
-            change
-        });
+/// `[history]` applied now and then every 24 hours, on a blocking thread: the first pass
+/// over years of sessions is a long SQLite delete. The tutor logs what went.
+async fn prune_history_daily(tutor: crate::tutor::Service, keep: HistoryConfig) {
+    let mut daily = tokio::time::interval(Duration::from_secs(24 * 60 * 60));
+    daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        daily.tick().await;
+        let (tutor, keep) = (tutor.clone(), keep.clone());
+        let pass = move || tutor.prune_history(&keep, SystemTime::now());
+        // A failed pass is in the journal already; the next day tries again.
+        let _ = tokio::task::spawn_blocking(pass).await;
     }
 }
 

@@ -3,26 +3,27 @@
 //! One task owns the worker: it starts it (pinned to the placement's cores), loads the model,
 //! feeds it one turn at a time from a bounded queue, pings it, and when the worker dies it
 //! ends the turn in flight with a failure, restarts the worker with backoff and loads the
-//! model again. A model that fails to load is not retried: the file will not get better.
+//! model again. A model that fails to load is not retried: the file will not get better. Nor
+//! is one that killed the worker on two answers in a row (`CRASHES_BEFORE_GIVING_UP`).
 
 pub mod slot;
 #[cfg(test)]
 pub mod stand_in;
 mod worker;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 pub use tutord_protocol::{
     BackendKind, ChatMessage, GenStats, LoadSpec, ModelInfo, Placement, Sampling,
 };
 use tutord_protocol::{Event, Request};
 
-pub use slot::{Slot, SlotError, Switch, TurnGuard};
+pub use slot::{Availability, Slot, SlotError, Switch, TurnGuard};
 
 /// Turns that may wait behind the running one; one more is refused with `Busy`.
 pub const MAX_QUEUED_TURNS: usize = 4;
@@ -35,6 +36,15 @@ const PING_DEADLINE: Duration = Duration::from_secs(10);
 /// replacement hangs too, a new worker does not help (a runtime wedged in a driver, a stuck
 /// NPU), so the daemon stops pinging the watchdog and systemd restarts the whole service.
 const HANGS_BEFORE_WATCHDOG: u32 = 2;
+/// Answers in a row during which the worker died before the model is given up. One death
+/// may be the machine's (the OOM killer, a stray signal); the same model killing the next
+/// answer too is the model (llama.cpp aborting on its vocabulary with a C++ exception Rust
+/// cannot catch), and reloading it would only lose every later question the same way. A
+/// death while idle, or a worker killed for a missed heartbeat (the watchdog's business,
+/// `HANGS_BEFORE_WATCHDOG`), neither counts nor resets the count.
+const CRASHES_BEFORE_GIVING_UP: u32 = 2;
+/// How long `EngineHandle::count` waits for the worker's answer.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Restart backoff: doubles from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -52,6 +62,9 @@ pub enum EngineFailure {
     Generate(String),
     #[error("no model is loaded: {0}")]
     NotLoaded(String),
+    /// The model killed the worker on `CRASHES_BEFORE_GIVING_UP` answers in a row.
+    #[error("{0}")]
+    Crashed(String),
     #[error("{queued} questions are already waiting; try again when one is answered")]
     Busy { queued: usize },
 }
@@ -72,14 +85,28 @@ pub struct EngineConfig {
     pub spec: LoadSpec,
 }
 
+/// Why the engine gave its model up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaveUp {
+    /// The model did not load (or the worker died while loading it).
+    Load,
+    /// The model loaded but killed the worker on answers in a row.
+    Crashes,
+}
+
 /// What the rest of the daemon can see of the engine.
 #[derive(Debug, Clone, Default)]
 pub struct EngineStatus {
     pub model: Option<ModelInfo>,
-    /// Why there is no model (load failed), or the last worker death.
+    /// Why there is no model (load failed, given up), or the last worker death.
     pub last_error: Option<String>,
-    /// Set when the model failed to load: the engine will not come back by itself.
+    /// Set when the model failed to load or was given up after crashes: the engine will not
+    /// come back by itself.
     pub gave_up: bool,
+    /// Why, when `gave_up` is set.
+    pub gave_up_because: Option<GaveUp>,
+    /// Answers in a row during which the worker died; 0 again at the next answer it ended.
+    pub crashes_in_a_row: u32,
     pub worker_pid: Option<u32>,
     pub restarts: u32,
     /// When the worker last answered a ping (None before the first).
@@ -97,6 +124,10 @@ enum Command {
     },
     AbortAll,
     Reset,
+    Count {
+        text: String,
+        reply: oneshot::Sender<Result<u32, EngineFailure>>,
+    },
 }
 
 /// A cheap handle to the supervisor task.
@@ -154,6 +185,27 @@ impl EngineHandle {
         Ok(rx)
     }
 
+    /// How many tokens `text` is for the loaded model's tokenizer (plain text, no chat
+    /// template). The worker answers at once, also while it generates; fails when no model is
+    /// loaded, the backend cannot count (RKLLM), the worker dies meanwhile or does not
+    /// answer within 2 s.
+    pub async fn count(&self, text: &str) -> Result<u32, EngineFailure> {
+        let (reply, answer) = oneshot::channel();
+        let text = text.to_string();
+        self.commands
+            .send(Command::Count { text, reply })
+            .map_err(|_| EngineFailure::Died("the supervisor stopped".into()))?;
+        match tokio::time::timeout(COUNT_TIMEOUT, answer).await {
+            Ok(Ok(counted)) => counted,
+            Ok(Err(_)) => Err(EngineFailure::Died(
+                "the worker went away before it counted".into(),
+            )),
+            Err(_) => Err(EngineFailure::Generate(format!(
+                "the worker did not count within {COUNT_TIMEOUT:?}"
+            ))),
+        }
+    }
+
     /// Stops the running answer and drops the waiting ones (each ends `aborted`).
     pub fn abort_all(&self) {
         let _ = self.commands.send(Command::AbortAll);
@@ -166,6 +218,11 @@ impl EngineHandle {
 
     pub fn status(&self) -> EngineStatus {
         self.status.borrow().clone()
+    }
+
+    /// The status as it changes.
+    pub fn watch(&self) -> watch::Receiver<EngineStatus> {
+        self.status.clone()
     }
 
     /// Waits until the model is loaded or loading gave up.
@@ -213,27 +270,19 @@ async fn supervise(
         match outcome {
             Outcome::Shutdown => return,
             Outcome::LoadFailed(e) => {
-                tracing::error!(message_id = crate::events::ENGINE_FAILED, "{e}");
-                status.send_modify(|s| {
-                    s.gave_up = true;
-                    s.model = None;
-                    s.worker_pid = None;
-                    s.last_error = Some(e.to_string());
-                });
-                for p in queue.drain(..) {
-                    queued.fetch_sub(1, Ordering::SeqCst);
-                    let _ = p
-                        .events
-                        .send(TurnEvent::Failed(EngineFailure::NotLoaded(e.to_string())));
-                }
-                // Keep answering commands with the failure until the daemon stops.
-                while let Some(cmd) = commands.recv().await {
-                    if let Command::Generate { events, .. } = cmd {
-                        queued.fetch_sub(1, Ordering::SeqCst);
-                        let _ =
-                            events.send(TurnEvent::Failed(EngineFailure::NotLoaded(e.to_string())));
-                    }
-                }
+                give_up(e, GaveUp::Load, &mut commands, &status, &mut queue, &queued).await;
+                return;
+            }
+            Outcome::Crashed(e) => {
+                give_up(
+                    e,
+                    GaveUp::Crashes,
+                    &mut commands,
+                    &status,
+                    &mut queue,
+                    &queued,
+                )
+                .await;
                 return;
             }
             Outcome::Died(e) => {
@@ -256,9 +305,49 @@ async fn supervise(
     }
 }
 
+/// The model is not coming back: says why (journal, status), fails the waiting turns, and
+/// answers every later one with `NotLoaded` until the daemon drops the handle.
+async fn give_up(
+    e: EngineFailure,
+    because: GaveUp,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    status: &watch::Sender<EngineStatus>,
+    queue: &mut VecDeque<Pending>,
+    queued: &AtomicUsize,
+) {
+    tracing::error!(message_id = crate::events::ENGINE_FAILED, "{e}");
+    status.send_modify(|s| {
+        s.gave_up = true;
+        s.gave_up_because = Some(because);
+        s.model = None;
+        s.worker_pid = None;
+        s.last_pong = None;
+        s.last_error = Some(e.to_string());
+    });
+    let not_loaded = || EngineFailure::NotLoaded(e.to_string());
+    for p in queue.drain(..) {
+        queued.fetch_sub(1, Ordering::SeqCst);
+        let _ = p.events.send(TurnEvent::Failed(not_loaded()));
+    }
+    while let Some(cmd) = commands.recv().await {
+        match cmd {
+            Command::Generate { events, .. } => {
+                queued.fetch_sub(1, Ordering::SeqCst);
+                let _ = events.send(TurnEvent::Failed(not_loaded()));
+            }
+            Command::Count { reply, .. } => {
+                let _ = reply.send(Err(not_loaded()));
+            }
+            Command::AbortAll | Command::Reset => {}
+        }
+    }
+}
+
 enum Outcome {
     Shutdown,
     LoadFailed(EngineFailure),
+    /// The model killed the worker on `CRASHES_BEFORE_GIVING_UP` answers in a row.
+    Crashed(EngineFailure),
     Died(EngineFailure),
     /// The worker served for a while before dying: restart without growing the backoff.
     Healthy,
@@ -315,6 +404,10 @@ async fn run_worker(
     let mut active: Option<Pending> = None;
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut seq = 0u64;
+    // Counts asked of this worker and not answered yet; dropped with it (the askers then
+    // hear that it went away).
+    let mut counts: HashMap<u64, oneshot::Sender<Result<u32, EngineFailure>>> = HashMap::new();
+    let mut count_id = 0u64;
     // Why the worker is gone, in words (wrapped in EngineFailure::Died once, below).
     let death: String = loop {
         // Feed the next turn when idle.
@@ -351,6 +444,17 @@ async fn run_worker(
                 Some(Command::Reset) => {
                     let _ = worker::send(&mut writer, &Request::Reset).await;
                 }
+                Some(Command::Count { text, reply }) => {
+                    if !loaded {
+                        let _ = reply.send(Err(EngineFailure::NotLoaded("the model is loading".into())));
+                    } else {
+                        count_id += 1;
+                        let req = Request::Count { id: count_id, text };
+                        if worker::send(&mut writer, &req).await.is_ok() {
+                            counts.insert(count_id, reply);
+                        }
+                    }
+                }
             },
             ev = events.recv() => match ev {
                 Some(Ok(Event::Loaded { info })) => {
@@ -380,14 +484,26 @@ async fn run_worker(
                 }
                 Some(Ok(Event::Finished { turn, stats })) => {
                     if let Some(a) = active.take_if(|a| a.turn == turn) {
+                        survived_a_turn(status);
                         queued.fetch_sub(1, Ordering::SeqCst);
                         let _ = a.events.send(TurnEvent::Finished(stats));
                     }
                 }
                 Some(Ok(Event::Failed { turn, error })) => {
                     if let Some(a) = active.take_if(|a| a.turn == turn) {
+                        survived_a_turn(status);
                         queued.fetch_sub(1, Ordering::SeqCst);
                         let _ = a.events.send(TurnEvent::Failed(EngineFailure::Generate(error)));
+                    }
+                }
+                Some(Ok(Event::Counted { id, tokens })) => {
+                    if let Some(reply) = counts.remove(&id) {
+                        let _ = reply.send(Ok(tokens));
+                    }
+                }
+                Some(Ok(Event::CountFailed { id, error })) => {
+                    if let Some(reply) = counts.remove(&id) {
+                        let _ = reply.send(Err(EngineFailure::Generate(error)));
                     }
                 }
                 Some(Ok(Event::Pong { .. })) => {
@@ -421,6 +537,14 @@ async fn run_worker(
         _ => "did not exit".into(),
     };
     let failure = EngineFailure::Died(format!("{death} (worker {how})"));
+    // Counted before the turn is failed, so whoever sees the failure sees the count.
+    let mut crashes = 0;
+    if active.is_some() && !hung {
+        status.send_modify(|s| {
+            s.crashes_in_a_row += 1;
+            crashes = s.crashes_in_a_row;
+        });
+    }
     if let Some(a) = active.take() {
         queued.fetch_sub(1, Ordering::SeqCst);
         let _ = a.events.send(TurnEvent::Failed(failure.clone()));
@@ -429,6 +553,13 @@ async fn run_worker(
         // Died while loading: the model itself is the likely cause (a runtime crash on it).
         return Outcome::LoadFailed(EngineFailure::Load(format!(
             "the worker died while loading {}: {death} (worker {how})",
+            config.spec.model_path.display()
+        )));
+    }
+    if crashes >= CRASHES_BEFORE_GIVING_UP {
+        return Outcome::Crashed(EngineFailure::Crashed(format!(
+            "the model {} crashed the engine worker on {crashes} answers in a row ({death}; \
+             worker {how}); given up",
             config.spec.model_path.display()
         )));
     }
@@ -452,6 +583,11 @@ async fn run_worker(
     Outcome::Died(failure)
 }
 
+/// The worker ended a turn itself (answered or failed it): the crash count starts again.
+fn survived_a_turn(status: &watch::Sender<EngineStatus>) {
+    status.send_if_modified(|s| std::mem::replace(&mut s.crashes_in_a_row, 0) != 0);
+}
+
 fn describe_exit(st: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (st.code(), st.signal()) {
@@ -468,3 +604,6 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{EngineHandle, MAX_QUEUED_TURNS};
+use tokio::sync::watch;
+
+use super::{EngineHandle, EngineStatus, MAX_QUEUED_TURNS};
 
 /// Why the slot refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -16,6 +18,36 @@ pub enum SlotError {
     NotReady(String),
     #[error("{0} questions are already waiting; try again when one is answered")]
     Busy(usize),
+}
+
+/// Whether the tutor can answer now, and why not: what `State` is derived from once booted,
+/// so the daemon never says "ready" without a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// A model is loaded and answers (the file's path).
+    Serving(String),
+    /// A model is loading: a switch, the boot's load, or a worker restarting after it died.
+    Loading(String),
+    /// No model, and none is coming by itself: why (a failed load, a model given up).
+    Absent(String),
+}
+
+impl Availability {
+    /// What an engine's status says (the slot holds this engine, no switch runs).
+    fn of_engine(s: &EngineStatus) -> Self {
+        match (&s.model, s.gave_up) {
+            (Some(m), _) => Availability::Serving(m.path.display().to_string()),
+            (None, true) => Availability::Absent(
+                s.last_error
+                    .clone()
+                    .unwrap_or_else(|| "the model failed to load".into()),
+            ),
+            (None, false) => Availability::Loading(match &s.last_error {
+                Some(e) if s.restarts > 0 => format!("restarting the engine worker after: {e}"),
+                _ => "loading the model".into(),
+            }),
+        }
+    }
 }
 
 struct Inner {
@@ -30,6 +62,8 @@ struct Inner {
 /// The shared engine slot.
 pub struct Slot {
     inner: Mutex<Inner>,
+    /// Bumped whenever the engine in the slot or a switch changes (see `changes`).
+    changes: watch::Sender<u64>,
 }
 
 /// A question's hold on the slot: released (pending count down) when dropped.
@@ -53,12 +87,14 @@ impl Switch {
     /// Puts `engine` (or why there is none) in the slot; the switch goes on until dropped.
     pub fn install(&self, engine: Result<EngineHandle, String>) {
         self.slot.lock().engine = engine;
+        self.slot.changed();
     }
 }
 
 impl Drop for Switch {
     fn drop(&mut self) {
         self.slot.lock().switching = None;
+        self.slot.changed();
     }
 }
 
@@ -70,7 +106,30 @@ impl Slot {
                 pending: 0,
                 switching: None,
             }),
+            changes: watch::Sender::new(0),
         })
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes when the engine in the slot or a switch changes; with each engine's own status
+    /// (`EngineHandle::watch`) that is everything `availability` reads.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether the tutor can answer now, and why not.
+    pub fn availability(&self) -> Availability {
+        let i = self.lock();
+        if let Some(m) = &i.switching {
+            return Availability::Loading(format!("switching to the model {m}"));
+        }
+        match &i.engine {
+            Ok(e) => Availability::of_engine(&e.status()),
+            Err(why) => Availability::Absent(why.clone()),
+        }
     }
 
     /// The data are plain values that stay consistent: a poisoned lock is taken anyway, so
@@ -139,6 +198,8 @@ impl Slot {
         }
         i.switching = Some(label.to_string());
         i.engine = Err(format!("switching to the model {label}"));
+        drop(i);
+        self.changed();
         Ok(Switch { slot: self.clone() })
     }
 }

@@ -1,7 +1,8 @@
 //! An engine without a worker process, for the unit tests of the domains that use one (the
 //! conversation, the planner's service): it speaks the same handle (commands in, `TurnEvent`s
 //! and status out) and answers every turn with scripted pieces, one at a time, honouring
-//! abort. Test-only: the daemon always runs the real worker.
+//! abort and `max_tokens` (a piece is a token; `count` takes a word for one). Test-only:
+//! the daemon always runs the real worker.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -52,12 +53,14 @@ impl EngineHandle {
                     parameters: 1000,
                     context_length: 2048,
                     runtime: "stand-in".into(),
+                    chat_format: "template".into(),
                 }),
                 ..EngineStatus::default()
             },
             Err(why) => EngineStatus {
                 last_error: Some(why.clone()),
                 gave_up: true,
+                gave_up_because: Some(super::GaveUp::Load),
                 ..EngineStatus::default()
             },
         };
@@ -74,6 +77,7 @@ impl EngineHandle {
 
 struct Turn {
     chat: Vec<super::ChatMessage>,
+    max_tokens: u32,
     events: mpsc::UnboundedSender<TurnEvent>,
 }
 
@@ -93,8 +97,20 @@ async fn run(
     loop {
         let Some(turn) = waiting.pop_front() else {
             match rx.recv().await {
-                Some(Command::Generate { chat, events, .. }) => {
-                    waiting.push_back(Turn { chat, events });
+                Some(Command::Generate {
+                    chat,
+                    sampling,
+                    events,
+                    ..
+                }) => {
+                    waiting.push_back(Turn {
+                        chat,
+                        max_tokens: sampling.max_tokens,
+                        events,
+                    });
+                }
+                Some(Command::Count { text, reply }) => {
+                    let _ = reply.send(Ok(count(&text)));
                 }
                 Some(_) => {}
                 None => return,
@@ -104,16 +120,28 @@ async fn run(
         asked.lock().unwrap().push(turn.chat.clone());
         let mut aborted = false;
         let mut sent = 0u32;
-        for piece in &script.pieces {
+        // One piece is one token: `max_tokens` cuts the script like a model's answer.
+        let allowed = script.pieces.len().min(turn.max_tokens as usize);
+        for piece in &script.pieces[..allowed] {
             tokio::time::sleep(script.piece_delay).await;
             // Commands that came meanwhile: an abort stops this turn and drops the waiting.
             while let Ok(cmd) = rx.try_recv() {
                 match cmd {
-                    Command::Generate { chat, events, .. } => {
-                        waiting.push_back(Turn { chat, events })
-                    }
+                    Command::Generate {
+                        chat,
+                        sampling,
+                        events,
+                        ..
+                    } => waiting.push_back(Turn {
+                        chat,
+                        max_tokens: sampling.max_tokens,
+                        events,
+                    }),
                     Command::AbortAll => aborted = true,
                     Command::Reset => {}
+                    Command::Count { text, reply } => {
+                        let _ = reply.send(Ok(count(&text)));
+                    }
                 }
             }
             if aborted {
@@ -127,6 +155,7 @@ async fn run(
             generated_tokens: sent,
             decode_tokens_per_second: 100.0,
             aborted,
+            truncated: !aborted && allowed < script.pieces.len(),
             ..GenStats::default()
         };
         finish(&turn, stats);
@@ -142,4 +171,9 @@ async fn run(
             }
         }
     }
+}
+
+/// The stand-in's tokenizer: a word is a token.
+fn count(text: &str) -> u32 {
+    text.split_whitespace().count() as u32
 }

@@ -145,6 +145,34 @@ impl Planner {
         out
     }
 
+    /// A model file given by path, planned from its GGUF header: the file's size is what
+    /// decoding streams, the header gives the shape (layers, K/V heads, head size, the
+    /// parameters counted from the tensors). One entry per llama.cpp backend the board has.
+    pub fn path_facts(&self, path: &Path) -> Result<Vec<ModelFacts>, String> {
+        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let bytes = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut reader = std::io::BufReader::new(&mut file);
+        let gguf = tutord_protocol::gguf::meta::read(&mut reader, bytes)?;
+        let shape = gguf
+            .shape()
+            .ok_or("its header does not give the model's shape")?;
+        Ok(self
+            .backends()
+            .into_iter()
+            .filter(|b| *b != Backend::Npu) // the NPU runs .rkllm files, not GGUF
+            .map(|b| ModelFacts {
+                name: path.display().to_string(),
+                backend: b.as_str().to_string(),
+                file_bytes: bytes,
+                parameters: shape.parameters,
+                layers: shape.layers,
+                kv_heads: shape.kv_heads,
+                head_dim: shape.head_dim,
+                present: true,
+            })
+            .collect())
+    }
+
     /// Takes a benchmark result and rebuilds the machine figures from it.
     pub fn set_measurement(&mut self, m: Measurement, origin: Origin) {
         let mem_available = MemInfo::read(&self.paths).map_or(0, |i| i.available);
@@ -160,15 +188,23 @@ impl Planner {
     }
 
     /// Re-reads the calibration, predicts every candidate and chooses. `pinned` is a catalog
-    /// name from the configuration, if one is pinned.
+    /// name or a model file's path from the configuration, if one is pinned; `paths` are
+    /// model files outside the catalog (the configured one, the one loaded) planned too.
     pub fn replan(
         &mut self,
         catalog: &Catalog,
         models_dir: &Path,
         store: Option<&Store>,
         pinned: Option<&str>,
+        paths: &[&Path],
     ) {
         self.facts = self.candidates(catalog, models_dir);
+        for path in paths {
+            match self.path_facts(path) {
+                Ok(f) => self.facts.extend(f),
+                Err(e) => tracing::debug!("plan: {} is not planned: {e}", path.display()),
+            }
+        }
         self.load_calibration(store);
         self.predict_all();
         self.choice = Some(choose(&self.predictions, &self.targets, pinned));

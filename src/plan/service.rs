@@ -23,6 +23,11 @@ use crate::models::resolve::resolve;
 use crate::store::Store;
 use crate::sync::lock;
 
+/// What the journal and `Diagnostics()` say of a model without a chat template.
+pub const BASE_MODEL_WARNING: &str = "it has no chat template (a base model, not tuned for \
+     chat): it is asked in the plain Student:/Tutor: transcript format and answers less \
+     reliably than an instruct model (docs/models.md)";
+
 /// Key/value entries as `Diagnostics()` and `Plan()` send them.
 pub type Entries = Vec<(String, Value)>;
 
@@ -254,6 +259,9 @@ impl Service {
                 self.planner().answers_since_load = 0;
                 self.publish();
                 tracing::info!(model = %info.path.display(), "model {model} loaded");
+                if info.is_base_model() {
+                    tracing::warn!("model {model}: {BASE_MODEL_WARNING}");
+                }
                 Ok(info)
             }
             None => {
@@ -275,7 +283,12 @@ impl Service {
     pub async fn select(&self, name: &str) -> Result<(), SelectError> {
         let serving = lock(&self.inner.current).clone().map(|(m, _)| m);
         match self.switch(name, None, &|| {}).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if name.contains('/') {
+                    self.plan(); // a file outside the catalog: plan it from its header
+                }
+                Ok(())
+            }
             Err(SelectError::Failed(why)) => {
                 let Some(serving) = serving else {
                     return Err(SelectError::Failed(why));
@@ -370,6 +383,64 @@ impl Service {
         BootLoad::default()
     }
 
+    /// Watches the engine that serves until the daemon stops: when it gives its model up
+    /// (the model killed the engine worker on two answers in a row), the model is passed
+    /// over and the plan's choice loads instead, as after a failed load at boot, unless
+    /// `[llm] fallback = false` (the tutor is then "degraded", saying why).
+    pub async fn guard(self) {
+        let mut changes = self.inner.slot.changes();
+        loop {
+            changes.borrow_and_update();
+            let given_up = match self.inner.slot.engine() {
+                Some(engine) => {
+                    let mut status = engine.watch();
+                    tokio::select! {
+                        s = status.wait_for(|s| s.gave_up) => s.ok().map(|s| s.clone()),
+                        _ = changes.changed() => continue,
+                    }
+                }
+                None => None,
+            };
+            // Only a model that was serving: a failed load is the switch's to handle.
+            let serving = lock(&self.inner.current).take();
+            if let (Some(status), Some((model, _))) = (given_up, serving) {
+                self.publish();
+                let why = status
+                    .last_error
+                    .unwrap_or_else(|| "the engine gave it up".into());
+                tracing::error!(
+                    message_id = events::ENGINE_FAILED,
+                    "the model {model} was given up: {why}"
+                );
+                if let Some((next, backend)) = self.fall_back(&model, &why) {
+                    self.load_when_idle(&next, backend.as_deref()).await;
+                }
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Loads `model` once no question holds the engine (those left fail quickly: the engine
+    /// gave up), trying for a minute.
+    async fn load_when_idle(&self, model: &str, backend: Option<&str>) {
+        for _ in 0..60 {
+            match self.switch(model, backend, &|| {}).await {
+                Err(SelectError::Busy(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(
+                        message_id = events::ENGINE_FAILED,
+                        "cannot load the fallback model {model}: {e}"
+                    );
+                    return;
+                }
+            }
+        }
+        tracing::error!("the fallback model {model} was not loaded: questions kept the engine");
+    }
+
     /// Runs (or reuses) the benchmark on a blocking thread and logs it.
     pub async fn benchmark(&self, force: bool) {
         let (setup, budgets) = {
@@ -453,9 +524,25 @@ impl Service {
     /// Predicts every candidate and chooses; logs the plan. Returns the model to load (a
     /// catalog name or a path) and its backend, or None for no model.
     pub fn plan(&self) -> Option<(String, Option<String>)> {
-        let configured = self.inner.llm.model.clone();
-        let pinned = (configured != "auto" && !configured.contains('/') && !configured.is_empty())
-            .then_some(configured.as_str());
+        self.plan_as(&self.inner.llm.model.clone())
+    }
+
+    /// `plan` as if `[llm] model` were `configured` (a fallback plans as "auto").
+    fn plan_as(&self, configured: &str) -> Option<(String, Option<String>)> {
+        let configured = configured.to_string();
+        let pinned =
+            (configured != "auto" && !configured.is_empty()).then_some(configured.as_str());
+        // Model files outside the catalog are planned from their header: the configured
+        // one and the one loaded (`SelectModel(path)`).
+        let current = lock(&self.inner.current).clone().map(|(m, _)| m);
+        let mut paths: Vec<PathBuf> = [Some(configured.clone()), current]
+            .into_iter()
+            .flatten()
+            .filter(|m| m.contains('/'))
+            .map(PathBuf::from)
+            .collect();
+        paths.dedup();
+        let paths: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
         let mut p = self.planner();
         {
             let store = lock(&self.inner.store);
@@ -464,6 +551,7 @@ impl Service {
                 &self.inner.models_dir,
                 Some(&store),
                 pinned,
+                &paths,
             );
         }
         for pr in &p.predictions {
@@ -532,12 +620,14 @@ impl Service {
         }
     }
 
-    /// After `model` failed to load with `error`: when the plan chooses (`[llm] model =
-    /// "auto"`), passes that model over and plans again, returning the next choice (the next
-    /// smaller model that meets the targets, else the fastest that fits). A pinned model or
-    /// a path has no fallback: the user asked for that file.
+    /// After `model` failed to load with `error` (or was given up while serving): passes
+    /// that model over and plans as "auto", returning the next choice (the next smaller
+    /// model that meets the targets, else the fastest that fits). A pinned model or a path
+    /// falls back the same way unless `[llm] fallback = false`; with no model configured
+    /// there is nothing to fall back from.
     pub fn fall_back(&self, model: &str, error: &str) -> Option<(String, Option<String>)> {
-        if self.inner.llm.model != "auto" {
+        let configured = &self.inner.llm.model;
+        if configured.is_empty() || (configured != "auto" && !self.inner.llm.fallback) {
             return None;
         }
         {
@@ -549,13 +639,18 @@ impl Service {
                 return None; // already passed over: no loop between two bad files
             }
         }
-        let next = self.plan();
+        let next = self.plan_as("auto");
         match &next {
             Some((m, _)) => tracing::warn!(
                 message_id = events::ENGINE_FAILED,
                 plan_model = %m,
                 failed_model = %model,
-                "{model} failed to load; falling back to {m}"
+                "{model} failed ({error}); falling back to the plan's choice {m}{}",
+                if self.inner.llm.model == "auto" {
+                    ""
+                } else {
+                    " ([llm] fallback = false would stay without a tutor instead)"
+                }
             ),
             None => tracing::error!(
                 message_id = events::ENGINE_FAILED,
@@ -635,6 +730,7 @@ impl Service {
     /// For `ListModels()`: each catalog model's prediction (its first backend that the plan
     /// has) and why it was or was not chosen.
     pub fn model_verdicts(&self, model: &str) -> Entries {
+        let loaded = self.loaded();
         let p = self.planner();
         let chosen = p.chosen().cloned();
         let Some(pr) = p
@@ -652,7 +748,8 @@ impl Service {
         };
         let is_chosen = chosen
             .as_ref()
-            .is_some_and(|c| c.model == pr.model && c.backend == pr.backend);
+            .is_some_and(|c| c.model == pr.model && c.backend == pr.backend)
+            && is_loaded(&loaded, &pr.model, &pr.backend);
         let t = &p.targets;
         let why = if is_chosen {
             p.choice
@@ -695,8 +792,15 @@ impl Service {
         ]
     }
 
+    /// The model that answers now (catalog name or path) and its backend.
+    fn loaded(&self) -> Option<(String, String)> {
+        self.model()?;
+        lock(&self.inner.current).clone()
+    }
+
     /// `Plan()`: the machine and one entry per candidate.
     pub fn plan_report(&self) -> (Entries, Vec<Entries>) {
+        let loaded = self.loaded();
         let p = self.planner();
         let mut machine: Vec<(String, Value)> = vec![
             ("board".into(), p.profile.name.clone().into()),
@@ -759,7 +863,8 @@ impl Service {
                 u64::from(e.samples).into(),
             ));
         }
-        let chosen = p.choice.as_ref().and_then(|c| c.chosen);
+        let planned = p.choice.as_ref().and_then(|c| c.chosen);
+        // "chosen" is the model that answers, never only the one the plan wanted.
         let candidates = p
             .predictions
             .iter()
@@ -769,7 +874,11 @@ impl Service {
                     ("model".into(), pr.model.clone().into()),
                     ("backend".into(), pr.backend.clone().into()),
                     ("present".into(), pr.present.into()),
-                    ("chosen".into(), (chosen == Some(i)).into()),
+                    (
+                        "chosen".into(),
+                        is_loaded(&loaded, &pr.model, &pr.backend).into(),
+                    ),
+                    ("planned".into(), (planned == Some(i)).into()),
                     ("bytes_per_token".into(), pr.bytes_per_token.into()),
                     ("ops_per_token".into(), pr.ops_per_token.into()),
                     ("bandwidth_seconds".into(), pr.bandwidth_seconds.into()),
@@ -794,6 +903,13 @@ impl Service {
             .collect();
         (machine, candidates)
     }
+}
+
+/// Whether `model` on `backend` is the one `loaded`.
+fn is_loaded(loaded: &Option<(String, String)>, model: &str, backend: &str) -> bool {
+    loaded
+        .as_ref()
+        .is_some_and(|(m, b)| m == model && b == backend)
 }
 
 /// Waits until the engine's model is loaded or loading gave up, calling `keepalive` every

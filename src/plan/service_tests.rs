@@ -136,3 +136,34 @@ async fn questions_during_a_switch_are_not_ready_at_once() {
     );
     drop(switch);
 }
+
+#[tokio::test]
+async fn availability_says_whether_a_model_answers_and_why_not() {
+    use crate::engine::Availability;
+    let f = fixture();
+    assert_eq!(
+        f.slot.availability(),
+        Availability::Absent("not loaded yet".into())
+    );
+    let changes = f.slot.changes();
+    let switch = f.slot.begin_switch("b.gguf").unwrap();
+    assert!(changes.has_changed().unwrap());
+    assert_eq!(
+        f.slot.availability(),
+        Availability::Loading("switching to the model b.gguf".into())
+    );
+    drop(switch);
+    f.plan.select(&path(&f, "a.gguf")).await.unwrap();
+    assert_eq!(
+        f.slot.availability(),
+        Availability::Serving(path(&f, "a.gguf"))
+    );
+    // A model that does not load, with nothing to go back to: absent, saying why.
+    let f = fixture();
+    let err = f.plan.select(&path(&f, "bad.gguf")).await.unwrap_err();
+    assert!(matches!(err, SelectError::Failed(_)), "{err}");
+    match f.slot.availability() {
+        Availability::Absent(why) => assert!(why.contains("not a model"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,6 +1,7 @@
-//! The SQLite store in the state directory: boot records now, conversations and benchmark
-//! results later. WAL mode, so a reader (a person with `sqlite3`) never blocks the daemon and
-//! a power cut loses at most the transaction in flight.
+//! The SQLite store in the state directory: boot records, sessions and their turns (kept
+//! as `[history]` says), benchmark results, calibration and the tuning journal. WAL mode,
+//! so a reader (a person with `sqlite3`) never blocks the daemon and a power cut loses at
+//! most the transaction in flight.
 //!
 //! A database SQLite cannot read is moved aside as `tutord.db.corrupt-<unix time>` (with its
 //! `-wal`/`-shm` files) and a new one is started: the appliance must come up, and the old
@@ -8,6 +9,7 @@
 
 mod bench;
 mod calibration;
+mod retention;
 mod schema;
 mod sessions;
 mod tuning;
@@ -18,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 pub use calibration::CalibrationSample;
+pub use retention::{Pruned, Retention};
 pub use schema::latest as latest_schema_version;
 pub use sessions::{SessionRow, TurnEnd, TurnRow};
 pub use tuning::TuningRow;
@@ -305,5 +308,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod tests;

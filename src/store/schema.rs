@@ -55,9 +55,9 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at  TEXT
     );
     CREATE INDEX tuning_changes_open ON tuning_changes (state);",
-    // 4: tutoring sessions and their turns. A turn's row is written when the question is
-    // asked and completed when the answer ends, so a power cut loses at most the answer in
-    // flight; an open session (no ended_at) is resumed at the next start. `timings` holds the
+    // 4: tutoring sessions and their turns. A turn's row is written when the question reaches
+    // the engine and completed when the answer ends, so a power cut loses at most the answer
+    // in flight; an open session (no ended_at) is resumed at the next start. `timings` holds the
     // per-stage seconds as JSON (speech end → transcript → first token → first audio).
     "CREATE TABLE sessions (
         id         INTEGER PRIMARY KEY,

@@ -165,39 +165,84 @@ impl Store {
             .map_err(|source| query_err(&self.path, "storing an answer", source))
     }
 
-    /// Every turn of a session, oldest first.
-    pub fn turns(&self, session_id: i64) -> Result<Vec<TurnRow>, StoreError> {
+    /// A page of a session's turns for `History`: `limit` turns counted back from the newest
+    /// (`offset` 0 = the newest `limit`), returned oldest first. Paged in SQL, so a long
+    /// session never passes through memory whole.
+    pub fn turns_page(
+        &self,
+        session_id: i64,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<TurnRow>, StoreError> {
         let err = |source| query_err(&self.path, "reading a session's turns", source);
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, session_id, turn_id, source, question, answer, asked_at, finished_at, \
-                 time_to_first_token, tokens_per_second, generated_tokens, aborted, error, timings \
-                 FROM turns WHERE session_id = ?1 ORDER BY id",
-            )
+            .prepare(&format!(
+                "SELECT * FROM (SELECT {TURN_COLUMNS} FROM turns WHERE session_id = ?1 \
+                 ORDER BY id DESC LIMIT ?2 OFFSET ?3) ORDER BY id"
+            ))
             .map_err(err)?;
         let rows = stmt
-            .query_map([session_id], |r| {
-                Ok(TurnRow {
-                    id: r.get(0)?,
-                    session_id: r.get(1)?,
-                    turn_id: r.get(2)?,
-                    source: r.get(3)?,
-                    question: r.get(4)?,
-                    answer: r.get(5)?,
-                    asked_at: r.get(6)?,
-                    finished_at: r.get(7)?,
-                    time_to_first_token: r.get(8)?,
-                    tokens_per_second: r.get(9)?,
-                    generated_tokens: r.get(10)?,
-                    aborted: r.get(11)?,
-                    error: r.get(12)?,
-                    timings: r.get(13)?,
-                })
-            })
+            .query_map(rusqlite::params![session_id, limit, offset], turn_row)
             .map_err(err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(err)
     }
+
+    /// The newest answered turns of a session (not aborted, not failed: those never reached
+    /// the model's context), oldest first: at most `max_turns`, and only as many of the
+    /// newest as fit in `max_bytes` of question and answer text together. Read newest first
+    /// and stopped there, so resuming a session of any length costs the same.
+    pub fn recent_turns(
+        &self,
+        session_id: i64,
+        max_turns: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<TurnRow>, StoreError> {
+        let err = |source| query_err(&self.path, "reading a session's recent turns", source);
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {TURN_COLUMNS} FROM turns WHERE session_id = ?1 AND answer IS NOT NULL \
+                 AND NOT aborted AND error IS NULL ORDER BY id DESC LIMIT ?2"
+            ))
+            .map_err(err)?;
+        let mut rows = stmt
+            .query(rusqlite::params![session_id, max_turns])
+            .map_err(err)?;
+        let (mut taken, mut bytes) = (Vec::new(), 0);
+        while let Some(r) = rows.next().map_err(err)? {
+            let t = turn_row(r).map_err(err)?;
+            bytes += t.question.len() + t.answer.as_deref().map_or(0, str::len);
+            if bytes > max_bytes {
+                break;
+            }
+            taken.push(t);
+        }
+        taken.reverse();
+        Ok(taken)
+    }
+}
+
+const TURN_COLUMNS: &str = "id, session_id, turn_id, source, question, answer, asked_at, \
+    finished_at, time_to_first_token, tokens_per_second, generated_tokens, aborted, error, timings";
+
+fn turn_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TurnRow> {
+    Ok(TurnRow {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        turn_id: r.get(2)?,
+        source: r.get(3)?,
+        question: r.get(4)?,
+        answer: r.get(5)?,
+        asked_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        time_to_first_token: r.get(8)?,
+        tokens_per_second: r.get(9)?,
+        generated_tokens: r.get(10)?,
+        aborted: r.get(11)?,
+        error: r.get(12)?,
+        timings: r.get(13)?,
+    })
 }
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {

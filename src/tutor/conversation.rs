@@ -7,14 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::budget::Budget;
 use crate::engine::{
     ChatMessage, EngineFailure, EngineHandle, GenStats, Sampling, Slot, SlotError, TurnEvent,
     TurnGuard,
 };
+use crate::sentence;
 
-/// The longest question accepted, in bytes: a spoken question is far shorter, and the
-/// context has room for little more.
-pub const MAX_QUESTION_BYTES: usize = 8 * 1024;
+/// The longest question accepted, in bytes, before anything else is looked at: a bound on
+/// the work of counting it and on the size of a `History` page. Whether a question fits the
+/// model's context is checked in tokens (`check_fits`); this is well above what any context
+/// the daemon runs leaves for a question of typed text (a spoken one is far shorter).
+pub const MAX_QUESTION_BYTES: usize = 24 * 1024;
 
 /// Why a question was refused before it became a turn.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,8 @@ pub struct AskOptions {
 /// How a turn ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnOutcome {
+    /// The answer; one cut short by `max_tokens` (`stats.truncated`) ends at its last
+    /// complete sentence, or is marked (`sentence::cut_answer`).
     pub answer: String,
     pub stats: GenStats,
     /// Set when the engine failed (the turn is lost; the conversation is unchanged).
@@ -144,6 +150,55 @@ impl Conversation {
         Ok(())
     }
 
+    /// Refuses (`Invalid`, naming the limit in tokens) a question that cannot fit the loaded
+    /// model's context even alone, with the instructions and room for the answer's
+    /// `max_tokens`; the window leaves older turns out for any other. A question within the
+    /// byte bound (`Budget::sure_bytes`) is not counted; a longer one is counted by the model's
+    /// tokenizer in the worker. When that fails (no model loaded yet, a worker restarting, a
+    /// backend without a tokenizer such as RKLLM, no answer in 2 s) the question is
+    /// accepted: the engine ends it with its own "the question is too long" error if it does
+    /// not fit, as before this check existed. Over `MAX_QUESTION_BYTES` it is `prepare`'s to
+    /// refuse, uncounted.
+    pub async fn check_fits(&self, text: &str, options: &AskOptions) -> Result<(), AskError> {
+        let question = text.trim();
+        if question.len() > MAX_QUESTION_BYTES {
+            return Ok(());
+        }
+        let Some(engine) = self.slot.engine() else {
+            return Ok(());
+        };
+        let Some(model) = engine.status().model else {
+            return Ok(());
+        };
+        let budget = Budget {
+            context: model.context_length,
+            max_tokens: options.max_tokens.unwrap_or(self.defaults.max_tokens),
+        };
+        let instructions = self.system_prompt();
+        let sure = budget.sure_bytes(instructions.len());
+        if question.len() <= sure {
+            tracing::debug!(
+                "a question of {} bytes fits without counting (up to {sure} bytes surely fit)",
+                question.len()
+            );
+            return Ok(());
+        }
+        let (q, i) = tokio::join!(engine.count(question), engine.count(&instructions));
+        match (q, i) {
+            (Ok(q), Ok(i)) => {
+                tracing::debug!(
+                    "counted a question of {} bytes: {q} tokens, the instructions {i}",
+                    question.len()
+                );
+                budget.check(q, i).map_err(AskError::Invalid)
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!("cannot count the question's tokens ({e}); accepting it");
+                Ok(())
+            }
+        }
+    }
+
     /// Validates a question and numbers its turn; [`Conversation::run`] runs it.
     pub fn prepare(&self, text: &str, options: &AskOptions) -> Result<Prepared, AskError> {
         let question = text.trim();
@@ -206,6 +261,12 @@ impl Conversation {
             .clone()
     }
 
+    /// The most text of earlier turns the conversation keeps, in bytes: what a resumed
+    /// session needs to read back at most.
+    pub fn history_limit(&self) -> usize {
+        self.history_bytes
+    }
+
     /// A copy of the conversation so far (system prompt excluded).
     pub fn history(&self) -> Vec<ChatMessage> {
         self.history
@@ -214,8 +275,8 @@ impl Conversation {
             .clone()
     }
 
-    /// Runs a prepared turn after the turns before it: `started` when it reaches the
-    /// engine, `piece` for each piece of the answer. The turn's place in the slot is given
+    /// Runs a prepared turn after the turns before it: `started` once the engine took it,
+    /// `piece` for each piece of the answer. The turn's place in the slot is given
     /// back when this returns.
     pub async fn run(
         &self,
@@ -261,7 +322,6 @@ impl Conversation {
         let mut chat = vec![ChatMessage::new("system", &prompt)];
         chat.extend(self.history());
         chat.push(ChatMessage::new("user", &question));
-        started();
         let generated = {
             let now = self.abort_epoch.lock().unwrap_or_else(|p| p.into_inner());
             if *now != epoch {
@@ -277,6 +337,9 @@ impl Conversation {
                 return outcome;
             }
         };
+        // Only now has the question run: one dropped by an abort while it waited, or refused
+        // by the engine, never started (and is not stored as a turn).
+        started();
         let mut first = None;
         while let Some(ev) = events.recv().await {
             match ev {
@@ -301,6 +364,11 @@ impl Conversation {
             ));
         }
         outcome.time_to_first_token = first.map_or(0.0, |t| (t - asked).as_secs_f64());
+        if outcome.stats.truncated {
+            // The pieces went out as written; what is stored, given as the final answer and
+            // sent to the model with the next question ends where a sentence ends.
+            outcome.answer = sentence::cut_answer(&outcome.answer);
+        }
         if outcome.error.is_none() {
             let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
             h.push(ChatMessage::new("user", &question));

@@ -1,7 +1,7 @@
-//! A whole turn, for every entry point: the question stored when asked, answered in order,
-//! the answer stored, calibration told, the answer spoken (for a spoken question), and every
-//! step published as an [`Event`]. `Speak()` texts go through here too, so that the tutor's
-//! one voice never talks over an answer.
+//! A whole turn, for every entry point: the question answered in order (stored when it
+//! reaches the engine), the answer stored, calibration told, the answer spoken (for a
+//! spoken question), and every step published as an [`Event`]. `Speak()` texts go through
+//! here too, so that the tutor's one voice never talks over an answer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,6 +99,14 @@ impl Origin {
     }
 }
 
+/// A question on its way to the engine, to be stored when it starts.
+struct Asked {
+    /// Its session, or None when the store could not give one.
+    session: Option<i64>,
+    source: &'static str,
+    text: String,
+}
+
 /// Why `Speak()` was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SpeakError {
@@ -192,6 +200,12 @@ impl Service {
         self.inner.conversation.abort();
     }
 
+    /// Refuses a question that cannot fit the model's context even alone (`Ask` checks
+    /// this before asking; see `Conversation::check_fits`).
+    pub async fn check_fits(&self, text: &str, options: &AskOptions) -> Result<(), AskError> {
+        self.inner.conversation.check_fits(text, options).await
+    }
+
     /// Asks `text`; returns the turn id at once. The turn runs after those before it.
     pub fn ask(&self, text: &str, options: AskOptions, origin: Origin) -> Result<String, AskError> {
         if let Origin::Recording(h) | Origin::Live { heard: h, .. } = &origin {
@@ -203,16 +217,21 @@ impl Service {
         let turn = self.inner.conversation.prepare(text, &options)?;
         let id = turn.id.clone();
         // The answer is given even when the store fails (a full disk): the error is logged.
-        match self.session_for_question(options.new_session) {
-            Ok(session) => self.record_question(session, &id, origin.source(), text.trim()),
-            Err(e) => tracing::error!("cannot store {id}: {e}"),
-        }
+        let session = self
+            .session_for_question(options.new_session)
+            .map_err(|e| tracing::error!("cannot store {id}: {e}"))
+            .ok();
+        let question = Asked {
+            session,
+            source: origin.source(),
+            text: text.trim().to_string(),
+        };
         let this = self.clone();
-        tokio::spawn(async move { this.run(turn, origin).await });
+        tokio::spawn(async move { this.run(turn, question, origin).await });
         Ok(id)
     }
 
-    async fn run(self, turn: super::Prepared, origin: Origin) {
+    async fn run(self, turn: super::Prepared, question: Asked, origin: Origin) {
         let id = turn.id.clone();
         let (heard, aloud, cancel, done) = match origin {
             Origin::Typed => (None, false, None, None),
@@ -232,6 +251,11 @@ impl Service {
                 turn,
                 || {
                     started = true;
+                    // Stored once it runs, not when asked: a question refused or dropped
+                    // before it reached the engine is no turn of the session.
+                    if let Some(session) = question.session {
+                        self.record_question(session, &id, question.source, &question.text);
+                    }
                     self.inner.activity.send_modify(|a| a.thinking += 1);
                     self.publish(Event::Started { turn: id.clone() });
                 },
@@ -258,6 +282,7 @@ impl Service {
         // A spoken answer ends when its last sentence is spoken, so a client has all the
         // audio when `Finished` comes.
         let spoken = match mouth {
+            Some(m) if outcome.stats.truncated => Some(m.finish_cut().await),
             Some(m) => Some(m.finish().await),
             None => None,
         };
@@ -361,6 +386,7 @@ fn log_turn(turn: &str, r: &TurnReport) {
             time_to_first_token = o.time_to_first_token,
             tokens_per_second = s.decode_tokens_per_second,
             aborted = s.aborted,
+            truncated = s.truncated,
             "answered {turn}: {} tokens at {:.1} tok/s, first after {:.3} s",
             s.generated_tokens,
             s.decode_tokens_per_second,

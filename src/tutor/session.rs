@@ -1,9 +1,9 @@
 //! Tutoring sessions: the current session, its subject and persona, and every turn written
-//! to the store as it happens (the question when asked, the answer when it ends), so a
+//! to the store as it happens (the question when it runs, the answer when it ends), so a
 //! restart loses nothing and the open session is resumed. A session change that cannot be
 //! stored changes nothing: the conversation before it goes on.
 
-use super::conversation::{AskError, TurnOutcome};
+use super::conversation::{AskError, HISTORY_BYTES_PER_TOKEN, TurnOutcome};
 use super::persona;
 use super::service::{Event, Service, lock};
 use crate::engine::ChatMessage;
@@ -11,6 +11,12 @@ use crate::store::{SessionRow, StoreError, TurnEnd, TurnRow};
 
 /// The longest subject accepted, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 200;
+/// Turns in a `History` page when the caller asks for 0.
+pub const HISTORY_PAGE: u32 = 100;
+/// The most turns one `History` call returns: a page of the longest turns (24 KiB of
+/// question, 4096 tokens of answer, ~24 KiB) is ~24 MiB, within the system bus's 32 MiB
+/// message limit.
+pub const MAX_HISTORY_PAGE: u32 = 500;
 
 /// Why a session call failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +32,16 @@ pub enum SessionError {
 }
 
 impl Service {
-    /// At boot: resumes the newest session that was not ended, with its answered turns as
-    /// the conversation so far.
+    /// At boot: resumes the newest session that was not ended, with its newest answered
+    /// turns as the conversation so far: only as many as the conversation keeps, so a long
+    /// session resumes in the same time and memory as a short one.
     pub fn resume_session(&self) {
         let open = lock(&self.inner.store).session_open();
         match open {
             Ok(Some(s)) => {
-                let turns = lock(&self.inner.store).turns(s.id).unwrap_or_else(|e| {
+                let bytes = self.inner.conversation.history_limit();
+                let recent = lock(&self.inner.store).recent_turns(s.id, max_turns(bytes), bytes);
+                let turns = recent.unwrap_or_else(|e| {
                     tracing::error!("cannot read session {}'s turns: {e}", s.id);
                     Vec::new()
                 });
@@ -46,7 +55,7 @@ impl Service {
                     session = s.id,
                     subject = %s.subject,
                     turns = turns.len(),
-                    "resumed session {} on {} ({} turns)",
+                    "resumed session {} on {} (its newest {} answered turns)",
                     s.id,
                     s.subject,
                     turns.len()
@@ -143,8 +152,8 @@ impl Service {
         lock(&self.inner.sessions).current.clone()
     }
 
-    /// Stores a question as it is asked. A store error is logged, not fatal: the tutor
-    /// answers even when the disk is full.
+    /// Stores a question as it reaches the engine. A store error is logged, not fatal: the
+    /// tutor answers even when the disk is full.
     pub(super) fn record_question(&self, session: i64, turn: &str, source: &str, question: &str) {
         let mut sessions = lock(&self.inner.sessions);
         match lock(&self.inner.store).turn_asked(session, turn, source, question) {
@@ -175,8 +184,25 @@ impl Service {
         }
     }
 
-    /// A session's turns, for `History`.
-    pub fn history(&self, session: &str) -> Result<Vec<TurnRow>, SessionError> {
+    /// A page of a session's turns, for `History`: `limit` turns (0 = [`HISTORY_PAGE`], at
+    /// most [`MAX_HISTORY_PAGE`]) counted back from the newest, skipping the newest
+    /// `offset`; oldest first.
+    pub fn history(
+        &self,
+        session: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<TurnRow>, SessionError> {
+        let limit = match limit {
+            0 => HISTORY_PAGE,
+            1..=MAX_HISTORY_PAGE => limit,
+            _ => {
+                return Err(SessionError::Invalid(format!(
+                    "the limit is {limit} turns; at most {MAX_HISTORY_PAGE} are returned at \
+                     once (0 = {HISTORY_PAGE})"
+                )));
+            }
+        };
         let id: i64 = session
             .trim()
             .parse()
@@ -185,7 +211,7 @@ impl Service {
         if store.session(id)?.is_none() {
             return Err(SessionError::Unknown(id.to_string()));
         }
-        Ok(store.turns(id)?)
+        Ok(store.turns_page(id, offset, limit)?)
     }
 
     fn prompt_for(&self, subject: &str) -> String {
@@ -193,12 +219,18 @@ impl Service {
     }
 }
 
-/// The conversation a session's turns make: answered turns only (an aborted or failed turn
-/// never reached the model's context).
+/// The most turns a resumed session reads for a history of `bytes`: every turn in a prompt
+/// takes at least two tokens (its question, and a role marker or separator), so a window of
+/// `bytes / HISTORY_BYTES_PER_TOKEN` tokens never holds more than half that many turns. The
+/// byte bound alone would let a session of one-letter turns read tens of thousands of rows.
+fn max_turns(bytes: usize) -> u32 {
+    u32::try_from(bytes / HISTORY_BYTES_PER_TOKEN / 2).unwrap_or(u32::MAX)
+}
+
+/// The conversation a session's answered turns make.
 fn conversation(turns: &[TurnRow]) -> Vec<ChatMessage> {
     turns
         .iter()
-        .filter(|t| !t.aborted && t.error.is_none())
         .filter_map(|t| {
             let answer = t.answer.as_deref()?;
             Some([

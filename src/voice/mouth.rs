@@ -53,6 +53,14 @@ impl Mouth {
         let _ = self.played.await;
         spoken
     }
+
+    /// The answer was cut short by `max_tokens`: speaks only what the cut answer keeps of
+    /// the rest (never an unfinished sentence or a split word); returns as `finish`.
+    pub async fn finish_cut(self) -> Spoken {
+        let spoken = self.speaker.finish_cut().await;
+        let _ = self.played.await;
+        spoken
+    }
 }
 
 /// Plays sentences in order; the tutor is `speaking` from the first to the end.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::tts::{Speech, Synthesizer};
+use crate::sentence;
 
 /// What speaking a turn took.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +34,8 @@ pub struct Spoken {
 pub struct Sentences {
     pending: String,
     cut_once: bool,
+    /// Everything pushed: where an answer cut short should end depends on all of it.
+    said: String,
 }
 
 /// Words a first clause needs before a comma may end it.
@@ -75,6 +78,7 @@ impl Sentences {
     /// Adds a piece; returns the sentences it completed.
     pub fn push(&mut self, piece: &str) -> Vec<String> {
         self.pending.push_str(piece);
+        self.said.push_str(piece);
         let mut out = Vec::new();
         loop {
             let cut = self.pending.char_indices().find_map(|(i, c)| {
@@ -108,6 +112,17 @@ impl Sentences {
     pub fn finish(&mut self) -> Option<String> {
         let rest = std::mem::take(&mut self.pending);
         (!rest.trim().is_empty()).then(|| rest.trim().to_string())
+    }
+
+    /// The rest, at the end of an answer cut short by `max_tokens`: only what the cut answer
+    /// keeps of it (`sentence::cut`), so an unfinished sentence or a split word is never
+    /// spoken. Parts already given out stay said.
+    pub fn finish_cut(&mut self) -> Option<String> {
+        let kept = sentence::cut(&self.said).end;
+        let rest_starts = self.said.len() - self.pending.len();
+        let keep = kept.saturating_sub(rest_starts).min(self.pending.len());
+        self.pending.truncate(keep);
+        self.finish()
     }
 }
 
@@ -181,7 +196,19 @@ impl Speaker {
 
     /// The answer is complete: speaks the rest and returns when all is spoken.
     pub async fn finish(mut self) -> Spoken {
-        if let Some(rest) = self.sentences.finish() {
+        let rest = self.sentences.finish();
+        self.end(rest).await
+    }
+
+    /// The answer was cut short by `max_tokens`: speaks what the cut answer keeps of the
+    /// rest (see [`Sentences::finish_cut`]) and returns when all is spoken.
+    pub async fn finish_cut(mut self) -> Spoken {
+        let rest = self.sentences.finish_cut();
+        self.end(rest).await
+    }
+
+    async fn end(self, rest: Option<String>) -> Spoken {
+        if let Some(rest) = rest {
             let _ = self.tx.send(rest);
         }
         drop(self.tx);
@@ -252,6 +279,30 @@ mod tests {
         assert_eq!(s.push(" add! Done?\nYes"), vec!["Then add!", "Done?"]);
         assert_eq!(s.finish(), Some("Yes".into()));
         assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn an_answer_cut_short_leaves_its_unfinished_sentence_unspoken() {
+        let mut s = Sentences::default();
+        assert_eq!(s.push("Paris is big. It has"), vec!["Paris is big."]);
+        assert_eq!(s.finish_cut(), None);
+        // A last sentence that was complete at the cut is spoken.
+        let mut s = Sentences::default();
+        assert_eq!(s.push("Paris is big. It is old."), vec!["Paris is big."]);
+        assert_eq!(s.finish_cut(), Some("It is old.".into()));
+        // Without a complete sentence the whole words are spoken, never the split one.
+        let mut s = Sentences::default();
+        assert!(s.push("The capital of Fra").is_empty());
+        assert_eq!(s.finish_cut(), Some("The capital of".into()));
+        // A first chunk already given out stays said; the split word after it does not.
+        let mut s = Sentences::default();
+        let twelve = "one two three four five six seven eight nine ten eleven twelve";
+        assert_eq!(s.push(&format!("{twelve} thir")), vec![twelve]);
+        assert_eq!(s.finish_cut(), None);
+        // The same rest, at the end of an answer the model ended itself, is spoken.
+        let mut s = Sentences::default();
+        s.push("Paris is big. It has");
+        assert_eq!(s.finish(), Some("It has".into()));
     }
 
     #[test]

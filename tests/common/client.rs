@@ -55,9 +55,10 @@ pub async fn diagnostics(conn: &zbus::Connection) -> Dict {
         .unwrap()
 }
 
-/// `History(session)`'s rows; panics on an error.
+/// The newest 500 rows of `History(session, 0, 500)` (every turn of a test's session);
+/// panics on an error.
 pub async fn history(conn: &zbus::Connection, session: &str) -> Vec<Dict> {
-    tutor_call(conn, "History", &(session,))
+    tutor_call(conn, "History", &(session, 0u32, 500u32))
         .await
         .unwrap_or_else(|e| panic!("History({session}): {e}"))
         .body()
@@ -70,6 +71,26 @@ pub fn text(v: &OwnedVariant) -> String {
     match &**v {
         Variant::Str(s) => s.to_string(),
         other => panic!("not a string: {other:?}"),
+    }
+}
+
+/// A numeric value (any of the integer or double types the interface uses) as f64; panics
+/// when `k` is missing or not a number.
+pub fn number(d: &Dict, k: &str) -> f64 {
+    match d.get(k).map(|v| &**v) {
+        Some(Variant::U32(n)) => f64::from(*n),
+        Some(Variant::U64(n)) => *n as f64,
+        Some(Variant::I64(n)) => *n as f64,
+        Some(Variant::F64(x)) => *x,
+        other => panic!("{k}: {other:?} is not a number"),
+    }
+}
+
+/// The engine worker's pid from `Diagnostics()` (a whole number, `t`); None while none runs.
+pub fn engine_pid(d: &Dict) -> Option<u32> {
+    match d.get("engine_pid").map(|v| &**v) {
+        Some(Variant::U64(p)) => Some(*p as u32),
+        _ => None,
     }
 }
 

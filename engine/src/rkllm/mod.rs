@@ -335,6 +335,8 @@ impl RkllmEngine {
                 parameters: 0,
                 context_length: spec.context_length,
                 runtime,
+                // RKLLM applies the template the model was converted with.
+                chat_format: "rkllm".into(),
             },
             default_sampling,
             session: Session::default(),
@@ -408,6 +410,7 @@ impl Engine for RkllmEngine {
                 prompt_input: prompt.as_ptr(),
             },
         };
+        let max_new_tokens = sampling.max_tokens.max(1);
         let mut sampling_param = self.sampling_param(sampling);
         let mut infer = sys::RKLLMInferParam {
             mode: sys::RKLLM_INFER_GENERATE,
@@ -416,7 +419,7 @@ impl Engine for RkllmEngine {
             sampling_params: &mut sampling_param,
             // Always keep the turn: the next question may extend this chat.
             keep_history: 1,
-            max_new_tokens: i32::try_from(sampling.max_tokens.max(1)).unwrap_or(i32::MAX),
+            max_new_tokens: i32::try_from(max_new_tokens).unwrap_or(i32::MAX),
         };
         let handle = Arc::clone(&self.handle);
         let mut run = RunState {
@@ -508,6 +511,10 @@ impl Engine for RkllmEngine {
             // The RKLLM runtime keeps the history itself (keep_history): the sliding window
             // through its API is not done yet (issue 16).
             window_left_out: 0,
+            // The runtime does not say why a run ended: an answer that used every token it
+            // was allowed was cut (one that ends exactly there is taken for cut too; the
+            // daemon's cut then leaves a whole last sentence as it is).
+            truncated: !aborted && run.tokens >= max_new_tokens,
         })
     }
 

@@ -1,6 +1,10 @@
 //! The fixed part of a GGUF file's header: magic, version and counts. Shared by the worker
 //! (which checks a file before llama.cpp maps it, so a file of the wrong format or cut short
-//! gets a message that says so, not just "null") and by the daemon's fuzz targets.
+//! gets a message that says so, not just "null") and by the daemon's fuzz targets. The rest
+//! of the header (metadata and tensor list) is read by [`meta`], written by [`write`].
+
+pub mod meta;
+pub mod write;
 
 /// What the header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
