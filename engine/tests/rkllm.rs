@@ -510,3 +510,56 @@ fn a_panic_in_on_piece_does_not_cross_the_runtime() {
     let (pieces, _) = ask(&mut engine, &[user("after")]);
     assert!(pieces.concat().contains("History: 0 turns. Heard: after"));
 }
+
+#[test]
+fn a_lesson_longer_than_the_context_slides_its_window_and_never_overflows() {
+    // 256 "tokens" (the stand-in counts words) with answers of at most 40: the prompt's
+    // budget is 256 - 40 - 16. The stand-in refuses any run that would overflow the context.
+    let mut spec = spec(standin(), &[4, 5, 6, 7]);
+    spec.context_length = 256;
+    let mut engine = RkllmEngine::load(&spec, &options()).expect("stand-in loads");
+    let short = Sampling {
+        max_tokens: 40,
+        ..sampling()
+    };
+    let mut chat = vec![ChatMessage::new("system", "You are a kind tutor.")];
+    let mut rows = Vec::new();
+    for i in 0..40 {
+        chat.push(user(&format!(
+            "Question {i}: why do leaves change colour in the autumn, and what happens next?"
+        )));
+        let mut answer = String::new();
+        let stats = engine
+            .generate(&chat, &short, &mut |p| {
+                answer.push_str(p);
+                true
+            })
+            .unwrap_or_else(|e| panic!("turn {i}: {e}"));
+        rows.push((stats.reused_tokens, stats.window_left_out));
+        chat.push(ChatMessage::new("assistant", &answer));
+    }
+    let slid = rows.iter().filter(|(_, left_out)| *left_out > 0).count();
+    assert!(
+        slid >= 30,
+        "the window slid in {slid} of 40 turns: {rows:?}"
+    );
+    // A slide re-sends the window into a cleared cache (no reuse); it keeps half the
+    // budget, so most turns after it extend the cache instead.
+    let fresh = rows[1..].iter().filter(|(reused, _)| *reused == 0).count();
+    assert!(
+        (2..=15).contains(&fresh),
+        "{fresh} of 39 follow-ups re-sent their window: {rows:?}"
+    );
+
+    // One question longer than the whole budget: refused, naming the limit.
+    chat.push(user(&"word ".repeat(400)));
+    let err = engine
+        .generate(&chat, &short, &mut |_| true)
+        .expect_err("too long");
+    match err {
+        EngineError::QuestionTooLong { limit, context, .. } => {
+            assert_eq!((limit, context), (200, 256));
+        }
+        other => panic!("{other}"),
+    }
+}

@@ -352,12 +352,13 @@ impl Service {
                 }
                 Err(failure @ (SelectError::Unknown(_) | SelectError::Failed(_))) => {
                     let e = failure.to_string();
-                    tracing::error!(
-                        message_id = events::ENGINE_FAILED,
-                        "cannot load the model {model}: {e}"
-                    );
                     if matches!(failure, SelectError::Unknown(_)) {
-                        // Never started: the slot says why (a failed load's engine does).
+                        // Never started: logged here (`switch` logs a failed load) and the
+                        // slot says why (a failed load's engine does).
+                        tracing::error!(
+                            message_id = events::ENGINE_FAILED,
+                            "cannot load the model {model}: {e}"
+                        );
                         let _ = self
                             .inner
                             .slot
@@ -429,6 +430,8 @@ impl Service {
             match self.switch(model, backend, &|| {}).await {
                 Err(SelectError::Busy(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
                 Ok(_) => return,
+                // `switch` has logged a load that failed.
+                Err(SelectError::Failed(_)) => return,
                 Err(e) => {
                     tracing::error!(
                         message_id = events::ENGINE_FAILED,

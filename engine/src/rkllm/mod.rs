@@ -10,7 +10,8 @@
 //! calls `stream::on_result` once per token (on a thread of its own or the caller's), which turns
 //! the token texts into pieces for `on_piece`. A multi-turn session rides on the runtime's
 //! `keep_history`: every run keeps its turn in the KV cache, a chat that extends the kept one
-//! sends only its new messages, any other chat clears the cache and sends the whole chat.
+//! sends only its new messages, any other chat clears the cache and sends the window of it
+//! that fits the context (see `session`: a too-long conversation slides the same way).
 //!
 //! The runtime applies the model's own chat template to the one "user" turn of a run, so when a
 //! whole chat has to be sent (a new conversation, or one that does not extend the kept
@@ -54,6 +55,10 @@ pub const DEFAULT_DRIVER_VERSION_PATHS: [&str; 2] = [
 ];
 
 const BACKEND: &str = "npu";
+
+/// Tokens kept free past a prompt besides the answer's `max_tokens` (as the llama.cpp
+/// backend and the daemon's question check).
+const MARGIN: usize = tutord_protocol::PROMPT_MARGIN as usize;
 
 /// The machine-side settings of the RKLLM backend (the model-side ones are the `LoadSpec`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,17 +396,50 @@ impl Engine for RkllmEngine {
                 "the chat must end with a user message".into(),
             ));
         }
-        let (to_send, reused_tokens) = match plan(&self.session.kept, chat) {
-            Plan::Extend(new) => (new, self.session.kept_tokens),
-            Plan::Fresh => {
+        // The prompt may take what the answer and the margin leave of the context (the
+        // llama.cpp backend's budget; see `session` for how it is counted and slid here).
+        let context = self.info.context_length as usize;
+        let budget = context.saturating_sub(sampling.max_tokens as usize + MARGIN);
+        let extend = match plan(&self.session.kept, chat) {
+            Plan::Extend { new, left_out }
+                if self.session.kept_tokens as usize + self.session.estimate(new) <= budget =>
+            {
+                Some((new.to_vec(), left_out))
+            }
+            _ => None,
+        };
+        let (to_send, reused_tokens, left_out, window) = match extend {
+            Some((new, left_out)) => (new, self.session.kept_tokens, left_out, None),
+            None => {
+                // A fresh run: the whole chat when it fits, else a slide to half the budget.
+                let all = self.session.estimate(chat);
+                let target = if all <= budget { budget } else { budget / 2 };
+                let (window, left_out) = match session::window(chat, target, |w| {
+                    self.session.estimate(w)
+                }) {
+                    Ok(w) => w,
+                    // Even the instructions and the question alone: over the whole budget?
+                    Err(_) => match session::window(chat, budget, |w| self.session.estimate(w)) {
+                        Ok(w) => w,
+                        Err(tokens) => {
+                            return Err(EngineError::QuestionTooLong {
+                                tokens,
+                                limit: budget,
+                                context: self.info.context_length,
+                                answer: sampling.max_tokens,
+                            });
+                        }
+                    },
+                };
                 self.session.forget();
                 if self.session.dirty {
                     self.clear_kv_cache()?;
                 }
-                (chat, 0)
+                (window.clone(), 0, left_out, Some(window))
             }
         };
-        let prompt = CString::new(render(to_send)).expect("render removes NUL bytes");
+        let text = render(&to_send);
+        let prompt = CString::new(text.as_str()).expect("render removes NUL bytes");
         let mut input = sys::RKLLMInput {
             role: c"user".as_ptr(),
             enable_thinking: false,
@@ -492,7 +530,16 @@ impl Engine for RkllmEngine {
             // over from a cleared cache.
             self.session.forget();
         } else {
-            let mut kept = chat.to_vec();
+            self.session.counted(text.len(), prompt_tokens);
+            // The cache now holds the window (or the kept messages and the new ones).
+            let mut kept = match window {
+                Some(w) => w,
+                None => {
+                    let mut k = std::mem::take(&mut self.session.kept);
+                    k.extend(to_send);
+                    k
+                }
+            };
             kept.push(ChatMessage::new("assistant", &run.answer));
             self.session.kept = kept;
             self.session.kept_tokens = reused_tokens
@@ -508,9 +555,7 @@ impl Engine for RkllmEngine {
             prompt_tokens_per_second,
             peak_rss_bytes: peak_rss_bytes(),
             aborted,
-            // The RKLLM runtime keeps the history itself (keep_history): the sliding window
-            // through its API is not done yet (issue 16).
-            window_left_out: 0,
+            window_left_out: left_out as u32,
             // The runtime does not say why a run ended: an answer that used every token it
             // was allowed was cut (one that ends exactly there is taken for cut too; the
             // daemon's cut then leaves a whole last sentence as it is).

@@ -30,6 +30,9 @@
  *    __config__       the reply lists what rkllm_init and this run were given
  *    __slow__         the reply is 200 pieces " tick", 5 ms apart
  *
+ * A run whose prompt (counted in words, the stand-in's "tokens"), the turns kept before it and
+ * its max_new_tokens would overflow max_context_len is refused (rkllm_run returns -1).
+ *
  * Set RKLLM_STANDIN_VERBOSE=1 to have rkllm_init print the banner like the real one does.
  *
  * Build: cc -shared -fPIC -pthread -o librkllmrt.so rkllm_standin.c
@@ -435,6 +438,13 @@ static int start_run(standin *s, RKLLMInput *input, RKLLMInferParam *infer, void
     if (infer->mode != RKLLM_INFER_GENERATE)
         return -1;
     if (strstr(input->prompt_input, "__fail_run__"))
+        return -1;
+    /* The KV cache holds the kept turns, this prompt and at most max_new_tokens more: a run
+     * that would not fit in max_context_len is refused. (What the real runtime does past its
+     * context is not documented; the backend keeps within it, and this makes a backend that
+     * does not fail its tests.) */
+    if (s->kv_tokens + count_words(input->prompt_input) + infer->max_new_tokens >
+        s->param.max_context_len)
         return -1;
     free(s->prompt);
     s->prompt = strdup(input->prompt_input);
