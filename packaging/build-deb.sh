@@ -229,6 +229,9 @@ inst 0644 "$S/tutord.sysusers"             /usr/lib/sysusers.d/tutord.conf
 inst 0644 "$S/tutord.tmpfiles"             /usr/lib/tmpfiles.d/tutord.conf
 inst 0644 "$S/tutord.catalog"              /usr/lib/systemd/catalog/tutord.catalog
 inst 0644 "$S/tutord.rules"                /usr/share/polkit-1/rules.d/50-tutord.rules
+# Security updates keep running, at night (src/tuning/services.rs, UPDATES).
+inst 0644 "$S/updates/apt-daily.timer.conf" /usr/lib/systemd/system/apt-daily.timer.d/50-tutord.conf
+inst 0644 "$S/updates/apt-daily-upgrade.timer.conf" /usr/lib/systemd/system/apt-daily-upgrade.timer.d/50-tutord.conf
 inst 0644 "$REPO/config/tutord.toml"       /etc/tutord/tutord.toml
 install -d -m 0755 "$R/etc/tutord/tutord.toml.d"
 inst 0644 "$REPO/config/models.toml"       /usr/share/tutord/models.toml

@@ -160,6 +160,12 @@ pub struct LlmConfig {
     pub max_tokens: u32,
     /// Sampling temperature; 0 = always the most likely token. 0.0..=2.0, default 0.7.
     pub temperature: f64,
+    /// Seconds an answer may go without a new piece (or an abort without ending, at most 10)
+    /// before the engine counts as wedged (a driver or NPU call that never returns while the
+    /// worker still answers pings): the worker is killed and restarted and the turn fails
+    /// saying so. Long enough for the slowest prompt processing before a first token.
+    /// 1..=3600, default 120.
+    pub stall_seconds: u32,
 }
 
 impl Default for LlmConfig {
@@ -174,6 +180,7 @@ impl Default for LlmConfig {
             system_prompt: String::new(),
             max_tokens: 256,
             temperature: 0.7,
+            stall_seconds: 120,
         }
     }
 }
@@ -491,6 +498,12 @@ impl Config {
             return Err((
                 "llm.max_tokens".into(),
                 format!("{} is out of range 1..=4096", l.max_tokens),
+            ));
+        }
+        if !(1..=3600).contains(&l.stall_seconds) {
+            return Err((
+                "llm.stall_seconds".into(),
+                format!("{} is out of range 1..=3600", l.stall_seconds),
             ));
         }
         if !(0.0..=2.0).contains(&l.temperature) {

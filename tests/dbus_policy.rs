@@ -185,3 +185,75 @@ fn only_root_or_the_admin_group_may_change_the_system() {
         daemon.signal_and_wait("TERM", Duration::from_secs(10));
     }
 }
+
+/// `tutorctl watch` as another user, started now; its output is read when it ends.
+fn watch_as(uid: u32, groups: &[u32], bus: &Bus, seconds: u64) -> std::process::Child {
+    let groups = match groups {
+        [] => "--clear-groups".to_string(),
+        g => format!(
+            "--groups={}",
+            g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        ),
+    };
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg(groups)
+        .arg(TUTORCTL)
+        .arg("--bus")
+        .arg(&bus.address)
+        .args(["watch", "--seconds", &seconds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)")
+}
+
+#[test]
+fn only_root_tutord_and_group_tutor_receive_what_the_child_says_and_hears() {
+    if !is_root() {
+        skip(
+            "dbus_policy",
+            "needs root to run listeners under other uids",
+        );
+        return;
+    }
+    let gid = tutor_gid().expect("group `tutor` (scripts/test.sh creates it)");
+    small_model();
+    engine_binary();
+    let bus = Bus::system_like();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_model_config(dir.path(), 16, "");
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &[]);
+    assert!(
+        notify.wait_for("READY=1", Duration::from_secs(90)),
+        "{}",
+        daemon.stderr()
+    );
+    // Both subscribe with a match rule on everything tutord sends; only the policy differs.
+    let outsider = watch_as(NOBODY, &[], &bus, 15);
+    let member = watch_as(NOBODY, &[gid], &bus, 15);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = tutorctl(&bus, &["ask", "--new-session", "Name a colour."]);
+    assert!(out.status.success(), "root asks: {out:?}");
+    let outsider = outsider.wait_with_output().unwrap();
+    let member = member.wait_with_output().unwrap();
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(member.status.success(), "group tutor: {member:?}");
+    assert!(
+        text(&member).contains("Token ") && text(&member).contains("AnswerFinished "),
+        "group tutor receives the answer: {}",
+        text(&member)
+    );
+    assert!(
+        outsider.status.success(),
+        "the outsider's watch: {outsider:?}"
+    );
+    assert_eq!(
+        text(&outsider),
+        "",
+        "an unrelated uid received the tutor's signals"
+    );
+    daemon.signal_and_wait("TERM", Duration::from_secs(10));
+}

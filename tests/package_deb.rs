@@ -115,6 +115,8 @@ fn deb_installs_and_starts_in_a_real_system() {
         "./usr/lib/tmpfiles.d/tutord.conf",
         "./usr/lib/systemd/catalog/tutord.catalog",
         "./usr/share/polkit-1/rules.d/50-tutord.rules",
+        "./usr/lib/systemd/system/apt-daily.timer.d/50-tutord.conf",
+        "./usr/lib/systemd/system/apt-daily-upgrade.timer.d/50-tutord.conf",
         "./etc/tutord/tutord.toml",
         "./usr/share/tutord/models.toml",
     ] {

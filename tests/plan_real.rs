@@ -162,22 +162,25 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
     // first three, then an exponential average): the test folds exactly those, so a noisy
     // machine moves the expectation with the prediction instead of failing the test (CI saw
     // 2-38 tok/s between answers of one run).
-    let conn = rt().block_on(connect_to(&bus));
-    let mut answers = Vec::new();
-    for q in [
-        "Name three colours and say why you like each.",
-        "Explain what two plus two is, step by step.",
-        "Tell me a short story about a cat.",
-        "Describe the planet Mars to a child.",
-        "Why is the sky blue? Explain it simply.",
-        "Tell me three facts about the ocean.",
-    ] {
-        let (_, stats) = rt().block_on(ask_and_wait(&conn, q, true, Duration::from_secs(120)));
-        answers.push((
-            number(&stats, "tokens_per_second"),
-            number(&stats, "generated_tokens") as u32,
-        ));
-    }
+    let answers = rt().block_on(async {
+        let conn = connect_to(&bus).await;
+        let mut answers = Vec::new();
+        for q in [
+            "Name three colours and say why you like each.",
+            "Explain what two plus two is, step by step.",
+            "Tell me a short story about a cat.",
+            "Describe the planet Mars to a child.",
+            "Why is the sky blue? Explain it simply.",
+            "Tell me three facts about the ocean.",
+        ] {
+            let (_, stats) = ask_and_wait(&conn, q, true, Duration::from_secs(120)).await;
+            answers.push((
+                number(&stats, "tokens_per_second"),
+                number(&stats, "generated_tokens") as u32,
+            ));
+        }
+        answers
+    });
     let after = property(&bus, "PredictedTokensPerSecond");
     let mut smoothed: Option<(f64, u32)> = None;
     for (tps, tokens) in &answers[1..] {

@@ -75,6 +75,12 @@ enum Command {
     Models(tutord::models::cli::ModelsArgs),
     /// Speak a text into a WAV file with the configured voice (no daemon needed).
     Say(tutord::voice::cli::SayArgs),
+    /// Print the signals tutord sends (answers, transcripts, property changes) as they come.
+    Watch {
+        /// Stop after this many seconds (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+    },
     /// Change the daemon's log level until its next restart.
     LogLevel {
         /// error, warn, info, debug or trace
@@ -118,7 +124,7 @@ fn main() -> ExitCode {
     // An answer streams for as long as the model writes: `ask` bounds the silence between
     // pieces instead (Client::ask).
     let limit = match args.command {
-        Command::Ask { .. } | Command::Listen { .. } => Duration::MAX,
+        Command::Ask { .. } | Command::Listen { .. } | Command::Watch { .. } => Duration::MAX,
         Command::Bench { rerun: true, .. } => REBENCHMARK_TIMEOUT,
         _ => CALL_TIMEOUT,
     };
@@ -233,6 +239,16 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
             out
         }
         Command::Models(_) | Command::Say(_) => unreachable!("handled in main, without the bus"),
+        Command::Watch { seconds } => {
+            client
+                .watch(seconds, |line| {
+                    use std::io::Write;
+                    println!("{line}");
+                    let _ = std::io::stdout().flush();
+                })
+                .await?;
+            String::new()
+        }
         Command::LogLevel { level } => {
             client.set_log_level(&level).await?;
             String::new()

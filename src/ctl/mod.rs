@@ -96,6 +96,44 @@ impl Client {
         self.proxy.diagnostics().await.map_err(CtlError::call)
     }
 
+    /// Prints every signal tutord sends (one line each: member and arguments) for `seconds`
+    /// (0: until interrupted). Subject to the bus policy like any client: only root, tutord
+    /// and group `tutor` receive the tutor's signals (docs/dbus.md, "Access").
+    pub async fn watch(&self, seconds: u64, mut on_line: impl FnMut(&str)) -> Result<(), CtlError> {
+        use futures_util::StreamExt;
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender(api::NAME)
+            .build()
+            .map_err(CtlError::call)?;
+        let conn = self.proxy.inner().connection();
+        let mut stream = zbus::MessageStream::for_match_rule(rule, conn, None)
+            .await
+            .map_err(CtlError::call)?;
+        let until = (seconds > 0)
+            .then(|| tokio::time::Instant::now() + std::time::Duration::from_secs(seconds));
+        loop {
+            let next = match until {
+                Some(t) => match tokio::time::timeout_at(t, stream.next()).await {
+                    Ok(m) => m,
+                    Err(_) => return Ok(()),
+                },
+                None => stream.next().await,
+            };
+            let Some(msg) = next else {
+                return Err(CtlError::Call("the bus connection closed".into()));
+            };
+            let msg = msg.map_err(CtlError::call)?;
+            let header = msg.header();
+            let member = header.member().map_or("?", |m| m.as_str());
+            let body = msg
+                .body()
+                .deserialize::<zbus::Structure>()
+                .map_or_else(|_| "()".to_string(), |s| s.to_string());
+            on_line(&format!("{member} {body}"));
+        }
+    }
+
     /// Asks a question and streams the answer's pieces to `on_piece`; returns the stats of
     /// `AnswerFinished`. Subscribes before asking, so no piece is missed.
     pub async fn ask(

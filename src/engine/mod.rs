@@ -27,6 +27,9 @@ pub use slot::{Availability, Slot, SlotError, Switch, TurnGuard};
 
 /// Turns that may wait behind the running one; one more is refused with `Busy`.
 pub const MAX_QUEUED_TURNS: usize = 4;
+/// The longest an abort may take before the worker counts as wedged.
+const ABORT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// How often the worker is pinged.
 const PING_EVERY: Duration = Duration::from_secs(2);
 /// A worker that has not answered a ping for this long is considered hung.
@@ -83,6 +86,9 @@ pub struct EngineConfig {
     /// The `tutord-engine` binary.
     pub program: PathBuf,
     pub spec: LoadSpec,
+    /// How long an answer may go without a piece before the worker counts as wedged
+    /// (`[llm] stall_seconds`); an abort gets at most `ABORT_DEADLINE` of it.
+    pub stall: Duration,
 }
 
 /// Why the engine gave its model up.
@@ -402,6 +408,11 @@ async fn run_worker(
     // Killed by us for a missed heartbeat, not dead by itself (see the end of this function).
     let mut hung = false;
     let mut active: Option<Pending> = None;
+    // When the active turn last moved (sent, or a piece came) and when it was asked to
+    // abort: a worker whose reader answers pings while its generation is stuck in a driver
+    // call would otherwise hold the turn, and every question after it, for ever.
+    let mut progress = Instant::now();
+    let mut abort_sent: Option<Instant> = None;
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut seq = 0u64;
     // Counts asked of this worker and not answered yet; dropped with it (the askers then
@@ -425,6 +436,8 @@ async fn run_worker(
                 break format!("cannot send to the worker: {e}");
             }
             active = Some(p);
+            progress = Instant::now();
+            abort_sent = None;
         }
         tokio::select! {
             cmd = commands.recv() => match cmd {
@@ -439,6 +452,7 @@ async fn run_worker(
                     }
                     if let Some(a) = &active {
                         let _ = worker::send(&mut writer, &Request::Abort { turn: a.turn }).await;
+                        abort_sent.get_or_insert_with(Instant::now);
                     }
                 }
                 Some(Command::Reset) => {
@@ -479,6 +493,7 @@ async fn run_worker(
                 }
                 Some(Ok(Event::Piece { turn, text })) => {
                     if let Some(a) = active.as_ref().filter(|a| a.turn == turn) {
+                        progress = Instant::now();
                         let _ = a.events.send(TurnEvent::Piece(text));
                     }
                 }
@@ -519,6 +534,23 @@ async fn run_worker(
                 seq += 1;
                 if worker::send(&mut writer, &Request::Ping { seq }).await.is_err() {
                     break "the worker does not read its socket".into();
+                }
+                if active.is_some() {
+                    let abort_limit = config.stall.min(ABORT_DEADLINE);
+                    let wedged = if abort_sent.is_some_and(|t| t.elapsed() > abort_limit) {
+                        Some(format!("the answer did not stop within {} s of an abort", abort_limit.as_secs()))
+                    } else if progress.elapsed() > config.stall {
+                        Some(format!("the answer made no progress for {} s", config.stall.as_secs()))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = wedged {
+                        // Not the model's crash (it is not counted toward giving the model
+                        // up): a stuck driver call; the next worker may well answer.
+                        hung = true;
+                        let _ = w.child.start_kill();
+                        break format!("{why} (the engine is wedged): killed it");
+                    }
                 }
                 let stale = status.borrow().last_pong.is_some_and(|t| t.elapsed() > PING_DEADLINE);
                 if stale {

@@ -11,8 +11,9 @@ use tutord_protocol::{Event, FrameError, Request, read_msg, write_msg};
 use super::*;
 
 /// A fake worker's script, in a directory of its own: `answers` says what each question
-/// gets, in order across every worker started (`ok` or `crash`, the process exiting in the
-/// middle of the answer); `idle_deaths` lists the workers (0 for the first started) that
+/// gets, in order across every worker started (`ok`; `crash`, the process exiting in the
+/// middle of the answer; `wedge`, one piece and then nothing, aborts ignored, while pings are
+/// still answered, as a runtime stuck in a driver call); `idle_deaths` lists the workers (0 for the first started) that
 /// exit soon after loading, with no question in flight.
 struct FakeWorker {
     dir: tempfile::TempDir,
@@ -42,6 +43,10 @@ impl FakeWorker {
     }
 
     fn config(&self) -> EngineConfig {
+        self.config_stalling_after(Duration::from_secs(120))
+    }
+
+    fn config_stalling_after(&self, stall: Duration) -> EngineConfig {
         EngineConfig {
             program: self.dir.path().join("worker"),
             spec: LoadSpec {
@@ -51,6 +56,7 @@ impl FakeWorker {
                 placement: Placement::default(),
                 runtime_library: None,
             },
+            stall,
         }
     }
 }
@@ -132,8 +138,10 @@ fn fake_worker() {
                     text: "a".into(),
                 };
                 write_msg(&mut writer, &piece).unwrap();
-                if answers.get(n).map(String::as_str) == Some("crash") {
-                    std::process::exit(134);
+                match answers.get(n).map(String::as_str) {
+                    Some("crash") => std::process::exit(134),
+                    Some("wedge") => continue,
+                    _ => {}
                 }
                 Event::Finished {
                     turn,
@@ -276,4 +284,45 @@ async fn deaths_while_idle_are_restarted_and_do_not_break_the_count() {
     ));
     let s = status_when(&engine, |s| s.gave_up).await;
     assert_eq!(s.gave_up_because, Some(GaveUp::Crashes));
+}
+
+#[tokio::test]
+async fn a_wedged_answer_is_failed_and_its_worker_replaced() {
+    // The first answer wedges after one piece; the worker still answers every ping, so only
+    // the answer's own progress can tell. Then an abort that never ends, then an answer.
+    let fake = FakeWorker::new(&["wedge", "wedge", "ok"], &[]);
+    let engine = EngineHandle::start(fake.config_stalling_after(Duration::from_secs(3)));
+    status_when(&engine, loaded).await;
+    let started = std::time::Instant::now();
+    let first = ask(&engine, 1).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(&first, TurnEvent::Failed(EngineFailure::Died(why))
+            if why.contains("the answer made no progress for 3 s (the engine is wedged): killed it")),
+        "{first:?}"
+    );
+    // Detected at the first ping after the stall: 3 s, plus up to one ping interval.
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+
+    status_when(&engine, loaded).await;
+    let mut events = engine
+        .generate(2, vec![ChatMessage::new("user", "q")], Sampling::default())
+        .unwrap();
+    assert!(matches!(events.recv().await, Some(TurnEvent::Piece(_))));
+    engine.abort_all();
+    let end = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("the abort is not left hanging");
+    assert!(
+        matches!(&end, Some(TurnEvent::Failed(EngineFailure::Died(why)))
+            if why.contains("did not stop within 3 s of an abort")),
+        "{end:?}"
+    );
+    status_when(&engine, loaded).await;
+    assert!(matches!(ask(&engine, 3).await, TurnEvent::Finished(_)));
+    let s = engine.status();
+    assert_eq!(s.restarts, 2, "{s:?}");
 }

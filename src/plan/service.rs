@@ -211,6 +211,7 @@ impl Service {
                 },
                 runtime_library: None,
             },
+            stall: Duration::from_secs(u64::from(llm.stall_seconds)),
         });
         Ok((engine, backend))
     }

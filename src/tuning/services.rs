@@ -12,14 +12,12 @@ use zbus::proxy;
 
 use super::TuningError;
 
-/// Timers and daemons an appliance does not need while it answers questions: package
-/// updates, indexing, printing, service discovery, modems. Stopped only when running, and
-/// started again when tutord stops. Sockets are listed with their services, or the socket
-/// would start the service again on the next connection.
+/// Timers and daemons an appliance does not need while it answers questions: indexing,
+/// printing, service discovery, modems, a desktop's package GUI back end. Stopped only when
+/// running, and started again when tutord stops. Sockets are listed with their services, or
+/// the socket would start the service again on the next connection. Security updates are
+/// not here (`UPDATES`).
 pub const DEFAULT_NONESSENTIAL: &[&str] = &[
-    "apt-daily.timer",
-    "apt-daily-upgrade.timer",
-    "unattended-upgrades.service",
     "packagekit.service",
     "man-db.timer",
     "fstrim.timer",
@@ -32,8 +30,20 @@ pub const DEFAULT_NONESSENTIAL: &[&str] = &[
     "avahi-daemon.service",
 ];
 
+/// Debian's security updates: never stopped, even when listed in `stop_units`. An appliance
+/// runs for months; stopping them for as long as tutord runs (it runs always) would stop
+/// updates for good. The package moves their timers to the night instead
+/// (`systemd/updates/`, `/usr/lib/systemd/system/apt-daily*.timer.d/50-tutord.conf`).
+pub const UPDATES: &[&str] = &[
+    "apt-daily.timer",
+    "apt-daily.service",
+    "apt-daily-upgrade.timer",
+    "apt-daily-upgrade.service",
+    "unattended-upgrades.service",
+];
+
 /// Never stopped: the bus, the journal, device management, logins and polkit (which tutord
-/// needs to start the units again), tutord itself.
+/// needs to start the units again), tutord itself, and the security updates (`UPDATES`).
 pub const PROTECTED: &[&str] = &[
     "dbus.service",
     "dbus.socket",
@@ -84,6 +94,7 @@ pub fn normalize(name: &str) -> String {
 /// Whether tutord must never stop `unit` (given the explicitly configured list).
 pub fn is_protected(unit: &str, explicit: &[String]) -> bool {
     PROTECTED.contains(&unit)
+        || UPDATES.contains(&unit)
         || unit.starts_with("systemd-journald")
         || unit.starts_with("systemd-udevd")
         || unit.starts_with("tutord")
@@ -117,7 +128,8 @@ pub fn candidates(
         if is_protected(&unit, &explicit) {
             warnings.push(format!(
                 "[tuning] stop_units: {unit} is protected and is never stopped (D-Bus, journald, \
-                 udev, logind, polkit, tutord; ssh only when listed by name); left running"
+                 udev, logind, polkit, tutord, security updates; ssh only when listed by \
+                 name); left running"
             ));
             continue;
         }

@@ -241,7 +241,16 @@ async fn rk3588_pins_big_core_and_devfreq_governors_and_restores_them() {
     let root = dir.path().join("root");
     rk3588_clocks(&root);
     let j = store(dir.path());
-    let units = FakeUnits::new(&j, &["ModemManager.service", "apt-daily.timer"], &[]);
+    let units = FakeUnits::new(
+        &j,
+        &[
+            "ModemManager.service",
+            "man-db.timer",
+            "apt-daily.timer",
+            "unattended-upgrades.service",
+        ],
+        &[],
+    );
     let cfg = config(&root, "");
     let mut t = tuner(&cfg, &units);
     assert_eq!(t.engine_cpus(), Some(vec![4, 5, 6, 7]));
@@ -275,12 +284,15 @@ async fn rk3588_pins_big_core_and_devfreq_governors_and_restores_them() {
         "performance"
     );
     assert!(!units.active("ModemManager.service"));
-    assert!(!units.active("apt-daily.timer"));
+    assert!(!units.active("man-db.timer"));
+    // Security updates keep running (they are not in the defaults and are protected).
+    assert!(units.active("apt-daily.timer"));
+    assert!(units.active("unattended-upgrades.service"));
     {
         let r = t.report();
         let r = r.lock().unwrap();
         assert_eq!(r.writes.len(), 4, "{:?}", r.writes);
-        assert_eq!(r.stopped_units, ["apt-daily.timer", "ModemManager.service"]);
+        assert_eq!(r.stopped_units, ["man-db.timer", "ModemManager.service"]);
         assert_eq!(r.board, "rk3588");
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
@@ -313,15 +325,15 @@ async fn rk3588_pins_big_core_and_devfreq_governors_and_restores_them() {
         "simple_ondemand"
     );
     assert!(units.active("ModemManager.service"));
-    assert!(units.active("apt-daily.timer"));
+    assert!(units.active("man-db.timer"));
     // Undone newest first.
     assert_eq!(
         units.log(),
         [
-            "stop apt-daily.timer",
+            "stop man-db.timer",
             "stop ModemManager.service",
             "start ModemManager.service",
-            "start apt-daily.timer"
+            "start man-db.timer"
         ]
     );
     assert!(j.lock().unwrap().tuning_outstanding().unwrap().is_empty());
@@ -429,8 +441,25 @@ async fn ssh_is_stopped_only_when_listed_by_name() {
         "keep_units wins: {c:?}"
     );
     assert!(!c.contains(&"fstrim.timer".to_string()));
-    assert!(c.contains(&"apt-daily.timer".to_string()));
+    assert!(c.contains(&"man-db.timer".to_string()));
+    assert!(!c.contains(&"apt-daily.timer".to_string()), "{c:?}");
     assert!(w.is_empty(), "{w:?}");
+    // Security updates are never stopped, even when listed.
+    let c = services::candidates(
+        false,
+        &[
+            "apt-daily-upgrade.timer".into(),
+            "unattended-upgrades".into(),
+        ],
+        &[],
+        &mut w,
+    );
+    assert!(c.is_empty(), "{c:?}");
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[1].starts_with("[tuning] stop_units: unattended-upgrades.service is protected"),
+        "{w:?}"
+    );
     assert!(services::is_protected("ssh.service", &[]));
     assert!(services::is_protected(
         "tutord.service",
