@@ -125,9 +125,16 @@ fn a_spoken_question_is_heard_answered_and_stored() {
     assert!(e.contains("holds no samples"), "{e}");
     let e = listen_err(&bus, b"RIFF but not really".to_vec());
     assert!(e.contains("cannot read as WAV"), "{e}");
-    // Ten minutes: refused from the header, before the samples are read.
+    // Ten minutes: refused by its size before anything is parsed.
     let e = listen_err(&bus, wav_bytes(16_000, 1, 16_000 * 600));
-    assert!(e.contains("600.0 s long; at most 120 s"), "{e}");
+    assert!(
+        e.contains("InvalidArgument")
+            && e.contains("the recording is 19200044 bytes; at most 3905536 are accepted"),
+        "{e}"
+    );
+    // 121 s fits that size: refused from the header, before the samples are read.
+    let e = listen_err(&bus, wav_bytes(16_000, 1, 16_000 * 121));
+    assert!(e.contains("121.0 s long; at most 120 s"), "{e}");
     let e = listen_err(&bus, wav_bytes(16_000, 1, 16_000));
     assert!(
         e.contains("no speech found") || e.contains("no words"),
@@ -135,4 +142,49 @@ fn a_spoken_question_is_heard_answered_and_stored() {
     );
     let out = tutorctl(&bus, &["status"]);
     assert!(out.status.success(), "still serving: {out:?}");
+
+    // Recordings sent at once: one is transcribed, the others are refused with Busy at once
+    // instead of queued (issue 17: eight 83 s recordings took two minutes each, all queued).
+    let bytes = std::fs::read(&jfk).unwrap();
+    let results: Vec<Result<zbus::Message, zbus::Error>> = rt().block_on(async {
+        let conn = connect_to(&bus).await;
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let (conn, bytes) = (conn.clone(), bytes.clone());
+                tokio::spawn(async move {
+                    let opts: HashMap<&str, Variant<'_>> = HashMap::new();
+                    tutor_call(&conn, "ListenWav", &(bytes, opts)).await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for c in calls {
+            results.push(c.await.unwrap());
+        }
+        results
+    });
+    let busy = results
+        .iter()
+        .filter(|r| {
+            matches!(r, Err(e) if e.to_string().contains("org.tutord.Tutor1.Error.Busy")
+            && e.to_string().contains("another recording is being transcribed"))
+        })
+        .count();
+    let other: Vec<_> = results
+        .iter()
+        .filter(|r| !matches!(r, Err(e) if e.to_string().contains("Error.Busy")))
+        .collect();
+    assert!(
+        busy >= 2 && other.len() + busy == 4,
+        "4 recordings at once: {busy} Busy, others {other:?}"
+    );
+    // The recording that got through was asked; the tutor may still be answering it, but the
+    // transcriber is free again once it was heard.
+    std::thread::sleep(Duration::from_secs(5));
+    let opts: HashMap<&str, Variant<'_>> = HashMap::new();
+    let next = call_tutor(&bus, "ListenWav", &(std::fs::read(&jfk).unwrap(), opts));
+    assert!(
+        !matches!(&next, Err(e) if e.to_string().contains("another recording")),
+        "the transcriber stayed taken: {next:?}"
+    );
 }

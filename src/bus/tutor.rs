@@ -142,9 +142,10 @@ impl Tutor1 {
             match e {
                 V::NotReady(_) => TutorError::NotReady(e.to_string()),
                 V::Stt(_) => TutorError::Failed(e.to_string()),
-                V::Wav(_) | V::NoSpeech { .. } | V::NoWords => {
+                V::Wav(_) | V::NoSpeech { .. } | V::NoWords | V::TooLarge { .. } => {
                     TutorError::InvalidArgument(e.to_string())
                 }
+                V::Busy => TutorError::Busy(e.to_string()),
             }
         })?;
         let text = heard.text.clone();

@@ -327,7 +327,9 @@ impl Service {
     }
 
     /// `Speak(text)`: says `text` with the tutor's voice (`Speech` events with id `speak-N`,
-    /// and the loudspeaker); returns the id at once. Refused while an answer is written.
+    /// and the loudspeaker); returns the id at once. Refused while an answer is written. One
+    /// text at a time: a new one stops the one being spoken (as a person would start over),
+    /// so calls in a loop cannot pile up speech pipelines.
     pub fn speak(&self, text: &str) -> Result<String, SpeakError> {
         if text.trim().is_empty() || text.len() > 2000 {
             return Err(SpeakError::Invalid(text.len()));
@@ -341,8 +343,12 @@ impl Service {
         let mut mouth = self
             .mouth(&id, true, cancel.clone())
             .ok_or(SpeakError::NoVoice)?;
-        // Registered while it speaks, so that barge-in can stop it.
+        // Registered while it speaks, so that barge-in (and the next Speak) can stop it.
         let voice = self.inner.voice.clone();
+        let replaced = voice.hush();
+        if replaced > 0 {
+            tracing::info!(id = %id, "{id} replaces the text being spoken");
+        }
         voice.add_speech(cancel.clone());
         mouth.piece(text);
         let (id2, chars) = (id.clone(), text.chars().count());

@@ -24,7 +24,17 @@ pub enum VoiceError {
     Stt(#[from] SttError),
     #[error("speech recognition produced no words")]
     NoWords,
+    #[error(
+        "the recording is {bytes} bytes; at most {limit} are accepted ({MAX_QUESTION_SECONDS} s of 16 kHz mono 16-bit PCM)"
+    )]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("another recording is being transcribed; ask again when it is done")]
+    Busy,
 }
+
+/// The largest WAV a recorded question may be: `MAX_QUESTION_SECONDS` of 16 kHz mono 16-bit
+/// PCM and a generous header. Checked before anything is parsed.
+pub const MAX_WAV_BYTES: usize = MAX_QUESTION_SECONDS as usize * 16_000 * 2 + 64 * 1024;
 
 /// What was heard, and how long each stage took.
 #[derive(Debug, Clone, PartialEq)]

@@ -32,6 +32,10 @@ struct Inner {
     /// The stop switches of the `Speak()` texts being spoken: barge-in and `Listen()` stop
     /// them as they stop an answer.
     speeches: Mutex<Vec<Arc<AtomicBool>>>,
+    /// Whether a recording (`ListenWav`) is being transcribed: one at a time. Whisper takes
+    /// every core it is given, so a second one would only slow both down while each holds
+    /// its recording in memory; it is refused with Busy instead of queued.
+    hearing: AtomicBool,
     /// What the tutor is doing; speaking is counted here.
     activity: watch::Sender<Activity>,
 }
@@ -60,6 +64,7 @@ impl Voice {
                 speaker: Mutex::new(Err("the loudspeaker is still opening".into())),
                 live: Mutex::new(Err("the microphone is still opening".into())),
                 speeches: Mutex::new(Vec::new()),
+                hearing: AtomicBool::new(false),
                 activity,
             }),
         }
@@ -198,10 +203,29 @@ impl Voice {
     }
 
     /// Turns a WAV recording (16 kHz mono PCM16) into the question it holds.
+    /// Bounded: over `MAX_WAV_BYTES` or while another recording is transcribed, refused at
+    /// once.
     pub async fn hear(&self, wav_bytes: Vec<u8>) -> Result<Heard, VoiceError> {
         let received = Instant::now();
+        if wav_bytes.len() > pipeline::MAX_WAV_BYTES {
+            return Err(VoiceError::TooLarge {
+                bytes: wav_bytes.len(),
+                limit: pipeline::MAX_WAV_BYTES,
+            });
+        }
         let stt = self.transcriber()?;
         let vad = self.vad_config();
+        if self.inner.hearing.swap(true, Ordering::SeqCst) {
+            return Err(VoiceError::Busy);
+        }
+        // Cleared when the transcription ends, and also if this future is dropped.
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&self.inner.hearing);
         tokio::task::spawn_blocking(move || {
             pipeline::hear_wav(stt.as_ref(), &wav_bytes, &vad, received)
         })
