@@ -125,6 +125,40 @@ fn named_error(e: zbus::Error) -> String {
 }
 
 #[test]
+fn an_idle_daemon_and_its_worker_use_almost_no_cpu() {
+    // Session 8 found tutord burning a core while idle: a loop woken by a status receiver
+    // that never marked the status seen. Idle, the daemon only answers the watchdog and
+    // pings its worker every 2 s.
+    let (bus, daemon, _notify) = daemon_with(&small_model(), "");
+    let pid = daemon.pid() as u32;
+    let worker = rt().block_on(async {
+        let conn = connect_to(&bus).await;
+        // Settled: the model loaded, the boot's work done.
+        ask_and_wait(&conn, "Name a colour.", true, Duration::from_secs(60)).await;
+        engine_pid(&diagnostics(&conn).await).expect("engine_pid")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (d0, w0) = (cpu_time(pid).unwrap(), cpu_time(worker).unwrap());
+    std::thread::sleep(Duration::from_secs(5));
+    let (d1, w1) = (cpu_time(pid).unwrap(), cpu_time(worker).unwrap());
+    eprintln!(
+        "idle 5 s: tutord used {:?} CPU, the worker {:?}",
+        d1 - d0,
+        w1 - w0
+    );
+    assert!(
+        d1 - d0 < Duration::from_millis(250),
+        "tutord: {:?} of CPU in 5 s idle",
+        d1 - d0
+    );
+    assert!(
+        w1 - w0 < Duration::from_millis(250),
+        "worker: {:?} of CPU in 5 s idle",
+        w1 - w0
+    );
+}
+
+#[test]
 fn the_small_model_answers_streams_aborts_and_follows_up() {
     let model = small_model();
     let (bus, mut daemon, _notify) = daemon_with(&model, "");

@@ -226,9 +226,14 @@ impl EngineHandle {
         self.status.borrow().clone()
     }
 
-    /// The status as it changes.
+    /// The status as it changes from now on: the receiver has seen the current value, so
+    /// `changed()` waits for the next change. (A plain clone of the kept receiver would carry
+    /// its old "seen" mark, and a loop that takes a fresh one each time — the daemon's
+    /// availability follower did — would wake at once, for ever: a core burnt at idle.)
     pub fn watch(&self) -> watch::Receiver<EngineStatus> {
-        self.status.clone()
+        let mut rx = self.status.clone();
+        rx.mark_unchanged();
+        rx
     }
 
     /// Waits until the model is loaded or loading gave up.
