@@ -403,8 +403,12 @@ impl Service {
                 }
                 None => None,
             };
-            // Only a model that was serving: a failed load is the switch's to handle.
-            let serving = lock(&self.inner.current).take();
+            // Only a model that was serving: a failed load is the switch's to handle. (An
+            // engine whose supervisor ended gives no status: that is not a give-up, and what
+            // serves must not be forgotten.)
+            let serving = given_up
+                .as_ref()
+                .and_then(|_| lock(&self.inner.current).take());
             if let (Some(status), Some((model, _))) = (given_up, serving) {
                 self.publish();
                 let why = status
