@@ -407,7 +407,14 @@ fn no_model_configured_gives_not_ready() {
 #[test]
 fn models_by_name_unknown_names_and_switching() {
     let model = small_model();
-    let dir = model.parent().unwrap();
+    // A models folder of the test's own (SelectModel takes paths only from there): the small
+    // model linked in (copied where a link cannot be made), and room for a broken file.
+    let models = tempfile::tempdir().unwrap();
+    let dir = models.path();
+    let linked = dir.join(model.file_name().unwrap());
+    if std::fs::hard_link(&model, &linked).is_err() {
+        std::fs::copy(&model, &linked).unwrap();
+    }
     let extra = format!(
         "[models]\ndir = \"{}\"\ncatalog = \"{}/config/models.toml\"\n",
         dir.display(),
@@ -478,8 +485,30 @@ fn models_by_name_unknown_names_and_switching() {
             "{err}"
         );
 
-        let cut_dir = tempfile::tempdir().unwrap();
-        let cut = cut_dir.path().join("cut.gguf");
+        // A path outside the models folder is refused before anything opens it, the same way
+        // whether or not it exists (a caller cannot probe the file system).
+        for outside in [
+            model.to_str().unwrap(),
+            "/etc/shadow",
+            "/nonexistent/x.gguf",
+        ] {
+            let err = named_error(
+                tutor_call(&conn, "SelectModel", &(outside,))
+                    .await
+                    .unwrap_err(),
+            );
+            assert_eq!(
+                err,
+                format!(
+                    "org.tutord.Tutor1.Error.UnknownModel: a model path must name a regular file \
+                     under {} (no links, no '..'); give a catalog name or such a file",
+                    dir.display()
+                ),
+                "{outside}"
+            );
+        }
+
+        let cut = dir.join("cut.gguf");
         std::fs::write(&cut, &std::fs::read(&model).unwrap()[..4096]).unwrap();
         let err = named_error(
             tutor_call(&conn, "SelectModel", &(cut.to_str().unwrap(),))

@@ -243,7 +243,9 @@ impl Tutor1 {
         self.h.tutor.abort();
     }
 
-    /// Switches to the catalog model `name` (or a model file path): restarts the engine
+    /// Switches to the catalog model `name` (or the path of a regular file under `[models]
+    /// dir`, no links; any other path is `UnknownModel`, said the same way whether or not it
+    /// exists): restarts the engine
     /// worker with it and returns once it is loaded; the conversation goes on with it.
     /// Meanwhile every other call answers: `Ask` gets `NotReady` ("switching to the model
     /// …"), properties and `Diagnostics()` read as usual, and `Model`/`Backend`/`ModelBytes`

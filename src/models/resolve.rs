@@ -20,6 +20,55 @@ pub enum ResolveError {
     NotFetched { name: String, dir: PathBuf },
     #[error("model '{name}': {why}")]
     Broken { name: String, why: String },
+    /// A path a caller gave over D-Bus that is not a regular file inside the models folder.
+    /// Said the same whatever the reason (absent, a link, a FIFO, outside the folder), so
+    /// that the call cannot probe the file system.
+    #[error(
+        "a model path must name a regular file under {dir} (no links, no '..'); give a catalog name or such a file"
+    )]
+    NotSelectable { dir: PathBuf },
+}
+
+/// Checks a model path given at run time (`SelectModel`), before anything opens it for the
+/// engine: an absolute path under the models folder `dir`, without `.`/`..` components, no
+/// symbolic link on the way below `dir`, naming a regular file. The file itself is opened with
+/// `O_NOFOLLOW | O_NONBLOCK`, so neither a link swapped in nor a FIFO can redirect or block
+/// the call. The config's own `[llm] model` path is root's and is not checked this way.
+pub fn selectable_path(spec: &str, dir: &Path) -> Result<PathBuf, ResolveError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Component;
+    let refuse = || ResolveError::NotSelectable {
+        dir: dir.to_path_buf(),
+    };
+    let path = Path::new(spec);
+    if !path.is_absolute()
+        || !path.starts_with(dir)
+        || path
+            .components()
+            .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+    {
+        return Err(refuse());
+    }
+    // Every component below `dir`: a real directory or, last, the file; never a link.
+    let rest = path.strip_prefix(dir).map_err(|_| refuse())?;
+    let mut at = dir.to_path_buf();
+    for c in rest.components() {
+        at.push(c);
+        let meta = std::fs::symlink_metadata(&at).map_err(|_| refuse())?;
+        if meta.file_type().is_symlink() {
+            return Err(refuse());
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|_| refuse())?;
+    let meta = file.metadata().map_err(|_| refuse())?;
+    if !meta.file_type().is_file() {
+        return Err(refuse());
+    }
+    Ok(path.to_path_buf())
 }
 
 /// A model ready to hand to the engine.
@@ -112,6 +161,47 @@ mod tests {
         let r = resolve("/m/x.gguf", &catalog(), Path::new("/nonexistent")).unwrap();
         assert_eq!(r.path, PathBuf::from("/m/x.gguf"));
         assert!(r.entry.is_none());
+    }
+
+    #[test]
+    fn a_selected_path_must_be_a_regular_file_under_the_models_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("models");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let good = dir.join("sub/m.gguf");
+        std::fs::write(&good, b"GGUF").unwrap();
+        let outside = d.path().join("secret.gguf");
+        std::fs::write(&outside, b"GGUF").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("link.gguf")).unwrap();
+        std::os::unix::fs::symlink(d.path(), dir.join("up")).unwrap();
+        let fifo = dir.join("fifo.gguf");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path it is given.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+
+        assert_eq!(selectable_path(good.to_str().unwrap(), &dir).unwrap(), good);
+        let refused = |p: &Path| {
+            selectable_path(p.to_str().unwrap(), &dir)
+                .unwrap_err()
+                .to_string()
+        };
+        let expected = format!(
+            "a model path must name a regular file under {} (no links, no '..'); give a catalog \
+             name or such a file",
+            dir.display()
+        );
+        for p in [
+            outside.clone(),                    // outside the folder
+            dir.join("link.gguf"),              // a link to it
+            dir.join("up/secret.gguf"),         // through a linked directory
+            dir.join("sub/../../secret.gguf"),  // '..'
+            dir.join("absent.gguf"),            // absent: said the same way
+            dir.join("sub"),                    // a directory
+            fifo.clone(),                       // a FIFO: refused at once, never blocks
+            PathBuf::from("models/sub/m.gguf"), // relative
+        ] {
+            assert_eq!(refused(&p), expected, "{}", p.display());
+        }
     }
 
     #[test]

@@ -281,7 +281,13 @@ impl Service {
     /// `SelectModel`: switches to `name` (a catalog name or a model file's path); when it
     /// does not load, the model that served before is loaded again (a bad call must not
     /// leave the appliance without a tutor) and the error ends "; back on <model>".
+    /// A path must name a regular file under `[models] dir` (`models::resolve::selectable_path`):
+    /// a D-Bus caller cannot make tutord open any file it can read, nor block on a FIFO.
     pub async fn select(&self, name: &str) -> Result<(), SelectError> {
+        if name.contains('/') {
+            crate::models::resolve::selectable_path(name, &self.inner.models_dir)
+                .map_err(|e| SelectError::Unknown(e.to_string()))?;
+        }
         let serving = lock(&self.inner.current).clone().map(|(m, _)| m);
         match self.switch(name, None, &|| {}).await {
             Ok(_) => {
