@@ -409,12 +409,9 @@ fn models_by_name_unknown_names_and_switching() {
     let model = small_model();
     // A models folder of the test's own (SelectModel takes paths only from there): the small
     // model linked in (copied where a link cannot be made), and room for a broken file.
-    let models = tempfile::tempdir().unwrap();
-    let dir = models.path();
-    let linked = dir.join(model.file_name().unwrap());
-    if std::fs::hard_link(&model, &linked).is_err() {
-        std::fs::copy(&model, &linked).unwrap();
-    }
+    let scratch = tempfile::tempdir().unwrap();
+    let models = models_with_only_the_small_model(scratch.path());
+    let dir = models.as_path();
     let extra = format!(
         "[models]\ndir = \"{}\"\ncatalog = \"{}/config/models.toml\"\n",
         dir.display(),

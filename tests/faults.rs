@@ -617,6 +617,8 @@ fn a_model_that_kills_the_worker_on_two_answers_in_a_row_is_given_up_with_the_re
         // model, which kills the worker again.
         let (_, second) = ask_and_wait(&conn, "Name a fruit.", false, READY).await;
         assert!(!flag(&second, "ok"), "{second:?}");
+        // It fails with the reason the model is given up, as LastError then says.
+        assert!(text(&second["error"]).contains(GIVEN_UP), "{second:?}");
         let end = Instant::now() + Duration::from_secs(10);
         while !text(&property(&conn, "LastError").await).contains(GIVEN_UP) {
             assert!(

@@ -16,7 +16,7 @@ const BOOT: Duration = Duration::from_secs(120);
 /// The small model's folder and catalog, planned automatically, then `llm` (more `[llm]`
 /// keys). The folder holds only the small model, so the plan's choice is the small model.
 fn config(dir: &Path, llm: &str) -> std::path::PathBuf {
-    let models = small_model().parent().unwrap().to_path_buf();
+    let models = models_with_only_the_small_model(dir);
     let cfg = dir.join("tutord.toml");
     std::fs::write(
         &cfg,

@@ -582,9 +582,20 @@ async fn run_worker(
             crashes = s.crashes_in_a_row;
         });
     }
+    let given_up = (crashes >= CRASHES_BEFORE_GIVING_UP).then(|| {
+        EngineFailure::Crashed(format!(
+            "the model {} crashed the engine worker on {crashes} answers in a row ({death}; \
+             worker {how}); given up",
+            config.spec.model_path.display()
+        ))
+    });
     if let Some(a) = active.take() {
         queued.fetch_sub(1, Ordering::SeqCst);
-        let _ = a.events.send(TurnEvent::Failed(failure.clone()));
+        // The answer that made the engine give its model up fails with that reason: the
+        // turn's error and the daemon's "no language model" then say the same, whichever
+        // reaches `LastError` last.
+        let why = given_up.clone().unwrap_or_else(|| failure.clone());
+        let _ = a.events.send(TurnEvent::Failed(why));
     }
     if !loaded && !hung {
         // Died while loading: the model itself is the likely cause (a runtime crash on it).
@@ -593,12 +604,8 @@ async fn run_worker(
             config.spec.model_path.display()
         )));
     }
-    if crashes >= CRASHES_BEFORE_GIVING_UP {
-        return Outcome::Crashed(EngineFailure::Crashed(format!(
-            "the model {} crashed the engine worker on {crashes} answers in a row ({death}; \
-             worker {how}); given up",
-            config.spec.model_path.display()
-        )));
+    if let Some(e) = given_up {
+        return Outcome::Crashed(e);
     }
     // A worker that stopped answering while loading is not the model's fault (a stalled
     // machine, a wedged driver): it is restarted like any hung worker, and if the next one

@@ -202,8 +202,10 @@ async fn a_model_that_kills_the_worker_on_two_answers_in_a_row_is_given_up() {
     assert!(!s.gave_up, "{s:?}");
     assert_eq!(s.crashes_in_a_row, 1);
     let second = ask(&engine, 2).await;
+    // The answer that makes the engine give up fails with that reason.
     assert!(
-        matches!(&second, TurnEvent::Failed(EngineFailure::Died(_))),
+        matches!(&second, TurnEvent::Failed(EngineFailure::Crashed(why))
+            if why.contains("crashed the engine worker on 2 answers in a row")),
         "{second:?}"
     );
     let s = status_when(&engine, |s| s.gave_up).await;
@@ -280,7 +282,7 @@ async fn deaths_while_idle_are_restarted_and_do_not_break_the_count() {
     assert_eq!(engine.status().crashes_in_a_row, 1);
     assert!(matches!(
         ask(&engine, 3).await,
-        TurnEvent::Failed(EngineFailure::Died(_))
+        TurnEvent::Failed(EngineFailure::Crashed(_))
     ));
     let s = status_when(&engine, |s| s.gave_up).await;
     assert_eq!(s.gave_up_because, Some(GaveUp::Crashes));

@@ -428,6 +428,21 @@ pub fn small_model_config(dir: &Path, max_tokens: u32, extra: &str) -> PathBuf {
     cfg
 }
 
+/// A models folder of the test's own under `dir` holding only the small model (hard-linked;
+/// copied where a link cannot be made): the plan's choice there is the small model whatever
+/// else the shared folder holds (a benchmark may have fetched bigger ones), and files the
+/// test writes there stay its own.
+pub fn models_with_only_the_small_model(dir: &Path) -> PathBuf {
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let model = small_model();
+    let linked = models.join(model.file_name().unwrap());
+    if std::fs::hard_link(&model, &linked).is_err() {
+        std::fs::copy(&model, &linked).unwrap();
+    }
+    models
+}
+
 pub fn engine_binary() -> PathBuf {
     let p = Path::new(TUTORD).with_file_name("tutord-engine");
     assert!(
