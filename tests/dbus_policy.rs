@@ -25,24 +25,25 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `setpriv` running a command as `uid` (its own gid) with exactly these supplementary groups.
+fn as_user(uid: u32, groups: &[u32]) -> Command {
+    let groups = match groups {
+        [] => "--clear-groups".to_string(),
+        g => format!(
+            "--groups={}",
+            g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        ),
+    };
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg(groups);
+    cmd
+}
+
 /// tutorctl as another user, with the given supplementary groups.
 fn tutorctl_as(uid: u32, groups: &[u32], bus: &Bus, args: &[&str]) -> std::process::Output {
-    let groups = if groups.is_empty() {
-        "--clear-groups".to_string()
-    } else {
-        format!(
-            "--groups={}",
-            groups
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-    };
-    Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .arg(groups)
+    as_user(uid, groups)
         .arg(TUTORCTL)
         .arg("--bus")
         .arg(&bus.address)
@@ -109,12 +110,7 @@ fn policy_admits_root_and_group_tutor_and_refuses_others() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let cfg = empty_config(state.path());
-    let rogue = Command::new("setpriv")
-        .args([
-            format!("--reuid={NOBODY}"),
-            format!("--regid={NOBODY}"),
-            "--clear-groups".into(),
-        ])
+    let rogue = as_user(NOBODY, &[])
         .arg(TUTORD)
         .arg("--bus")
         .arg(&bus.address)
@@ -188,17 +184,7 @@ fn only_root_or_the_admin_group_may_change_the_system() {
 
 /// `tutorctl watch` as another user, started now; its output is read when it ends.
 fn watch_as(uid: u32, groups: &[u32], bus: &Bus, seconds: u64) -> std::process::Child {
-    let groups = match groups {
-        [] => "--clear-groups".to_string(),
-        g => format!(
-            "--groups={}",
-            g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-        ),
-    };
-    Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .arg(groups)
+    as_user(uid, groups)
         .arg(TUTORCTL)
         .arg("--bus")
         .arg(&bus.address)

@@ -48,6 +48,17 @@ fn chosen(candidates: &[Dict]) -> Vec<String> {
         .collect()
 }
 
+/// Starts tutord with `cfg` on a private bus (the harness's quick boot benchmark) and waits
+/// for READY; its notify socket (the STATUS= lines) and stderr log are returned with it.
+fn boot(cfg: &Path) -> (Bus, Daemon, NotifySocket, StderrLog) {
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), cfg, &[]);
+    let log = daemon.drain_stderr();
+    assert!(notify.wait_for("READY=1", BOOT), "{}", log.text());
+    (bus, daemon, notify, log)
+}
+
 #[test]
 fn a_base_model_without_a_chat_template_answers_and_is_planned_from_its_header() {
     engine_binary();
@@ -66,11 +77,7 @@ fn a_base_model_without_a_chat_template_answers_and_is_planned_from_its_header()
     .unwrap();
     assert!(header.get("tokenizer.chat_template").is_none());
     let cfg = config(dir.path(), &format!("model = \"{}\"", base.display()));
-    let bus = Bus::open();
-    let mut notify = NotifySocket::new();
-    let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &QUICK_BENCH);
-    let log = daemon.drain_stderr();
-    assert!(notify.wait_for("READY=1", BOOT), "{}", log.text());
+    let (bus, daemon, _notify, log) = boot(&cfg);
     rt().block_on(async {
         let conn = connect_to(&bus).await;
         assert_eq!(text(&property(&conn, "State").await), "ready");
@@ -113,11 +120,7 @@ fn a_pinned_model_that_does_not_load_gives_way_to_the_plan_and_says_why() {
     let bad = dir.path().join("lesson-notes.gguf");
     std::fs::write(&bad, "these are notes, not a model\n".repeat(100)).unwrap();
     let cfg = config(dir.path(), &format!("model = \"{}\"", bad.display()));
-    let bus = Bus::open();
-    let mut notify = NotifySocket::new();
-    let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &QUICK_BENCH);
-    let log = daemon.drain_stderr();
-    assert!(notify.wait_for("READY=1", BOOT), "{}", log.text());
+    let (bus, daemon, _notify, log) = boot(&cfg);
     rt().block_on(async {
         let conn = connect_to(&bus).await;
         assert_eq!(text(&property(&conn, "State").await), "ready");
@@ -153,11 +156,7 @@ fn without_fallback_a_failed_model_leaves_the_tutor_degraded_never_ready() {
         dir.path(),
         &format!("model = \"{}\"\nfallback = false", bad.display()),
     );
-    let bus = Bus::open();
-    let mut notify = NotifySocket::new();
-    let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &QUICK_BENCH);
-    let log = daemon.drain_stderr();
-    assert!(notify.wait_for("READY=1", BOOT), "{}", log.text());
+    let (bus, daemon, notify, _log) = boot(&cfg);
     let status = notify
         .lines()
         .into_iter()
