@@ -6,4 +6,5 @@ pub mod gguf;
 pub mod llama;
 pub mod prompt;
 pub mod rkllm;
+pub mod window;
 pub mod worker;

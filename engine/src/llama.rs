@@ -163,44 +163,18 @@ impl LlamaEngine {
         Ok(self.model.vocab().tokenize(prompt.as_bytes(), false, true))
     }
 
-    /// The prompt for `chat` within `budget` tokens: the instructions (a leading system
-    /// message), then as many of the most recent turns as fit, then the question. Older turns
-    /// leave the window whole (a question with its answer), never cut in the middle; they stay
-    /// in the daemon's store. Returns the tokens and how many messages were left out.
+    /// The prompt for `chat` within `budget` tokens (`crate::window`). Returns the tokens and
+    /// how many messages were left out.
     fn window(&self, chat: &[ChatMessage], budget: usize) -> Result<Window, EngineError> {
-        let all = self.prompt_tokens(chat)?;
-        if all.len() <= budget {
-            return Ok(Window::Fits(all, 0));
-        }
-        let head = usize::from(chat.first().is_some_and(|m| m.role == "system"));
-        let last = chat.len().saturating_sub(1);
-        // Leaving out the oldest `2k` messages (k turns; at most all but the instructions
-        // and the question). More left out is never longer, so the fewest that fit are found
-        // by bisection: a 60-turn lesson's history is tokenized ~6 times per question, not
-        // once per turn left out (that grew the first token's wait with the lesson).
-        let most = last.saturating_sub(head);
-        let without = |k: usize| -> Result<Vec<LlamaToken>, EngineError> {
-            let dropped = (2 * k).min(most);
-            let mut window: Vec<ChatMessage> = chat[..head].to_vec();
-            window.extend_from_slice(&chat[head + dropped..]);
-            self.prompt_tokens(&window)
-        };
-        let (mut lo, mut hi) = (0, most.div_ceil(2));
-        let mut best = without(hi)?;
-        if best.len() > budget {
-            return Ok(Window::TooLong(best.len()));
-        }
-        // Invariant: leaving out `lo` turns does not fit, `hi` does (`best`).
-        while hi - lo > 1 {
-            let mid = (lo + hi) / 2;
-            let tokens = without(mid)?;
-            if tokens.len() <= budget {
-                (hi, best) = (mid, tokens);
-            } else {
-                lo = mid;
-            }
-        }
-        Ok(Window::Fits(best, (2 * hi).min(most)))
+        let fit = crate::window::fit(chat, |w| {
+            let tokens = self.prompt_tokens(w)?;
+            let fits = tokens.len() <= budget;
+            Ok((tokens, fits))
+        })?;
+        Ok(match fit {
+            crate::window::Fit::Fits(tokens, left_out) => Window::Fits(tokens, left_out),
+            crate::window::Fit::TooLong(tokens) => Window::TooLong(tokens.len()),
+        })
     }
 
     /// When the window slid (older turns left the prompt), moves what is still in it down

@@ -110,33 +110,22 @@ pub(super) fn plan<'a>(kept: &[ChatMessage], chat: &'a [ChatMessage]) -> Plan<'a
     Plan::Fresh
 }
 
-/// The window of `chat` within `budget` estimated tokens: the instructions, then the most
-/// recent turns, then the question. Older turns leave whole (a question with its answer).
-/// Returns the window and how many messages were left out, or the estimate of the smallest
-/// window (instructions and question alone) when even that does not fit.
+/// The window of `chat` within `budget` estimated tokens (`crate::window`). Returns the
+/// window and how many messages were left out, or the estimate of the smallest window
+/// (instructions and question alone) when even that does not fit.
 pub(super) fn window(
     chat: &[ChatMessage],
     budget: usize,
     estimate: impl Fn(&[ChatMessage]) -> usize,
 ) -> Result<(Vec<ChatMessage>, usize), usize> {
-    let h = head(chat);
-    let most = chat.len().saturating_sub(1).saturating_sub(h);
-    let without = |dropped: usize| -> Vec<ChatMessage> {
-        let mut w = chat[..h].to_vec();
-        w.extend_from_slice(&chat[h + dropped..]);
-        w
-    };
-    let mut dropped = 0;
-    loop {
-        let w = without(dropped);
-        let tokens = estimate(&w);
-        if tokens <= budget {
-            return Ok((w, dropped));
-        }
-        if dropped >= most {
-            return Err(tokens);
-        }
-        dropped = (dropped + 2).min(most);
+    let fit = crate::window::fit(chat, |w| {
+        let tokens = estimate(w);
+        Ok::<_, std::convert::Infallible>(((w.to_vec(), tokens), tokens <= budget))
+    });
+    match fit {
+        Ok(crate::window::Fit::Fits((window, _), left_out)) => Ok((window, left_out)),
+        Ok(crate::window::Fit::TooLong((_, tokens))) => Err(tokens),
+        Err(never) => match never {},
     }
 }
 
