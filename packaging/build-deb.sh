@@ -10,7 +10,7 @@
 #   --rev     build from commit REV (git archive into $CACHE/src-image) instead of the working
 #             tree: a release package from exactly what is committed, whatever is being edited
 #   --bindir  take tutord, tutorctl and tutord-engine from DIR instead of building them
-#   --out     where the .deb goes (default: $CARGO_TARGET_DIR/deb)
+#   --out     where the .deb goes (default: $TUTORD_DEB_TARGET_DIR/deb, /var/cache/tutord-dev/target-image/deb)
 #   --cuda    build tutord-engine with llama.cpp's CUDA backend (Jetson; needs the CUDA toolkit)
 #   --fast    debug info stripped from the copies, no compression: for tests that package
 #             debug builds (xz of a few 100 MB of debug binaries takes minutes)
@@ -85,9 +85,12 @@ case "$ARCH" in
 esac
 HOST_ARCH=$(dpkg --print-architecture)
 
-# Each architecture in its own target directory: the C++ of llama.cpp is configured once
-# per build directory, and the flags below must not mix with a development build's.
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target-image}
+# The package's own target directory, never the development one ($CARGO_TARGET_DIR): the C++
+# of llama.cpp is configured once per build directory and cargo does not rebuild it when
+# GGML_NATIVE changes, so a portable engine built there would be what `cargo build --release`
+# and the benchmark scripts reuse (session 8 measured the 0.5B model at a fraction of its
+# speed that way). TUTORD_DEB_TARGET_DIR overrides it.
+export CARGO_TARGET_DIR=${TUTORD_DEB_TARGET_DIR:-$CACHE/target-image}
 OUT=${OUT:-$CARGO_TARGET_DIR/deb}
 
 VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/{s/^version *= *"\(.*\)"/\1/p}' "$REPO/Cargo.toml")
