@@ -1,6 +1,6 @@
 //! The Debian package in a real system: `packaging/build-deb.sh --fast` packages the binaries
 //! this test run built (debug info stripped, uncompressed: seconds, not the minutes of a
-//! release build), then `tests/nspawn/run.sh` in package mode boots the cached bookworm
+//! release build), then `tests/nspawn/run.sh` in package mode boots the cached trixie
 //! rootfs under `systemd-nspawn`, runs `apt-get install ./tutord_*.deb` in it and checks that
 //! the maintainer scripts created the user and directories and enabled and started tutord
 //! (READY, `tutorctl status`, `busctl ... Diagnostics`, the journal and its catalog, a clean

@@ -1,8 +1,9 @@
-//! Real-systemd tier: boots a Debian bookworm container (`systemd-nspawn --boot`) with the
-//! freshly built `tutord`/`tutorctl` and the unit, D-Bus policy, sysusers, tmpfiles and catalog
-//! files from `systemd/`, and checks tutord as a real service (Type=notify start, STATUS,
-//! D-Bus, journal fields and catalog, clean stop). The work is done by `tests/nspawn/rootfs.sh`
-//! (build and cache the rootfs once) and `tests/nspawn/run.sh` (boot, check, power off).
+//! Real-systemd tier: boots a Debian 13 (trixie, systemd 257) container (`systemd-nspawn
+//! --boot`) with the freshly built `tutord`/`tutorctl` and the unit, D-Bus policy, sysusers,
+//! tmpfiles and catalog files from `systemd/`, and checks tutord as a real service
+//! (Type=notify start, STATUS, D-Bus, journal fields and catalog, clean stop). The work is
+//! done by `tests/nspawn/rootfs.sh` (build and cache the rootfs once) and
+//! `tests/nspawn/run.sh` (boot, check, power off).
 //!
 //! Skips (passes, with a message) when not root, when `systemd-nspawn` or `debootstrap` is
 //! missing, or when `TUTORD_SKIP_NSPAWN=1`. Cache: `TUTORD_TEST_CACHE` (default

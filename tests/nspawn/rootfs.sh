@@ -1,19 +1,30 @@
 #!/bin/bash
-# Build (once) and cache a Debian bookworm rootfs for the systemd-nspawn test tier.
+# Build (once) and cache a Debian 13 (trixie, systemd 257) rootfs for the systemd-nspawn
+# test tier. The build host may be older (Debian 12): bookworm's debootstrap (1.0.128) runs
+# trixie through its sid script.
 #
 # Usage: tests/nspawn/rootfs.sh            -> prints the path of the cached rootfs on stdout
 #        (progress and errors go to stderr)
 #
-# Cache: ${TUTORD_TEST_CACHE:-/var/cache/tutord-test}/rootfs-bookworm
+# Cache: ${TUTORD_TEST_CACHE:-/var/cache/tutord-test}/rootfs-trixie (an older rootfs-bookworm
+# next to it is no longer used and may be removed).
 # The rootfs is built into a temporary directory next to it and renamed into place only
 # when complete, so an interrupted build is never reused. A stamp file records the recipe;
 # changing RECIPE below (or the package list) rebuilds on the next run.
-# Mirror: $TUTORD_TEST_MIRROR, else the bookworm mirror apt uses (/etc/apt/sources.list*),
-# else http://deb.debian.org/debian.
+# Mirror: $TUTORD_TEST_MIRROR, else a mirror apt uses for trixie (/etc/apt/sources.list*),
+# else http://deb.debian.org/debian (a Debian 12 host's sources name only bookworm).
+# Keyring: $TUTORD_TEST_KEYRING, else debootstrap's default, the host's
+# /usr/share/keyrings/debian-archive-keyring.gpg. Bookworm's debian-archive-keyring
+# (2023.3+deb12u2) already holds trixie's keys: trixie's Release is signed by the
+# "Automatic Signing Key (12/bookworm)" and "(13/trixie)" and the "Stable Release Key
+# (13/trixie)". An older host keyring makes debootstrap fail with "Release signed by unknown
+# key"; then upgrade the host's debian-archive-keyring, or point TUTORD_TEST_KEYRING at
+# usr/share/keyrings/debian-archive-keyring.gpg unpacked (dpkg-deb -x) from trixie's
+# debian-archive-keyring .deb (pool/main/d/debian-archive-keyring/ on the mirror).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SUITE=bookworm
+SUITE=trixie
 VARIANT=minbase
 INCLUDE=systemd,systemd-sysv,dbus
 # Extra Debian packages (e.g. shared libraries tutord links against), one per line, # comments:
@@ -22,7 +33,7 @@ if [ -f "$HERE/packages" ]; then
     extra=$(sed -e 's/#.*//' "$HERE/packages" | tr -s ' \t\n' '\n' | sed '/^$/d' | sort -u | paste -sd, -)
     [ -n "$extra" ] && INCLUDE=$INCLUDE,$extra
 fi
-RECIPE_VERSION=2
+RECIPE_VERSION=3
 RECIPE="tutord-nspawn-rootfs v${RECIPE_VERSION} suite=${SUITE} variant=${VARIANT} include=${INCLUDE}"
 
 CACHE=${TUTORD_TEST_CACHE:-/var/cache/tutord-test}
@@ -46,7 +57,8 @@ fi
 
 command -v debootstrap >/dev/null || die "debootstrap not installed (apt-get install debootstrap)"
 
-# Find the Debian mirror apt uses for $SUITE (deb822 .sources and one-line .list files).
+# Find the Debian mirror apt uses for $SUITE (deb822 .sources and one-line .list files); prints
+# nothing when apt's sources do not name $SUITE (a Debian 12 host: the caller falls back).
 find_mirror() {
     local f
     shopt -s nullglob
@@ -81,6 +93,8 @@ if [ -z "$MIRROR" ]; then
     MIRROR=$(find_mirror 2>/dev/null | head -n1 || true)
 fi
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
+KEYRING=${TUTORD_TEST_KEYRING:-}
+[ -z "$KEYRING" ] || [ -f "$KEYRING" ] || die "TUTORD_TEST_KEYRING=$KEYRING is not a file"
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.rootfs-${SUITE}.lock"
@@ -111,7 +125,9 @@ trap "exit 1" INT TERM HUP
 log "building $SUITE rootfs from $MIRROR into $TMP (this takes a minute or two, once)"
 start=$(date +%s)
 # In the background, in its own process group, so that a signal to this script stops it at once.
-setsid debootstrap --variant="$VARIANT" --include="$INCLUDE" "$SUITE" "$TMP" "$MIRROR" \
+DB_OPTS=(--variant="$VARIANT" --include="$INCLUDE")
+[ -n "$KEYRING" ] && DB_OPTS+=(--keyring="$KEYRING")
+setsid debootstrap "${DB_OPTS[@]}" "$SUITE" "$TMP" "$MIRROR" \
     </dev/null >"$CACHE/debootstrap.log" 2>&1 &
 DB_PID=$!
 rc=0
@@ -119,6 +135,11 @@ wait "$DB_PID" || rc=$?
 DB_PID=
 if [ "$rc" != 0 ]; then
     tail -n 30 "$CACHE/debootstrap.log" >&2
+    if grep -q -e 'signed by unknown key' -e 'NO_PUBKEY' "$CACHE/debootstrap.log"; then
+        log "the keyring (${KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg})" \
+            "lacks $SUITE's signing keys: upgrade the host's debian-archive-keyring" \
+            "or set TUTORD_TEST_KEYRING (see the header of $0)"
+    fi
     die "debootstrap failed with $rc (full log: $CACHE/debootstrap.log)"
 fi
 
