@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tutord::cli::BusChoice;
 use tutord::config::{self, LogLevel, Sources};
 use tutord::{daemon, events, logging};
@@ -22,6 +22,18 @@ struct Args {
     /// State directory (database, caches), instead of the config's daemon.state_dir.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Root's side of tuning, run by tutord-tuning.service: stop the units the configuration
+    /// lists (stop), or start again what was stopped (start).
+    TuningUnits {
+        #[arg(value_enum)]
+        verb: tutord::tuning::helper::Verb,
+    },
 }
 
 /// sysexits(3) EX_CONFIG: systemd's unit has RestartPreventExitStatus=78, so a bad config
@@ -55,6 +67,9 @@ fn main() -> ExitCode {
         config.daemon.state_dir = dir;
     }
     let log = logging::init(config.daemon.log_level);
+    if let Some(Command::TuningUnits { verb }) = args.command {
+        return tuning_units(verb, &config);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,4 +108,25 @@ fn main() -> ExitCode {
     // SAFETY: _exit ends the process at once; no Rust state is used after it, and the only
     // work skipped is the exit handlers, on purpose (above).
     unsafe { libc::_exit(i32::from(code)) }
+}
+
+/// `tutord tuning-units VERB`: a short run as root, no bus name, no store.
+fn tuning_units(verb: tutord::tuning::helper::Verb, config: &config::Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(71); // EX_OSERR
+        }
+    };
+    match runtime.block_on(tutord::tuning::helper::run(verb, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("tuning-units: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

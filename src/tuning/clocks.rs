@@ -5,7 +5,8 @@
 //! its own benchmarks; so do we, and restore the previous governors on stop.
 //!
 //! On Jetson the clocks belong to `nvpmodel` and `jetson_clocks`, which need root: tutord
-//! starts the helper units shipped in `systemd/` (through polkit) and stops them to undo.
+//! starts the helper units shipped in `systemd/` (through polkit, which names exactly them) and
+//! stops them to undo.
 
 use super::Change;
 use crate::platform::Paths;

@@ -1,5 +1,5 @@
 //! Tuning: free the memory bus for the model and keep the work on the fast cores. Stops
-//! nonessential units (systemd over D-Bus), pins tutord's threads and the engine to the big
+//! nonessential units (through root's helper unit, `helper.rs`), pins tutord's threads and the engine to the big
 //! cores, pins clocks (cpufreq/devfreq governors, Jetson helpers), turns swap off when asked
 //! and watches thermals, and undoes all of it.
 //!
@@ -16,6 +16,7 @@
 pub mod affinity;
 mod change;
 pub mod clocks;
+pub mod helper;
 pub mod journal;
 pub(crate) mod report;
 pub mod services;
@@ -31,7 +32,7 @@ use report::lock;
 pub use report::{Report, Shared};
 pub use services::{Systemd, Units};
 
-use crate::config::{Config, SwapChoice, TuningConfig, TuningMode};
+use crate::config::{Config, TuningConfig, TuningMode};
 use crate::events;
 use crate::platform::memory::MemInfo;
 use crate::platform::profile::BoardProfile;
@@ -249,31 +250,16 @@ impl<U: Units> Tuner<U> {
             }
         };
         let mut warnings = Vec::new();
-        let units = if self.cfg.mode == TuningMode::Off {
-            Vec::new()
-        } else {
-            let known = self.board != Board::Generic;
-            services::candidates(
-                known && self.cfg.board_defaults,
-                &self.cfg.stop_units,
-                &self.cfg.keep_units,
-                &mut warnings,
-            )
-        };
+        // What root's helper would stop (the same list it reads from the same files).
+        let planned = helper::planned(&self.cfg, self.board, &self.paths, &mut warnings);
         let swaps = swap::read(&self.paths);
-        let swap_units: Vec<String> = if self.cfg.swap == SwapChoice::Off {
-            swaps.iter().map(|a| swap::unit_name(&a.path)).collect()
-        } else {
-            Vec::new()
-        };
         let helpers = if self.cfg.mode == TuningMode::Off {
             Vec::new()
         } else {
             self.planned_helpers()
         };
         let needs_units = outstanding.iter().any(|r| r.kind != "write")
-            || !units.is_empty()
-            || !swap_units.is_empty()
+            || !planned.is_empty()
             || !helpers.is_empty();
         if needs_units && self.units.is_none() {
             match U::connect().await {
@@ -304,7 +290,7 @@ impl<U: Units> Tuner<U> {
             }
             TuningMode::DryRun => {
                 let mut would: Vec<String> = Vec::new();
-                for unit in units.iter().chain(&swap_units) {
+                for unit in &planned {
                     match self.unit_state(unit, self.explicit(unit)).await {
                         Some(true) => would.push(format!("stop {unit}")),
                         _ => continue,
@@ -326,16 +312,27 @@ impl<U: Units> Tuner<U> {
         }
 
         let before = MemInfo::read(&self.paths).map(|m| m.available);
-        let mut stopped = Vec::new();
-        for unit in units.iter().chain(&swap_units) {
-            if self.unit_state(unit, self.explicit(unit)).await != Some(true) {
-                continue;
-            }
-            let change = Change::StopUnit { unit: unit.clone() };
-            if self.make(journal, change).await {
-                stopped.push(unit.clone());
-            }
+        // Root's helper stops the units (helper.rs says why not tutord); it is started only
+        // when one of them runs, so that an idle system shows no helper at work.
+        let mut any_running = false;
+        for unit in &planned {
+            any_running |= self.unit_state(unit, self.explicit(unit)).await == Some(true);
         }
+        let stopped = if any_running
+            && self
+                .make(
+                    journal,
+                    Change::StartUnit {
+                        unit: helper::HELPER_UNIT.to_string(),
+                    },
+                )
+                .await
+        {
+            helper::read_record(&helper::record_path(&self.paths))
+        } else {
+            Vec::new()
+        };
+        lock(&self.report).stopped_units = stopped.clone();
         if !stopped.is_empty() {
             let after = MemInfo::read(&self.paths).map(|m| m.available);
             let freed = match (before, after) {
@@ -446,6 +443,8 @@ impl<U: Units> Tuner<U> {
                     let mut r = lock(&self.report);
                     match &change {
                         Change::StopUnit { unit } => r.stopped_units.push(unit.clone()),
+                        // The tuning helper is reported by what it stopped (start()).
+                        Change::StartUnit { unit } if unit == helper::HELPER_UNIT => {}
                         Change::StartUnit { unit } => r.started_units.push(unit.clone()),
                         Change::Write { .. } => r.writes.push(change.clone()),
                     }
@@ -546,12 +545,21 @@ impl<U: Units> Tuner<U> {
         let mut undone = Vec::new();
         let applied = std::mem::take(&mut self.applied);
         for (id, change) in applied.iter().rev() {
+            // Stopping the tuning helper starts what it stopped: say which, newest first.
+            let restarts: Vec<String> = match change {
+                Change::StartUnit { unit } if unit == helper::HELPER_UNIT => {
+                    let mut r = helper::read_record(&helper::record_path(&self.paths));
+                    r.reverse();
+                    r.into_iter().map(|u| format!("start {u}")).collect()
+                }
+                _ => vec![change.describe_undo()],
+            };
             match self.undo_one(change).await {
                 Ok(()) => {
                     if let Err(e) = journal.set_state(*id, "undone", None) {
                         self.warn(e.to_string());
                     }
-                    undone.push(change.describe_undo());
+                    undone.extend(restarts);
                 }
                 Err(e) => self.warn(format!(
                     "cannot undo '{}': {e} (the next start tries again)",

@@ -1,8 +1,9 @@
 //! Units: which to stop (the image's nonessential defaults, the configured ones, never the
 //! protected ones), and systemd's D-Bus API to stop and start them, waiting for each job.
 //!
-//! tutord runs as its own user: systemd asks polkit, and tutord's rule
-//! (`systemd/tutord.rules`) allows `start`/`stop` of the listed units only.
+//! The listed units are stopped and started by root (`tutord-tuning.service`, `helper.rs`);
+//! tutord itself, as its own user, starts and stops only the package's helper units, which
+//! its polkit rule (`systemd/tutord.rules`) names exactly.
 
 use std::time::Duration;
 
@@ -150,6 +151,13 @@ pub trait Units {
     fn stop(&self, unit: &str) -> impl std::future::Future<Output = Result<(), TuningError>>;
     /// Starts the unit and waits for the job to finish.
     fn start(&self, unit: &str) -> impl std::future::Future<Output = Result<(), TuningError>>;
+    /// Queues a start job and returns without waiting for it (the helper's restore).
+    fn enqueue_start(
+        &self,
+        unit: &str,
+    ) -> impl std::future::Future<Output = Result<(), TuningError>> {
+        self.start(unit)
+    }
 }
 
 /// Whether an ActiveState means the unit runs (so stopping it changes something).
@@ -263,7 +271,7 @@ fn unit_error(verb: &'static str, unit: &str, e: zbus::Error) -> TuningError {
         || text.contains("org.freedesktop.DBus.Error.InteractiveAuthorizationRequired")
     {
         format!(
-            "{text} (polkit refused: allow {unit} to user tutord in a polkit rule, see \
+            "{text} (polkit refused: tutord may start and stop only its own helper units, \
              /usr/share/polkit-1/rules.d/50-tutord.rules)"
         )
     } else {
@@ -306,5 +314,13 @@ impl Units for Systemd {
 
     async fn start(&self, unit: &str) -> Result<(), TuningError> {
         self.job("start", unit).await
+    }
+
+    async fn enqueue_start(&self, unit: &str) -> Result<(), TuningError> {
+        self.manager
+            .start_unit(unit, "replace")
+            .await
+            .map(|_| ())
+            .map_err(|e| unit_error("start", unit, e))
     }
 }

@@ -1,6 +1,6 @@
 //! Swap: what is active (`/proc/swaps`), and the systemd swap unit of each device, through
-//! which tutord turns it off and on (systemd knows every active swap as a `.swap` unit, and
-//! polkit can allow tutord that much without giving it CAP_SYS_ADMIN).
+//! which root's tuning helper turns it off and on (systemd knows every active swap as a
+//! `.swap` unit: no CAP_SYS_ADMIN for swapoff anywhere).
 
 use crate::platform::Paths;
 

@@ -22,6 +22,9 @@ struct FakeState {
     units: BTreeMap<String, String>,
     log: Vec<String>,
     journal: Option<Arc<Mutex<Store>>>,
+    /// The configuration `tutord-tuning.service` reads as root: starting that unit runs the
+    /// real helper (helper.rs) against this manager, as systemd runs its ExecStart.
+    helper: Option<Config>,
 }
 
 impl FakeUnits {
@@ -37,6 +40,18 @@ impl FakeUnits {
             s.units.insert(u.to_string(), "inactive".into());
         }
         Self(Arc::new(Mutex::new(s)))
+    }
+
+    /// This manager with the package's tuning helper unit, reading `cfg` as root does.
+    fn with_helper(self, cfg: &Config) -> Self {
+        {
+            let mut s = self.0.lock().unwrap();
+            s.units
+                .entry(helper::HELPER_UNIT.to_string())
+                .or_insert_with(|| "inactive".into());
+            s.helper = Some(cfg.clone());
+        }
+        self
     }
 
     fn active(&self, unit: &str) -> bool {
@@ -81,10 +96,75 @@ impl Units for FakeUnits {
         })
     }
     async fn stop(&self, unit: &str) -> Result<(), TuningError> {
-        self.set("stop", unit, "inactive")
+        let was = self.active(unit);
+        self.set("stop", unit, "inactive")?;
+        if let Some(cfg) = self.helper_cfg(unit)
+            && was
+        {
+            // ExecStop, then systemd removes the RuntimeDirectory.
+            let record = helper::record_path(&Paths::new(&cfg.platform.root));
+            helper::start_recorded(&AsRoot(self.clone()), &record).await;
+            let _ = std::fs::remove_dir_all(record.parent().unwrap());
+        }
+        Ok(())
     }
     async fn start(&self, unit: &str) -> Result<(), TuningError> {
-        self.set("start", unit, "active")
+        let was = self.active(unit);
+        self.set("start", unit, "active")?;
+        if let Some(cfg) = self.helper_cfg(unit)
+            && !was
+        {
+            // systemd creates the RuntimeDirectory, then runs ExecStart.
+            let paths = Paths::new(&cfg.platform.root);
+            let record = helper::record_path(&paths);
+            std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+            let board = profile(&cfg).board();
+            let plan = helper::planned(&cfg.tuning, board, &paths, &mut Vec::new());
+            helper::stop_planned(&AsRoot(self.clone()), &plan, &record).await?;
+        }
+        Ok(())
+    }
+}
+
+impl FakeUnits {
+    /// The helper's configuration when `unit` is the helper unit.
+    fn helper_cfg(&self, unit: &str) -> Option<Config> {
+        if unit != helper::HELPER_UNIT {
+            return None;
+        }
+        self.0.lock().unwrap().helper.clone()
+    }
+}
+
+/// The same manager as root's helper sees it: its changes are the helper's own record's,
+/// not tutord's journal's (the fake checks tutord's journal for tutord's calls only).
+struct AsRoot(FakeUnits);
+
+impl Units for AsRoot {
+    async fn state(&self, unit: &str) -> Result<(String, String), TuningError> {
+        self.0.state(unit).await
+    }
+    async fn stop(&self, unit: &str) -> Result<(), TuningError> {
+        self.root_set("stop", unit, "inactive")
+    }
+    async fn start(&self, unit: &str) -> Result<(), TuningError> {
+        self.root_set("start", unit, "active")
+    }
+}
+
+impl AsRoot {
+    fn root_set(&self, verb: &str, unit: &str, active: &str) -> Result<(), TuningError> {
+        let mut s = self.0.0.lock().unwrap();
+        if !s.units.contains_key(unit) {
+            return Err(TuningError::Unit {
+                verb: "test",
+                unit: unit.into(),
+                reason: "not found".into(),
+            });
+        }
+        s.units.insert(unit.into(), active.into());
+        s.log.push(format!("root: {verb} {unit}"));
+        Ok(())
     }
 }
 
@@ -203,8 +283,10 @@ fn store(dir: &Path) -> Arc<Mutex<Store>> {
     ))
 }
 
+/// A tuner for `cfg` on `units`, which get the tuning helper unit reading the same `cfg`.
 fn tuner(cfg: &Config, units: &FakeUnits) -> Tuner<FakeUnits> {
-    Tuner::new(cfg, profile(cfg), Shared::default()).with_units(units.clone())
+    let units = units.clone().with_helper(cfg);
+    Tuner::new(cfg, profile(cfg), Shared::default()).with_units(units)
 }
 
 /// The built-in profile for the fake tree under `cfg`'s platform root.
@@ -296,8 +378,9 @@ async fn rk3588_pins_big_core_and_devfreq_governors_and_restores_them() {
         assert_eq!(r.board, "rk3588");
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
+    // Four governors and the tuning helper (which stopped the two units as root).
     let rows = j.lock().unwrap().tuning_outstanding().unwrap();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|r| r.state == "applied"));
     let dmc = rows
         .iter()
@@ -326,14 +409,16 @@ async fn rk3588_pins_big_core_and_devfreq_governors_and_restores_them() {
     );
     assert!(units.active("ModemManager.service"));
     assert!(units.active("man-db.timer"));
-    // Undone newest first.
+    // Stopped by root's helper, which tutord started; undone newest first.
     assert_eq!(
         units.log(),
         [
-            "stop man-db.timer",
-            "stop ModemManager.service",
-            "start ModemManager.service",
-            "start man-db.timer"
+            "start tutord-tuning.service",
+            "root: stop man-db.timer",
+            "root: stop ModemManager.service",
+            "stop tutord-tuning.service",
+            "root: start ModemManager.service",
+            "root: start man-db.timer"
         ]
     );
     assert!(j.lock().unwrap().tuning_outstanding().unwrap().is_empty());
@@ -411,7 +496,10 @@ async fn explicit_units_on_a_generic_board_and_bad_entries_warn() {
     );
     let mut t = tuner(&cfg, &units);
     t.start(&*j).await;
-    assert_eq!(units.log(), ["stop dummy-a.service"]);
+    assert_eq!(
+        units.log(),
+        ["start tutord-tuning.service", "root: stop dummy-a.service"]
+    );
     assert!(units.active("dbus.service") && units.active("ssh.service"));
     let r = t.report();
     let w = r.lock().unwrap().warnings.join("\n");
@@ -609,6 +697,73 @@ async fn swap_off_stops_the_swap_units_and_starts_them_again() {
     t.start(&*j).await;
     assert!(units.active("dev-zram0.swap"), "keep leaves swap on");
     assert!(t.report().lock().unwrap().swap.starts_with("/dev/zram0"));
+}
+
+/// Root's helper on its own: what it stops is what root's config lists and runs; a second
+/// run (the unit restarted by hand) adds to the record instead of forgetting the first; the
+/// restore starts them newest first and removes the record; tuning off plans nothing.
+#[tokio::test]
+async fn the_root_helper_records_what_it_stopped_and_starts_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let j = store(dir.path());
+    let fake = FakeUnits::new(
+        &j,
+        &["a.service", "b.service", "ssh.service"],
+        &["idle.service"],
+    );
+    let units = AsRoot(fake.clone());
+    let record = dir.path().join("stopped");
+    let cfg = config(
+        &root,
+        "[tuning]\nstop_units = [\"a\", \"idle\", \"ssh\", \"gone.service\"]\n",
+    );
+    let paths = Paths::new(&root);
+    let mut warnings = Vec::new();
+    let plan = helper::planned(&cfg.tuning, Board::Generic, &paths, &mut warnings);
+    assert_eq!(
+        plan,
+        ["a.service", "idle.service", "ssh.service", "gone.service"]
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    let now = helper::stop_planned(&units, &plan, &record).await.unwrap();
+    assert_eq!(
+        now,
+        ["a.service", "ssh.service"],
+        "idle and unknown units are left alone"
+    );
+    assert_eq!(helper::read_record(&record), ["a.service", "ssh.service"]);
+    // Started again by hand, then the helper runs once more with b listed too.
+    fake.0
+        .lock()
+        .unwrap()
+        .units
+        .insert("a.service".into(), "active".into());
+    let plan2 = [plan.clone(), vec!["b.service".into()]].concat();
+    let now = helper::stop_planned(&units, &plan2, &record).await.unwrap();
+    assert_eq!(
+        now,
+        ["b.service"],
+        "what the record holds is not stopped twice"
+    );
+    assert_eq!(
+        helper::read_record(&record),
+        ["a.service", "ssh.service", "b.service"]
+    );
+
+    let started = helper::start_recorded(&units, &record).await;
+    assert_eq!(
+        started,
+        ["b.service", "ssh.service", "a.service"],
+        "newest first"
+    );
+    assert!(!record.exists(), "the record goes with the restore");
+    assert!(fake.active("b.service") && fake.active("ssh.service"));
+    assert!(helper::start_recorded(&units, &record).await.is_empty());
+
+    let off = config(&root, "[tuning]\nmode = \"off\"\nstop_units = [\"a\"]\n");
+    assert!(helper::planned(&off.tuning, Board::Generic, &paths, &mut warnings).is_empty());
 }
 
 #[test]

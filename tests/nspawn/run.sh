@@ -78,6 +78,9 @@ bind_opt "$SYSTEMD_DIR/tutord.sysusers"     /usr/lib/sysusers.d/tutord.conf
 bind_opt "$SYSTEMD_DIR/tutord.tmpfiles"     /usr/lib/tmpfiles.d/tutord.conf
 bind_opt "$SYSTEMD_DIR/tutord.catalog"      /usr/lib/systemd/catalog/tutord.catalog
 bind_opt "$SYSTEMD_DIR/tutord.rules"        /usr/share/polkit-1/rules.d/50-tutord.rules
+bind_opt "$SYSTEMD_DIR/tutord-tuning.service" /usr/lib/systemd/system/tutord-tuning.service
+bind_opt "$SYSTEMD_DIR/tutord-nvpmodel@.service" /usr/lib/systemd/system/tutord-nvpmodel@.service
+bind_opt "$SYSTEMD_DIR/tutord-jetson-clocks.service" /usr/lib/systemd/system/tutord-jetson-clocks.service
 fi  # package mode
 # ---- watchdog checks (issue 8, watchdog.sh): the engine worker and the small model
 if [ -z "$DEB" ] && [ -x "$BINDIR/tutord-engine" ]; then

@@ -8,6 +8,7 @@ stop_during() {  # WHAT STATUS_TEXT
     local what=$1 want=$2 st=
     local since i t0 took journal
     since=$(cx date '+%Y-%m-%d %H:%M:%S')
+    cx systemctl reset-failed tutord >/dev/null 2>&1
     cx systemctl start --no-block tutord
     for i in $(seq 600); do
         st=$(cx systemctl show -p StatusText --value tutord 2>/dev/null)

@@ -1,10 +1,14 @@
-# Tuning checks (issue 5), sourced by run.sh after the lifecycle checks, with tutord stopped.
-# Uses run.sh's cx/ok/fail/say. Dummy "nonessential" services run in the container; tutord is
-# configured to stop them (plus a protected unit, an unknown unit, a unit polkit does not allow
-# and a CPU that does not exist: each must give a warning while tutord keeps serving). Then:
-#   starting tutord stops the dummies and nothing protected; every tutord thread has the
-#   configured affinity; `systemctl stop tutord` starts them again; kill -9 + the automatic
-#   restart reconciles from the store; kill -9 + a start with tuning off restores them.
+# Tuning checks (issue 5; issue 17's privileges), sourced by run.sh after the lifecycle
+# checks, with tutord stopped. Uses run.sh's cx/ok/fail/say. Dummy "nonessential" services
+# run in the container; root's configuration lists them for tutord-tuning.service to stop
+# (plus a protected unit, an unknown unit and a CPU that does not exist: each must give a
+# warning while tutord keeps serving). Then:
+#   a process running as tutord can neither create a transient unit (systemd 257 asks polkit
+#   with the unit's name) nor start or stop any unit but tutord's own helpers;
+#   starting tutord stops the dummies (through root's helper) and nothing protected or
+#   unlisted; every tutord thread has the configured affinity; `systemctl stop tutord`
+#   starts them again; kill -9 + the automatic restart reconciles from the store; kill -9 +
+#   `systemctl stop tutord` restores them (StopPropagatedFrom=).
 
 unit_state() { cx systemctl is-active "$1" 2>/dev/null; }
 main_pid() { cx systemctl show -p MainPID --value tutord; }
@@ -52,21 +56,9 @@ Description=nonessential dummy holding 64 MiB (tutord tuning test)
 ExecStart=/bin/sh -c 'x=$$(head -c 67108864 /dev/zero | tr "\\000" a); sleep infinity'
 EOT
 cx sh -c "cat >/etc/systemd/system/dummy-a.service" <"$WORK/dummy-a.service"
-# What an administrator adds when listing units of their own in stop_units: dummy-unlisted
-# is left out on purpose, so polkit must refuse it.
-cat >"$WORK/60-tutord-test.rules" <<'EOT'
-polkit.addRule(function (action, subject) {
-    if (action.id == "org.freedesktop.systemd1.manage-units" && subject.user == "tutord"
-        && ["dummy-a.service", "dummy-b.service", "dummy-idle.service"].indexOf(action.lookup("unit")) >= 0
-        && (action.lookup("verb") == "start" || action.lookup("verb") == "stop")) {
-        return polkit.Result.YES;
-    }
-});
-EOT
-cx sh -c 'mkdir -p /etc/polkit-1/rules.d && cat >/etc/polkit-1/rules.d/60-tutord-test.rules' <"$WORK/60-tutord-test.rules"
 cat >"$WORK/50-tuning-test.toml" <<EOT
 [tuning]
-stop_units = ["dummy-a", "dummy-b.service", "dummy-idle.service", "dbus.service", "no-such-unit.service", "dummy-unlisted.service"]
+stop_units = ["dummy-a", "dummy-b.service", "dummy-idle.service", "dbus.service", "no-such-unit.service"]
 cpus = [$last_cpu, 999]
 thermal_interval_s = 1
 EOT
@@ -77,14 +69,57 @@ if cx systemctl start dummy-a dummy-b dummy-unlisted; then
 else
     fail "cannot start the dummy services"
 fi
-if cx test -f /usr/share/polkit-1/rules.d/50-tutord.rules && cx sh -c 'command -v /usr/lib/polkit-1/polkitd >/dev/null'; then
-    ok "polkitd and tutord's polkit rule are installed"
+if cx test -f /usr/share/polkit-1/rules.d/50-tutord.rules && cx test -f /usr/lib/systemd/system/tutord-tuning.service &&
+   cx sh -c 'command -v /usr/lib/polkit-1/polkitd >/dev/null'; then
+    ok "polkitd, tutord's polkit rule and tutord-tuning.service are installed"
 else
-    fail "polkitd or /usr/share/polkit-1/rules.d/50-tutord.rules missing (tests/nspawn/packages, run.sh binds)"
+    fail "polkitd, /usr/share/polkit-1/rules.d/50-tutord.rules or tutord-tuning.service missing (tests/nspawn/packages, run.sh binds)"
 fi
+
+# ---- no path from uid tutord to root (issue 17): as user tutord, over systemd's D-Bus API
+as_tutord() { cx setpriv --reuid=tutord --regid=tutord --clear-groups env -i PATH=/usr/bin:/bin "$@"; }
+say "systemd $(cx systemctl --version | head -n1)"
+cx rm -f /run/tutord-pwned
+# StartTransientUnit NAME: a oneshot service running `touch /run/tutord-pwned` as root.
+transient() {
+    as_tutord busctl call --allow-interactive-authorization=no org.freedesktop.systemd1 \
+        /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager StartTransientUnit \
+        'ssa(sv)a(sa(sv))' "$1" fail 2 Type s oneshot ExecStart 'a(sasb)' 1 /bin/touch 2 /bin/touch /run/tutord-pwned false 0 2>&1
+}
+# The same call from root works: the refusals below are about who asks, not a bad call.
+if out=$(cx busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager \
+        StartTransientUnit 'ssa(sv)a(sa(sv))' tutord-test-transient.service fail 2 Type s oneshot \
+        ExecStart 'a(sasb)' 1 /bin/true 1 /bin/true false 0 2>&1); then
+    ok "root can create a transient unit with this call (control)"
+else
+    fail "the transient-unit call fails even for root: $out"
+fi
+for name in cups.service tutord-tuning.service tutord-nvpmodel@0.service dummy-unlisted.service; do
+    if out=$(transient "$name"); then
+        fail "user tutord created a transient unit $name: $out"
+    elif printf '%s' "$out" | grep -qiE 'denied|authenticat|exists|already loaded'; then
+        ok "user tutord cannot create a transient $name: $(oneline "$out" | cut -c1-160)"
+    else
+        fail "the transient $name failed for another reason: $out"
+    fi
+done
+sleep 0.5
+if cx test -e /run/tutord-pwned; then fail "a transient unit ran a command as root"; else ok "no command ran as root"; fi
+for call in "StartUnit dummy-unlisted.service" "StopUnit dbus.service" "StopUnit dummy-a.service"; do
+    if out=$(as_tutord busctl call --allow-interactive-authorization=no org.freedesktop.systemd1 \
+            /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager ${call% *} ss "${call#* }" replace 2>&1); then
+        fail "user tutord may $call: $out"
+    else
+        ok "user tutord may not $call: $(oneline "$out" | cut -c1-120)"
+    fi
+done
+expect_state dummy-a active "untouched by the refused call"
 
 # ---- start: the dummies stop, protected and refused ones keep running
 since=$(cx date '+%Y-%m-%d %H:%M:%S')
+# Each check starts tutord afresh: clear systemd's start counter (since systemd 255 it survives
+# daemon-reload), so that the start limit counts no test's earlier starts.
+cx systemctl reset-failed tutord >/dev/null 2>&1
 if out=$(cx timeout 60 systemctl start tutord 2>&1); then
     ok "tutord started with [tuning] stop_units and cpus = [$last_cpu, 999]"
 else
@@ -95,10 +130,11 @@ expect_state dummy-a inactive "stopped by tutord"
 expect_state dummy-b inactive "stopped by tutord"
 expect_state dummy-idle inactive "was not running: left alone"
 expect_state dbus active "protected"
-expect_state dummy-unlisted active "polkit does not allow it to tutord"
+expect_state dummy-unlisted active "not listed"
+expect_state tutord-tuning active "started by tutord: root's side of tuning"
 journal=$(tutord_journal --since "$since")
 for want in "dbus.service is protected" "no-such-unit.service does not exist" \
-            "CPU 999 does not exist" "polkit refused" "MemAvailable" \
+            "CPU 999 does not exist" "stopped 2 units (dummy-a.service dummy-b.service)" "MemAvailable" \
             "GB/s, after"; do
     if printf '%s\n' "$journal" | grep -qF "$want"; then
         ok "journal: $(printf '%s\n' "$journal" | grep -F "$want" | head -n1 | cut -c1-220)"
@@ -154,6 +190,7 @@ case "$(tutord_journal --since "$since")" in
 esac
 
 # ---- kill -9, then systemd's automatic restart (Restart=on-failure): reconciled, re-tuned
+cx systemctl reset-failed tutord >/dev/null 2>&1
 cx systemctl start tutord >/dev/null 2>&1
 wait_state dummy-a inactive
 pid=$(main_pid)
@@ -165,23 +202,60 @@ else
     fail "tutord did not come back after kill -9 (state $(unit_state tutord))"
 fi
 case "$(tutord_journal --since "$since")" in
-    *"left 2 tuning changes in place"*"undid 2"*) ok "journal: the restart undid the killed run's 2 changes" ;;
+    *"left 1 tuning changes in place"*"undid 1"*) ok "journal: the restart undid the killed run's change (the helper) and tuned anew" ;;
     *) fail "journal lacks the reconcile message after kill -9" ;;
 esac
-expect_state dummy-a inactive "stopped again by the restarted tutord"
+expect_state dummy-a inactive "stopped again through the restarted tutord"
 
-# ---- kill -9, no restart, then a start with tuning off: the dummies run again
+# ---- kill -9, no restart: `systemctl stop tutord` stops the helper too, which restores them
 pid=$(main_pid)
 cx systemctl kill --kill-who=main --signal=SIGKILL tutord
 for i in $(seq 50); do [ "$(unit_state tutord)" != active ] && break; sleep 0.1; done
 cx systemctl stop tutord >/dev/null 2>&1   # cancels the automatic restart
-expect_state dummy-a inactive "left stopped by the killed tutord"
+wait_state dummy-a active
+expect_state tutord-tuning inactive "stopped with tutord (StopPropagatedFrom=)"
+expect_state dummy-a active "restored by the helper's stop, without tutord"
+expect_state dummy-b active "restored by the helper's stop, without tutord"
+# The killed run's journal row is reconciled at the next start, with tuning off: no error.
+since=$(cx date '+%Y-%m-%d %H:%M:%S')
 printf '[tuning]\nmode = "off"\n' | cx sh -c 'cat >/etc/tutord/tutord.toml.d/60-tuning-off.toml'
+cx systemctl reset-failed tutord >/dev/null 2>&1
 if out=$(cx timeout 60 systemctl start tutord 2>&1); then ok "tutord started with [tuning] mode = off"; else fail "start with mode off: $out"; fi
-expect_state dummy-a active "the killed run's change was reconciled from the store"
-expect_state dummy-b active "the killed run's change was reconciled from the store"
+case "$(tutord_journal --since "$since")" in
+    *"left 1 tuning changes in place"*"undid 1"*) ok "journal: the killed run's change reconciled at the next start" ;;
+    *) fail "journal lacks the reconcile message with tuning off" ;;
+esac
+expect_state dummy-a active "tuning off stops nothing"
+expect_state tutord-tuning inactive "tuning off starts no helper"
 cx systemctl stop tutord >/dev/null 2>&1
 cx rm -f /etc/tutord/tutord.toml.d/60-tuning-off.toml
+
+# ---- the Jetson helpers under their sandbox (issue 17): stand-in nvpmodel and
+# jetson_clocks that log their arguments and write where the real ones do
+cx sh -c 'mkdir -p /usr/sbin /var/lib/nvpmodel && cat >/usr/sbin/nvpmodel && chmod 755 /usr/sbin/nvpmodel' <<'EOT'
+#!/bin/sh
+# stand-in for NVIDIA's nvpmodel (tests/nspawn/tuning.sh)
+if [ "$1" = -q ]; then echo "NV Power Mode: 15W"; echo 1; exit 0; fi
+echo "$*" >>/var/lib/nvpmodel/calls
+EOT
+cx systemctl daemon-reload
+if cx systemctl start tutord-nvpmodel@7.service && [ "$(cx cat /var/lib/nvpmodel/calls)" = "-m 7" ]; then
+    ok "tutord-nvpmodel@7 ran 'nvpmodel -m 7' in its sandbox"
+else
+    fail "tutord-nvpmodel@7: $(cx systemctl status tutord-nvpmodel@7.service 2>&1 | tail -n 5 | tr '\n' ' ')"
+fi
+cx systemctl stop tutord-nvpmodel@7.service
+case "$(cx cat /var/lib/nvpmodel/calls | tail -n1)" in
+    "-m 1") ok "stopping it restored the previous mode (nvpmodel -m 1)" ;;
+    *) fail "stop did not restore the previous mode: $(cx cat /var/lib/nvpmodel/calls | tr '\n' ' ')" ;;
+esac
+if cx systemctl start tutord-nvpmodel@7x.service 2>/dev/null; then
+    fail "a non-numeric power mode instance started"
+else
+    ok "a non-numeric power mode instance is refused"
+fi
+cx rm -rf /usr/sbin/nvpmodel /var/lib/nvpmodel
+cx systemctl daemon-reload
 
 # ---- a stop during the boot (issue 15), with the same units to stop
 # shellcheck source=tests/nspawn/stop.sh

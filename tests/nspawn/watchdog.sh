@@ -26,7 +26,7 @@ else
         *) fail "the engine worker did not load /usr/share/tutord-test/model.gguf" ;;
     esac
     # Hang 1 at ~10 s, hang 2 at ~22 s, then WatchdogSec (30 s) without a ping, then RestartSec.
-    t0=$(date +%s)
+    wd_t0=$(date +%s)
     restarted=
     for i in $(seq 150); do
         now=$(main_pid)
@@ -35,7 +35,7 @@ else
     done
     journal=$(cx journalctl -u tutord --since "$since" --no-pager -o cat 2>/dev/null)
     if [ -n "$restarted" ]; then
-        ok "systemd restarted tutord $(( $(date +%s) - t0 )) s after its start (pid $pid → $restarted)"
+        ok "systemd restarted tutord $(( $(date +%s) - wd_t0 )) s after its start (pid $pid → $restarted)"
     else
         fail "tutord (pid $pid) was not restarted within 150 s (state $(unit_state tutord))"
     fi
