@@ -188,3 +188,89 @@ fn a_spoken_question_is_heard_answered_and_stored() {
         "the transcriber stayed taken: {next:?}"
     );
 }
+
+/// A stop while a long recording is transcribed (issue 17, item 10: SIGTERM used to log
+/// "tutord stopped" and then go on transcribing for 25 s, past TimeoutStopSec, while the
+/// `tutorctl listen` client hung for minutes): the daemon exits within 5 s and the client
+/// fails within 5 s, saying so.
+#[test]
+fn a_stop_during_a_long_transcription_ends_the_daemon_and_the_client_within_5_s() {
+    engine_binary();
+    small_model();
+    fetch("whisper-tiny.en", "ggml-tiny.en.bin");
+    for voice in ["piper-joe-medium", "piper-joe-medium.json", "onnxruntime"] {
+        fetch(voice, "");
+    }
+    let jfk = jfk();
+    let bus = Bus::open();
+    let mut notify = NotifySocket::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_model_config(dir.path(), 32, "[voice]\nstt_threads = 2\n");
+    let mut daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &[]);
+    assert!(notify.wait_for("READY=1", Duration::from_secs(60)));
+    let out = listen_when_ready(&bus, &jfk, &dir.path().join("a.wav"));
+    assert!(out.status.success(), "{out:?}");
+
+    // Eight times JFK's 11 s: 88 s of speech, under the 3.9 MB bound; whisper takes several
+    // seconds for it here.
+    let mut reader = hound::WavReader::open(&jfk).unwrap();
+    let spec = reader.spec();
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let long = dir.path().join("long.wav");
+    let mut w = hound::WavWriter::create(&long, spec).unwrap();
+    for _ in 0..8 {
+        for s in &samples {
+            w.write_sample(*s).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+
+    let mut client = std::process::Command::new(TUTORCTL)
+        .args(["--bus", &bus.address, "listen", "--wav"])
+        .arg(&long)
+        .arg("--out")
+        .arg(dir.path().join("b.wav"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        client.try_wait().unwrap().is_none(),
+        "the long recording was transcribed in under 2 s: the stop would not come during it"
+    );
+    let t = std::time::Instant::now();
+    let (status, stderr) = daemon
+        .signal_and_wait("TERM", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("tutord still runs 5 s after SIGTERM during a transcription"));
+    println!(
+        "tutord exited {:.2} s after SIGTERM: {status:?}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(status.success(), "{status:?}\n{stderr}");
+    let end = t + Duration::from_secs(5);
+    let client_status = loop {
+        if let Some(s) = client.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "tutorctl listen still waits 5 s after tutord's SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = client.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "tutorctl listen ended {:.2} s after SIGTERM: {client_status:?}: {err}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        !client_status.success(),
+        "the client reported success: {err}"
+    );
+    assert!(
+        err.contains("tutord went away before it answered"),
+        "the client does not say why: {err}"
+    );
+}

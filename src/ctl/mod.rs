@@ -33,6 +33,15 @@ pub enum CtlError {
 
 impl CtlError {
     fn call(e: zbus::Error) -> Self {
+        // The bus answers for a daemon that left (stopped, crashed) with a call pending;
+        // zbus gives that as a method error or as its fdo variant: tell by the text.
+        let text = e.to_string();
+        if text.contains("org.freedesktop.DBus.Error.NoReply") && text.contains("disconnected") {
+            return CtlError::Call(format!(
+                "tutord went away before it answered (stopped or crashed; `journalctl -u \
+                 tutord` says which): {text}"
+            ));
+        }
         // Named errors read best as "Name: message"; zbus's Display already does that for
         // method errors.
         CtlError::Call(match e {
