@@ -17,6 +17,8 @@ pub const STOPPED: &str = "5c5cd2130f5c4169967ce837c87c46e5";
 pub const CONFIG_INVALID: &str = "13ac16771a2d4a8f89e58090d92b7136";
 /// The database was unreadable; it was moved aside and a new one started.
 pub const STORE_RECOVERED: &str = "4a44fc049b2e4bf594c17595e0c7ef6f";
+/// The state directory cannot be written at start (a full disk): answering without storing.
+pub const STORE_UNAVAILABLE: &str = "c3f1d2a97e6b4e0a9b5d8f2e61a4c7b0";
 /// The main loop failed its liveness check, so the watchdog was not pinged.
 pub const WATCHDOG_SKIPPED: &str = "a4b1700ba0944a4f8fbda60ca398447b";
 
@@ -49,6 +51,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("STOPPED", STOPPED),
     ("CONFIG_INVALID", CONFIG_INVALID),
     ("STORE_RECOVERED", STORE_RECOVERED),
+    ("STORE_UNAVAILABLE", STORE_UNAVAILABLE),
     ("WATCHDOG_SKIPPED", WATCHDOG_SKIPPED),
     ("MODEL_LOADED", MODEL_LOADED),
     ("ENGINE_FAILED", ENGINE_FAILED),

@@ -355,6 +355,72 @@ fn a_full_state_directory_still_answers_reports_the_store_error_and_corrupts_not
     drop(daemon);
 }
 
+/// A start on a full disk (issue 17, item 5): the boot record cannot be written. tutord used
+/// to exit 73, be restarted every 2 s and stay down at systemd's start limit. Now it serves
+/// from a store in memory: READY, State "degraded" and LastError saying why, questions
+/// answered; and the database on disk is left as it was.
+#[test]
+fn a_start_on_a_full_disk_answers_without_storing_instead_of_exiting() {
+    engine_binary();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = small_model_config(cfg_dir.path(), 12, "");
+    let state = tempfile::tempdir().unwrap();
+    if let Err(why) = mount_tmpfs(state.path(), "8m") {
+        skip("a_start_on_a_full_disk_answers_without_storing", &why);
+        return;
+    }
+    let _mounted = Mounted(state.path().to_path_buf());
+    let state_path = state.path().to_path_buf();
+    let bus = Bus::open();
+    // A first run makes the database, then stops cleanly.
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start_in_dir(&bus, Some(&notify.path), &cfg, state, &[]);
+    assert!(notify.wait_for("READY=1", READY), "{}", daemon.stderr());
+    let (status, _) = daemon
+        .signal_and_wait("TERM", Duration::from_secs(20))
+        .expect("the first run stops");
+    assert!(status.success(), "{status:?}");
+    let filled = fill(&state_path.join("filler"));
+    eprintln!("filled the state directory with {filled} bytes");
+
+    let state = std::mem::replace(&mut daemon.state_dir, tempfile::tempdir().unwrap());
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::start_in_dir(&bus, Some(&notify.path), &cfg, state, &[]);
+    let ready = notify.wait_for("READY=1", READY);
+    let log = daemon.drain_stderr();
+    if let Some(st) = daemon.child.try_wait().unwrap() {
+        panic!("tutord exited on a full disk ({st:?}):\n{}", log.text());
+    }
+    assert!(ready, "no READY=1 on a full disk:\n{}", log.text());
+    rt().block_on(async {
+        let conn = connect_to(&bus).await;
+        let state = text(&property(&conn, "State").await);
+        let last_error = text(&property(&conn, "LastError").await);
+        let status_text = text(&property(&conn, "StatusText").await);
+        eprintln!("State {state}, StatusText {status_text:?}, LastError {last_error:?}");
+        assert_eq!(state, "degraded");
+        assert!(
+            last_error.contains("answering without storing") && last_error.contains("tutord.db"),
+            "{last_error}"
+        );
+        assert!(status_text.contains("without storing"), "{status_text}");
+        let (_, stats) = ask_and_wait(&conn, "Full at start: name a fruit.", false, READY).await;
+        assert!(flag(&stats, "ok"), "{stats:?}");
+        assert!(!text(&stats["answer"]).is_empty());
+    });
+    let text_log = log.text();
+    assert!(
+        text_log.contains("answering without storing until the next start"),
+        "the journal does not say it: {text_log}"
+    );
+    let (status, _) = daemon
+        .signal_and_wait("TERM", Duration::from_secs(20))
+        .expect("tutord stops on SIGTERM on a full disk");
+    assert!(status.success(), "{status:?}");
+    std::fs::remove_file(state_path.join("filler")).unwrap();
+    assert_eq!(integrity_check(&state_path), "ok");
+}
+
 #[test]
 fn a_hung_engine_fails_its_turn_and_stops_the_watchdog_pings() {
     engine_binary();

@@ -11,11 +11,23 @@ use crate::engine::{Availability, EngineStatus, Slot};
 use crate::notify::Notifier;
 use crate::state::{Activity, State, Status};
 
-/// The published state and status text for an activity and an availability.
-pub fn published(activity: &Activity, availability: &Availability) -> (State, String) {
+/// The published state and status text for an activity and an availability, and why
+/// nothing is stored when the state directory could not be written at start.
+pub fn published(
+    activity: &Activity,
+    availability: &Availability,
+    not_storing: Option<&str>,
+) -> (State, String) {
     let doing = activity.state();
     match availability {
-        Availability::Serving(_) => (doing, "Ready".into()),
+        Availability::Serving(_) => match not_storing {
+            Some(why) if doing == State::Ready => (
+                State::Degraded,
+                format!("Degraded: answering without storing: {why}"),
+            ),
+            Some(why) => (doing, format!("Degraded: answering without storing: {why}")),
+            None => (doing, "Ready".into()),
+        },
         // Listening or speaking (`Speak`) go on without a model: say what the user notices.
         Availability::Loading(why) if doing == State::Ready => {
             (State::Loading, format!("Loading: {why}"))
@@ -36,6 +48,7 @@ pub async fn follow(
     mut activity: watch::Receiver<Activity>,
     slot: Arc<Slot>,
     notifier: Notifier,
+    not_storing: Option<Arc<str>>,
 ) {
     let mut slot_changes = slot.changes();
     let mut last: Option<Availability> = None;
@@ -46,7 +59,7 @@ pub async fn follow(
             announce(&status, &notifier, last.as_ref(), &now);
             last = Some(now.clone());
         }
-        let (state, text) = published(&activity.borrow_and_update(), &now);
+        let (state, text) = published(&activity.borrow_and_update(), &now, not_storing.as_deref());
         status.send_if_modified(|s| {
             let change = s.state != state || s.status_text != text;
             s.state = state;
@@ -79,7 +92,7 @@ fn announce(
     before: Option<&Availability>,
     now: &Availability,
 ) {
-    let (_, text) = published(&Activity::default(), now);
+    let (_, text) = published(&Activity::default(), now, None);
     notifier.status(&text);
     match now {
         Availability::Serving(model) => {
@@ -107,10 +120,13 @@ mod tests {
     fn never_ready_without_a_model() {
         let idle = Activity::default();
         let serving = Availability::Serving("/m/a.gguf".into());
-        assert_eq!(published(&idle, &serving), (State::Ready, "Ready".into()));
+        assert_eq!(
+            published(&idle, &serving, None),
+            (State::Ready, "Ready".into())
+        );
         let absent = Availability::Absent("not a GGUF file".into());
         assert_eq!(
-            published(&idle, &absent),
+            published(&idle, &absent, None),
             (
                 State::Degraded,
                 "Degraded: no language model: not a GGUF file".into()
@@ -118,9 +134,27 @@ mod tests {
         );
         let loading = Availability::Loading("switching to the model x".into());
         assert_eq!(
-            published(&idle, &loading),
+            published(&idle, &loading, None),
             (State::Loading, "Loading: switching to the model x".into())
         );
+    }
+
+    #[test]
+    fn a_model_that_answers_without_storing_is_degraded_and_says_why() {
+        let serving = Availability::Serving("/m/a.gguf".into());
+        let why = "database /var/lib/tutord/tutord.db: database or disk is full";
+        assert_eq!(
+            published(&Activity::default(), &serving, Some(why)),
+            (
+                State::Degraded,
+                format!("Degraded: answering without storing: {why}")
+            )
+        );
+        let thinking = Activity {
+            thinking: 1,
+            ..Activity::default()
+        };
+        assert_eq!(published(&thinking, &serving, Some(why)).0, State::Thinking);
     }
 
     #[test]
@@ -131,7 +165,7 @@ mod tests {
         };
         let absent = Availability::Absent("none is configured".into());
         assert_eq!(
-            published(&speaking, &absent),
+            published(&speaking, &absent, None),
             (
                 State::Speaking,
                 "Degraded: no language model: none is configured".into()
@@ -142,6 +176,6 @@ mod tests {
             ..Activity::default()
         };
         let serving = Availability::Serving("/m/a.gguf".into());
-        assert_eq!(published(&thinking, &serving).0, State::Thinking);
+        assert_eq!(published(&thinking, &serving, None).0, State::Thinking);
     }
 }

@@ -113,6 +113,33 @@ struct Daemon {
     status: watch::Sender<Status>,
     activity: watch::Receiver<Activity>,
     reporter: Reporter,
+    /// Why this run keeps nothing (its state directory could not be written at start).
+    not_storing: Option<Arc<str>>,
+}
+
+/// Opens the store in the state directory. When that cannot be written (a full disk, a
+/// read-only or missing directory), exiting would only make systemd restart tutord into the
+/// same error until its start limit, and the appliance would stay silent: answer with a
+/// store in memory instead, saying so. A database from a newer tutord still stops the start
+/// (it must not be used, and memory would hide that).
+fn open_store(
+    dir: &std::path::Path,
+    busy: Duration,
+) -> Result<(Store, Option<Arc<str>>), DaemonError> {
+    match Store::open(dir, busy) {
+        Ok(store) => Ok((store, None)),
+        Err(e @ StoreError::TooNew { .. }) => Err(e.into()),
+        Err(e) => {
+            tracing::error!(
+                message_id = events::STORE_UNAVAILABLE,
+                state_dir = %dir.display(),
+                "{e}: answering without storing until the next start (free space in {}, \
+                 then systemctl restart tutord); nothing of this run is kept",
+                dir.display()
+            );
+            Ok((Store::in_memory()?, Some(e.to_string().into())))
+        }
+    }
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns after cleanup.
@@ -133,7 +160,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     // ---- start: store, platform, domains, bus
     notifier.status("Opening the database");
     let busy = Duration::from_millis(opts.config.store.busy_timeout_ms.into());
-    let store = Store::open(&opts.config.daemon.state_dir, busy)?;
+    let (store, not_storing) = open_store(&opts.config.daemon.state_dir, busy)?;
     if store.previous_boot_unclean() {
         tracing::warn!(
             database = %store.path().display(),
@@ -160,8 +187,11 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
     let catalog = load_catalog(&opts.config.models.catalog);
 
     let status = watch::Sender::new(Status::default());
+    if let Some(why) = &not_storing {
+        status.send_modify(|s| s.last_error = format!("answering without storing: {why}"));
+    }
     let activity = watch::Sender::new(Activity::default());
-    let d = compose(
+    let mut d = compose(
         &opts,
         &profile,
         store.clone(),
@@ -170,6 +200,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         &activity,
         notifier.clone(),
     );
+    d.not_storing = not_storing;
     let facts = Arc::new(facts::Facts {
         config: opts.config.clone(),
         config_path: opts.config_path.clone(),
@@ -335,6 +366,7 @@ fn compose(
         },
         status,
         activity: activity.subscribe(),
+        not_storing: None,
     }
 }
 
@@ -431,8 +463,11 @@ impl Daemon {
             tracing::error!("{e}");
         }
         // "ready" only with a model that answers; else "degraded", saying why.
-        let (state, text) =
-            availability::published(&self.activity.borrow(), &self.slot.availability());
+        let (state, text) = availability::published(
+            &self.activity.borrow(),
+            &self.slot.availability(),
+            self.not_storing.as_deref(),
+        );
         r.step(state, &text, 1.0);
         r.notifier.ready(&text);
         tokio::spawn(availability::follow(
@@ -440,6 +475,7 @@ impl Daemon {
             self.activity.clone(),
             self.slot.clone(),
             r.notifier.clone(),
+            self.not_storing.clone(),
         ));
         tracing::info!(
             message_id = events::READY,

@@ -142,6 +142,32 @@ impl Store {
         })
     }
 
+    /// A store in memory, for a start whose state directory cannot be written (a full
+    /// disk): the tutor answers, and nothing of this run is kept. Same schema, same calls.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(|source| query_err(&path, "enabling foreign keys", source))?;
+        migrate(&conn, &path)?;
+        conn.execute(
+            "INSERT INTO boots (version, pid) VALUES (?1, ?2)",
+            (crate::VERSION, std::process::id()),
+        )
+        .map_err(|source| query_err(&path, "recording this boot", source))?;
+        let boot_id = conn.last_insert_rowid();
+        Ok(Self {
+            conn,
+            path,
+            boot_id,
+            recovered_from: None,
+            previous_boot_unclean: false,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
