@@ -70,15 +70,9 @@ fn main() -> ExitCode {
     if let Some(Command::TuningUnits { verb }) = args.command {
         return tuning_units(verb, &config);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(71); // EX_OSERR
-        }
+        Err(code) => return code,
     };
     let opts = daemon::Options {
         config,
@@ -112,15 +106,9 @@ fn main() -> ExitCode {
 
 /// `tutord tuning-units VERB`: a short run as root, no bus name, no store.
 fn tuning_units(verb: tutord::tuning::helper::Verb, config: &config::Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(71); // EX_OSERR
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(tutord::tuning::helper::run(verb, config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,4 +117,15 @@ fn tuning_units(verb: tutord::tuning::helper::Verb, config: &config::Config) -> 
             ExitCode::FAILURE
         }
     }
+}
+
+/// The single-threaded runtime both modes run on; EX_OSERR when it cannot start.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            tracing::error!("cannot start the async runtime: {e}");
+            ExitCode::from(71) // EX_OSERR
+        })
 }

@@ -127,12 +127,7 @@ impl Store {
             .optional()
             .map_err(|source| query_err(&path, "reading the last boot", source))?
             .is_some_and(|clean| !clean);
-        conn.execute(
-            "INSERT INTO boots (version, pid) VALUES (?1, ?2)",
-            (crate::VERSION, std::process::id()),
-        )
-        .map_err(|source| query_err(&path, "recording this boot", source))?;
-        let boot_id = conn.last_insert_rowid();
+        let boot_id = record_boot(&conn, &path)?;
         Ok(Self {
             conn,
             path,
@@ -153,12 +148,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(|source| query_err(&path, "enabling foreign keys", source))?;
         migrate(&conn, &path)?;
-        conn.execute(
-            "INSERT INTO boots (version, pid) VALUES (?1, ?2)",
-            (crate::VERSION, std::process::id()),
-        )
-        .map_err(|source| query_err(&path, "recording this boot", source))?;
-        let boot_id = conn.last_insert_rowid();
+        let boot_id = record_boot(&conn, &path)?;
         Ok(Self {
             conn,
             path,
@@ -244,6 +234,16 @@ fn has_foreign_header(path: &Path) -> bool {
 }
 
 /// Opens the file and proves SQLite can read it: a garbage file only fails on first use.
+/// Records this run in `boots`; its id marks the run's clean stop later.
+fn record_boot(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO boots (version, pid) VALUES (?1, ?2)",
+        (crate::VERSION, std::process::id()),
+    )
+    .map_err(|source| query_err(path, "recording this boot", source))?;
+    Ok(conn.last_insert_rowid())
+}
+
 fn open_checked(path: &Path, busy_timeout: Duration) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(busy_timeout)?;
