@@ -226,6 +226,7 @@ fi
 S=$REPO/systemd
 inst 0644 "$S/tutord.service"              /usr/lib/systemd/system/tutord.service
 inst 0644 "$S/tutord-nvpmodel@.service"    /usr/lib/systemd/system/tutord-nvpmodel@.service
+inst 0644 "$S/tutord-memory@.service"      /usr/lib/systemd/system/tutord-memory@.service
 inst 0644 "$S/tutord-jetson-clocks.service" /usr/lib/systemd/system/tutord-jetson-clocks.service
 inst 0644 "$S/tutord-tuning.service"       /usr/lib/systemd/system/tutord-tuning.service
 inst 0644 "$S/org.tutord.Tutor1.conf"      /usr/share/dbus-1/system.d/org.tutord.Tutor1.conf

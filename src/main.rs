@@ -34,6 +34,10 @@ enum Command {
         #[arg(value_enum)]
         verb: tutord::tuning::helper::Verb,
     },
+    /// Root's side of the memory limit (`tutord-memory@MiB.service`): sets MemoryHigh= and
+    /// MemoryMax= of tutord.service for a plan needing MIB mebibytes.
+    #[command(hide = true)]
+    MemoryLimit { mib: String },
 }
 
 /// sysexits(3) EX_CONFIG: systemd's unit has RestartPreventExitStatus=78, so a bad config
@@ -67,8 +71,10 @@ fn main() -> ExitCode {
         config.daemon.state_dir = dir;
     }
     let log = logging::init(config.daemon.log_level);
-    if let Some(Command::TuningUnits { verb }) = args.command {
-        return tuning_units(verb, &config);
+    match args.command {
+        Some(Command::TuningUnits { verb }) => return tuning_units(verb, &config),
+        Some(Command::MemoryLimit { mib }) => return memory_limit(&mib, &config),
+        None => {}
     }
     let runtime = match runtime() {
         Ok(rt) => rt,
@@ -114,6 +120,34 @@ fn tuning_units(verb: tutord::tuning::helper::Verb, config: &config::Config) -> 
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("tuning-units: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tutord memory-limit MIB`: a short run as root, no bus name, no store.
+fn memory_limit(mib: &str, config: &config::Config) -> ExitCode {
+    use tutord::tuning::memory;
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let paths = tutord::platform::Paths::new(&config.platform.root);
+    let set = async {
+        let limits = memory::limits_for_instance(mib, &paths)?;
+        let systemd = tutord::tuning::Systemd::connect().await?;
+        systemd
+            .set_memory_limits(memory::LIMITED_UNIT, limits.high, limits.max)
+            .await?;
+        Ok::<_, tutord::tuning::TuningError>(limits)
+    };
+    match runtime.block_on(set) {
+        Ok(limits) => {
+            tracing::info!("{}: {}", memory::LIMITED_UNIT, limits.describe());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("memory-limit: {e}");
             ExitCode::FAILURE
         }
     }

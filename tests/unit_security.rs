@@ -42,6 +42,7 @@ fn the_root_helpers_exposure_stays_at_most_4_0() {
             "tutord-jetson-clocks.service",
         ),
         ("tutord-nvpmodel@.service", "tutord-nvpmodel@0.service"),
+        ("tutord-memory@.service", "tutord-memory@1024.service"),
     ] {
         let score = exposure(file, name);
         println!("{name}: exposure {score}");

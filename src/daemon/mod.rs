@@ -440,6 +440,9 @@ impl Daemon {
             notifier.extend_timeout(Duration::from_secs(30));
             notifier.watchdog();
         };
+        // tutord's memory limit follows the plan of the model that serves (root's
+        // tutord-memory@.service sets it; `tuning::memory`).
+        tokio::spawn(limit_memory(self.plan.watch(), self.config.clone()));
         let load = self.plan.load_at_boot(&keepalive).await;
         if let Some(why) = load.error {
             // Serving without a tutor, or not with the model the plan wanted: the UI should
@@ -532,6 +535,34 @@ async fn serve(
 
 /// `[history]` applied now and then every 24 hours, on a blocking thread: the first pass
 /// over years of sessions is a long SQLite delete. The tutor logs what went.
+/// Keeps tutord's `MemoryHigh=`/`MemoryMax=` on what the loaded model's plan needs, as the
+/// model changes (boot, `SelectModel`, a fallback). Only with tuning on `apply` and when
+/// tutord runs as tutord.service: a development run has no unit to limit.
+async fn limit_memory(mut figures: watch::Receiver<crate::plan::service::Figures>, config: Config) {
+    use crate::tuning::memory::{LIMITED_UNIT, Limiter, own_unit};
+    let paths = Paths::new(&config.platform.root);
+    if config.tuning.mode != crate::config::TuningMode::Apply
+        || own_unit(&paths).as_deref() != Some(LIMITED_UNIT)
+    {
+        return;
+    }
+    let units = match crate::tuning::Systemd::connect().await {
+        Ok(u) => Some(u),
+        Err(e) => {
+            tracing::warn!("memory limit not set: {e}");
+            return;
+        }
+    };
+    let mut limiter = Limiter::new(units, &paths);
+    loop {
+        let need = figures.borrow_and_update().memory_needed;
+        limiter.apply(need).await;
+        if figures.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn prune_history_daily(tutor: crate::tutor::Service, keep: HistoryConfig) {
     let mut daily = tokio::time::interval(Duration::from_secs(24 * 60 * 60));
     daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -51,6 +51,18 @@ const COUNT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Restart backoff: doubles from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The slowest read a model load is allowed, bytes/s: a class-10 SD card's floor. A load
+/// slower than this is not slow but blocked (a hung network mount, a failing card), and the
+/// worker's reader thread would go on answering pings for ever while it waits.
+const SLOWEST_LOAD_READ: u64 = 10_000_000;
+/// Time for everything in a load that is not reading (mapping, warm-up, NPU set-up).
+const LOAD_SETUP: Duration = Duration::from_secs(120);
+
+/// How long loading a `file_bytes` model may take before the worker is killed and the load
+/// fails: `LOAD_SETUP` plus the file read at `SLOWEST_LOAD_READ` (a 4.8 GB 7B: 10 min).
+pub fn load_deadline(file_bytes: u64) -> Duration {
+    LOAD_SETUP + Duration::from_secs(file_bytes / SLOWEST_LOAD_READ)
+}
 
 /// What went wrong with the engine; each message says what to look at.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -89,6 +101,8 @@ pub struct EngineConfig {
     /// How long an answer may go without a piece before the worker counts as wedged
     /// (`[llm] stall_seconds`); an abort gets at most `ABORT_DEADLINE` of it.
     pub stall: Duration,
+    /// How long the model may take to load (`load_deadline`).
+    pub load_deadline: Duration,
 }
 
 /// Why the engine gave its model up.
@@ -539,6 +553,14 @@ async fn run_worker(
                 seq += 1;
                 if worker::send(&mut writer, &Request::Ping { seq }).await.is_err() {
                     break "the worker does not read its socket".into();
+                }
+                if !loaded && started.elapsed() > config.load_deadline {
+                    let _ = w.child.start_kill();
+                    return Outcome::LoadFailed(EngineFailure::Load(format!(
+                        "the model did not load within {} s (a read that never ends: a hung \
+                         mount or a failing card?): stopped the worker",
+                        config.load_deadline.as_secs()
+                    )));
                 }
                 if active.is_some() {
                     let abort_limit = config.stall.min(ABORT_DEADLINE);

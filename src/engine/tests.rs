@@ -57,6 +57,7 @@ impl FakeWorker {
                 runtime_library: None,
             },
             stall,
+            load_deadline: Duration::from_secs(3),
         }
     }
 }
@@ -105,6 +106,10 @@ fn fake_worker() {
         };
         let ev = match req {
             Request::Load(spec) => {
+                if dir.join("load_hangs").exists() {
+                    // A read stuck in the kernel: no answer to the load, pings still answered.
+                    continue;
+                }
                 let info = ModelInfo {
                     backend: spec.backend,
                     path: spec.model_path,
@@ -327,4 +332,34 @@ async fn a_wedged_answer_is_failed_and_its_worker_replaced() {
     assert!(matches!(ask(&engine, 3).await, TurnEvent::Finished(_)));
     let s = engine.status();
     assert_eq!(s.restarts, 2, "{s:?}");
+}
+
+#[tokio::test]
+async fn a_load_that_never_ends_is_given_up_at_its_deadline() {
+    // The worker answers pings but never the load (a read blocked on a hung mount): without a
+    // deadline SelectModel and the boot would wait for ever, the old model already gone.
+    let fake = FakeWorker::new(&["ok"], &[]);
+    std::fs::write(fake.dir.path().join("load_hangs"), "").unwrap();
+    let started = std::time::Instant::now();
+    let mut engine = EngineHandle::start(fake.config());
+    let s = tokio::time::timeout(Duration::from_secs(15), engine.wait_settled())
+        .await
+        .expect("the load is given up");
+    let waited = started.elapsed();
+    assert!(s.gave_up && s.model.is_none(), "{s:?}");
+    assert_eq!(s.gave_up_because, Some(GaveUp::Load));
+    let why = s.last_error.unwrap_or_default();
+    assert!(why.contains("did not load within 3 s"), "{why}");
+    // Seen at the first ping after the deadline: 3 s, plus up to one ping interval.
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn a_load_deadline_grows_with_the_file_at_an_sd_cards_slowest_read() {
+    assert_eq!(load_deadline(0), Duration::from_secs(120));
+    // A 4.8 GB 7B at 10 MB/s: 480 s of reading.
+    assert_eq!(load_deadline(4_800_000_000), Duration::from_secs(600));
 }

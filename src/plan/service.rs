@@ -41,6 +41,9 @@ pub struct Figures {
     pub model: String,
     pub model_bytes: u64,
     pub backend: String,
+    /// What the loaded model's plan needs beside the OS (weights + KV cache + STT + TTS),
+    /// bytes; 0 when none is loaded. tutord's memory limit follows it.
+    pub memory_needed: u64,
 }
 
 /// Why a model could not be selected. `Busy` and `Unknown` change nothing.
@@ -200,7 +203,11 @@ impl Service {
         } else {
             PathBuf::from(&llm.engine_path)
         };
+        // Resolved to a regular file: its size bounds the load (a hung mount then fails the
+        // load instead of holding SelectModel and the boot for ever).
+        let file_bytes = std::fs::metadata(&resolved.path).map_or(0, |m| m.len());
         let engine = (self.inner.start)(EngineConfig {
+            load_deadline: crate::engine::load_deadline(file_bytes),
             program,
             spec: LoadSpec {
                 backend,
@@ -727,8 +734,15 @@ impl Service {
                 .and_then(|(m, _)| m.theoretical)
                 .unwrap_or(0.0),
             predicted_tokens_per_second: current
-                .and_then(|(m, b)| p.prediction(&m, &b).map(|x| x.tokens_per_second))
+                .as_ref()
+                .and_then(|(m, b)| p.prediction(m, b).map(|x| x.tokens_per_second))
                 .unwrap_or(0.0),
+            memory_needed: current
+                .as_ref()
+                .and_then(|(m, b)| p.prediction(m, b))
+                .map_or(0, |x| {
+                    x.memory_needed.saturating_sub(p.targets.reserve_bytes)
+                }),
             model: model
                 .as_ref()
                 .map(|m| m.path.display().to_string())

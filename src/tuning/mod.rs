@@ -18,6 +18,7 @@ mod change;
 pub mod clocks;
 pub mod helper;
 pub mod journal;
+pub mod memory;
 pub(crate) mod report;
 pub mod services;
 pub mod swap;
@@ -85,9 +86,18 @@ pub enum TuningError {
         now: String,
         set: String,
     },
+    #[error("memory limit instance '{instance}': {why}")]
+    Instance { instance: String, why: String },
+    #[error("cannot set the memory limit of {unit}: {reason}")]
+    SetProperties { unit: String, reason: String },
     #[error("tuning journal: {0}")]
     Store(#[from] StoreError),
 }
+
+/// All that undoing this run's tuning may take at stop: well inside the unit's
+/// `TimeoutStopSec=20s`, so that systemd's SIGKILL never cuts tutord's own stop short (each
+/// unit job alone may wait up to 30 s, `services::JOB_TIMEOUT`).
+const STOP_BUDGET: Duration = Duration::from_secs(12);
 
 /// Plans, applies and undoes the tuning of one run of the daemon.
 pub struct Tuner<U: Units = Systemd> {
@@ -543,6 +553,7 @@ impl<U: Units> Tuner<U> {
             return;
         }
         let mut undone = Vec::new();
+        let deadline = tokio::time::Instant::now() + STOP_BUDGET;
         let applied = std::mem::take(&mut self.applied);
         for (id, change) in applied.iter().rev() {
             // Stopping the tuning helper starts what it stopped: say which, newest first.
@@ -554,16 +565,24 @@ impl<U: Units> Tuner<U> {
                 }
                 _ => vec![change.describe_undo()],
             };
-            match self.undo_one(change).await {
-                Ok(()) => {
+            match tokio::time::timeout_at(deadline, self.undo_one(change)).await {
+                Ok(Ok(())) => {
                     if let Err(e) = journal.set_state(*id, "undone", None) {
                         self.warn(e.to_string());
                     }
                     undone.extend(restarts);
                 }
-                Err(e) => self.warn(format!(
+                Ok(Err(e)) => self.warn(format!(
                     "cannot undo '{}': {e} (the next start tries again)",
                     change.describe()
+                )),
+                // Left to systemd (a job once queued runs to its end; the tuning helper is
+                // stopped with tutord, StopPropagatedFrom=) and to the next start's reconcile.
+                Err(_) => self.warn(format!(
+                    "'{}' did not finish within tutord's {} s for undoing tuning at stop: \
+                     left to systemd and to the next start",
+                    change.describe_undo(),
+                    STOP_BUDGET.as_secs()
                 )),
             }
         }

@@ -175,6 +175,12 @@ trait Manager {
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn set_unit_properties(
+        &self,
+        name: &str,
+        runtime: bool,
+        properties: &[(&str, zbus::Variant<'_>)],
+    ) -> zbus::Result<()>;
     #[zbus(signal)]
     fn job_removed(
         &self,
@@ -220,6 +226,31 @@ impl Systemd {
             tracing::debug!("systemd Subscribe: {e}");
         }
         Ok(Self { conn, manager })
+    }
+
+    /// Sets `MemoryHigh=` and `MemoryMax=` of `unit` until the next reboot (root's
+    /// `tutord memory-limit`, `memory.rs`).
+    pub async fn set_memory_limits(
+        &self,
+        unit: &str,
+        high: u64,
+        max: u64,
+    ) -> Result<(), TuningError> {
+        use zbus::Variant;
+        self.manager
+            .set_unit_properties(
+                unit,
+                true,
+                &[
+                    ("MemoryHigh", Variant::U64(high)),
+                    ("MemoryMax", Variant::U64(max)),
+                ],
+            )
+            .await
+            .map_err(|e| TuningError::SetProperties {
+                unit: unit.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     async fn job(&self, verb: &'static str, unit: &str) -> Result<(), TuningError> {

@@ -25,6 +25,8 @@ struct FakeState {
     /// The configuration `tutord-tuning.service` reads as root: starting that unit runs the
     /// real helper (helper.rs) against this manager, as systemd runs its ExecStart.
     helper: Option<Config>,
+    /// Units whose stop job takes this long (a unit slow to stop).
+    slow_stop: BTreeMap<String, Duration>,
 }
 
 impl FakeUnits {
@@ -96,6 +98,10 @@ impl Units for FakeUnits {
         })
     }
     async fn stop(&self, unit: &str) -> Result<(), TuningError> {
+        let slow = self.0.lock().unwrap().slow_stop.get(unit).copied();
+        if let Some(d) = slow {
+            tokio::time::sleep(d).await;
+        }
         let was = self.active(unit);
         self.set("stop", unit, "inactive")?;
         if let Some(cfg) = self.helper_cfg(unit)
@@ -656,6 +662,46 @@ async fn orin_nano_starts_the_jetson_helpers_and_pins_no_cores() {
     let mut t = tuner(&cfg, &units);
     t.start(&*j).await;
     assert!(units.log().is_empty(), "clocks = false leaves them");
+}
+
+#[tokio::test(start_paused = true)]
+async fn undoing_at_stop_ends_within_its_budget_when_a_unit_is_slow_to_stop() {
+    // tutord has TimeoutStopSec=20s; one unit job may wait 30 s. A stop that waited for it
+    // would be cut by SIGKILL; instead the undo gives up at its budget and leaves the rest
+    // to systemd and to the next start's reconcile.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    orin_nano_tree(&root);
+    let j = store(dir.path());
+    let units = FakeUnits::new(
+        &j,
+        &[],
+        &["tutord-jetson-clocks.service", "tutord-nvpmodel@0.service"],
+    );
+    units.0.lock().unwrap().slow_stop.insert(
+        "tutord-jetson-clocks.service".into(),
+        Duration::from_secs(60),
+    );
+    let cfg = config(&root, "");
+    let mut t = tuner(&cfg, &units);
+    t.start(&*j).await;
+    let started = tokio::time::Instant::now();
+    t.stop(&*j).await;
+    assert_eq!(started.elapsed(), STOP_BUDGET);
+    assert!(
+        STOP_BUDGET < Duration::from_secs(20),
+        "inside TimeoutStopSec"
+    );
+    let left = j.lock().unwrap().tuning_outstanding().unwrap();
+    // The slow one stays for the next start; the one after it, quick, was still undone.
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].target, "tutord-jetson-clocks.service");
+    assert!(!units.active("tutord-nvpmodel@0.service"));
+    let warnings = lock(&t.report()).warnings.join("\n");
+    assert!(
+        warnings.contains("did not finish within tutord's 12 s for undoing tuning at stop"),
+        "{warnings}"
+    );
 }
 
 #[test]

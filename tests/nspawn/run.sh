@@ -80,6 +80,7 @@ bind_opt "$SYSTEMD_DIR/tutord.catalog"      /usr/lib/systemd/catalog/tutord.cata
 bind_opt "$SYSTEMD_DIR/tutord.rules"        /usr/share/polkit-1/rules.d/50-tutord.rules
 bind_opt "$SYSTEMD_DIR/tutord-tuning.service" /usr/lib/systemd/system/tutord-tuning.service
 bind_opt "$SYSTEMD_DIR/tutord-nvpmodel@.service" /usr/lib/systemd/system/tutord-nvpmodel@.service
+bind_opt "$SYSTEMD_DIR/tutord-memory@.service" /usr/lib/systemd/system/tutord-memory@.service
 bind_opt "$SYSTEMD_DIR/tutord-jetson-clocks.service" /usr/lib/systemd/system/tutord-jetson-clocks.service
 fi  # package mode
 # ---- watchdog checks (issue 8, watchdog.sh): the engine worker and the small model
@@ -486,6 +487,10 @@ cx systemctl reset-failed tutord >/dev/null 2>&1
 
 # shellcheck source=tests/nspawn/tuning.sh
 [ -f "$HERE/tuning.sh" ] && source "$HERE/tuning.sh"
+
+# ---------------------------------------------------------------- memory limit (issue 17)
+# shellcheck source=tests/nspawn/memory.sh
+[ -f "$HERE/memory.sh" ] && source "$HERE/memory.sh"
 
 # ---------------------------------------------------------------- watchdog (issue 8)
 # shellcheck source=tests/nspawn/watchdog.sh

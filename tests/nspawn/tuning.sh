@@ -94,7 +94,7 @@ if out=$(cx busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.f
 else
     fail "the transient-unit call fails even for root: $out"
 fi
-for name in cups.service tutord-tuning.service tutord-nvpmodel@0.service dummy-unlisted.service; do
+for name in cups.service tutord-tuning.service tutord-nvpmodel@0.service tutord-memory@1024.service dummy-unlisted.service; do
     if out=$(transient "$name"); then
         fail "user tutord created a transient unit $name: $out"
     elif printf '%s' "$out" | grep -qiE 'denied|authenticat|exists|already loaded'; then

@@ -13,6 +13,7 @@ else
     printf '[Service]\nEnvironment=TUTORD_TEST_FAULT=hang-engine\n' |
         cx sh -c 'mkdir -p /run/systemd/system/tutord.service.d && cat >/run/systemd/system/tutord.service.d/70-hang-engine.conf'
     cx systemctl daemon-reload
+    cx systemctl reset-failed tutord >/dev/null 2>&1
     since=$(cx date '+%Y-%m-%d %H:%M:%S')
     if out=$(cx timeout 120 systemctl start tutord 2>&1); then
         wdog=$(cx systemctl show -p WatchdogUSec --value tutord)
