@@ -600,6 +600,31 @@ fn push_to_talk_answers_aloud_and_speech_barges_in() {
         "Speak() went on {:?} after the speech began",
         summary.closed.duration_since(spoke_at)
     );
+
+    // 6. A new Speak() replaces the text being spoken: ten long texts in a row are one voice
+    // at a time, not ten pipelines piled up (about 8 s of audio each).
+    wait_for(
+        Duration::from_secs(60),
+        "the tutor idle after the question",
+        || tutor_state(&bus) == "ready" && card.playing_since().is_none(),
+    );
+    let asked = Instant::now();
+    for _ in 0..10 {
+        call_tutor(&bus, "Speak", &(long,)).unwrap();
+    }
+    wait_for(Duration::from_secs(30), "the last text playing", || {
+        card.playing_since().is_some()
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "the tutor idle after ten Speak()",
+        || tutor_state(&bus) == "ready" && card.playing_since().is_none(),
+    );
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(25),
+        "ten Speak() calls took {took:?}: they piled up instead of replacing each other"
+    );
     assert!(
         daemon.0.child.try_wait().unwrap().is_none(),
         "tutord is still running"
