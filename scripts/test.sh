@@ -36,6 +36,8 @@ else
         "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" "TUTORD_SKIP_LOG=$TUTORD_SKIP_LOG" "CI=${CI:-}" \
         cargo test --locked --workspace --no-fail-fast || failed+=("cargo test")
 fi
+# ---- arm64 tier (issue 18): the NEON kernels under qemu-user (scripts/test-arm64.sh).
+bash "$REPO/scripts/test-arm64.sh" || failed+=("arm64 tier")
 # ---- image tier (issue 7), off by default: TUTORD_TEST_IMAGE=1 builds the release package,
 # the qemu-x86_64 board image and boots it under QEMU (scripts/image-test.sh; README,
 # "Packages and board images", has the timings).

@@ -278,8 +278,9 @@ mod x86 {
     }
 }
 
-// Written for the boards (Cortex-A76/A78): checked with `cargo check --target
-// aarch64-unknown-linux-gnu -p tutord-kernels` here, run only on a board.
+// Written for the boards (Cortex-A76/A78). Run against the scalar loops under qemu-user
+// (`scripts/test-arm64.sh`: `-cpu max` with dotprod, `-cpu cortex-a53` without), and on a
+// board by the boot benchmark.
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use std::arch::aarch64::*;
@@ -302,6 +303,14 @@ mod arm {
 
     #[target_feature(enable = "neon")]
     pub unsafe fn fma_neon(iters: u64) -> f64 {
+        // SAFETY: the caller's: NEON is baseline on aarch64.
+        black_box(unsafe { fma_neon_lanes(iters) });
+        iters as f64 * 12.0 * 4.0 * 2.0
+    }
+
+    /// The 12 accumulators' 48 lanes after `iters` rounds of a = a × 0.999 + 0.001.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn fma_neon_lanes(iters: u64) -> [f32; 48] {
         let mut acc = [vdupq_n_f32(0.0); 12];
         let (m, k) = (vdupq_n_f32(0.999), vdupq_n_f32(0.001));
         for _ in 0..iters {
@@ -309,8 +318,12 @@ mod arm {
                 *a = vfmaq_f32(k, *a, m);
             }
         }
-        black_box(acc);
-        iters as f64 * 12.0 * 4.0 * 2.0
+        let mut out = [0.0f32; 48];
+        for (i, a) in acc.iter().enumerate() {
+            // SAFETY: out has room for 4 lanes at 4 × i.
+            unsafe { vst1q_f32(out.as_mut_ptr().add(4 * i), *a) };
+        }
+        out
     }
 
     #[target_feature(enable = "neon,dotprod")]
@@ -334,6 +347,35 @@ mod arm {
         black_box(acc);
         // 16 byte products per instruction.
         iters as f64 * 8.0 * 16.0 * 2.0
+    }
+
+    /// One `sdot` as `dot_sdot` issues it: lane i of `acc` plus the products of bytes
+    /// 4i..4i+3 of `x` and `y`. For the tests: the benchmark only counts its operations.
+    #[cfg(test)]
+    #[target_feature(enable = "neon,dotprod")]
+    pub unsafe fn sdot_once(acc: [i32; 4], x: [i8; 16], y: [i8; 16]) -> [i32; 4] {
+        // SAFETY: each array holds exactly one 128-bit register's lanes.
+        let (mut a, x, y) = unsafe {
+            (
+                vld1q_s32(acc.as_ptr()),
+                vld1q_s8(x.as_ptr()),
+                vld1q_s8(y.as_ptr()),
+            )
+        };
+        // SAFETY: register-only instruction; the caller checked for dotprod.
+        unsafe {
+            std::arch::asm!(
+                "sdot {a:v}.4s, {x:v}.16b, {y:v}.16b",
+                a = inout(vreg) a,
+                x = in(vreg) x,
+                y = in(vreg) y,
+                options(pure, nomem, nostack)
+            );
+        }
+        let mut out = [0i32; 4];
+        // SAFETY: out has room for the 4 lanes.
+        unsafe { vst1q_s32(out.as_mut_ptr(), a) };
+        out
     }
 }
 
@@ -359,5 +401,66 @@ mod tests {
         copy(&mut d, &buf);
         assert_eq!(d, buf);
         assert_eq!(fp32_fma(isa, 10), fp32_fma(isa, 20) / 2.0);
+    }
+}
+
+/// The NEON kernels against the scalar loops, on aarch64 (under qemu-user on the x86-64
+/// machines: `scripts/test-arm64.sh`).
+#[cfg(all(test, target_arch = "aarch64"))]
+mod arm_tests {
+    use super::*;
+
+    #[test]
+    fn neon_is_what_detect_picks_and_its_read_matches_scalar_at_every_length() {
+        assert_eq!(Isa::detect(), Isa::Neon);
+        for n in [0usize, 1, 7, 8, 9, 15, 16, 17, 1000, 10_007] {
+            let buf: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xa5)
+                .collect();
+            assert_eq!(read(Isa::Neon, &buf), read(Isa::Scalar, &buf), "{n} words");
+        }
+    }
+
+    #[test]
+    fn neon_fma_lanes_follow_the_scalar_fused_recurrence() {
+        for iters in [0u64, 1, 2, 37, 1000] {
+            let mut want = 0.0f32;
+            for _ in 0..iters {
+                want = want.mul_add(0.999, 0.001);
+            }
+            // SAFETY: NEON is baseline on aarch64.
+            let lanes = unsafe { arm::fma_neon_lanes(iters) };
+            for (i, got) in lanes.iter().enumerate() {
+                assert_eq!(got.to_bits(), want.to_bits(), "lane {i} after {iters}");
+            }
+        }
+        assert_eq!(fp32_fma(Isa::Neon, 10), 10.0 * 12.0 * 4.0 * 2.0);
+    }
+
+    #[test]
+    fn sdot_sums_each_lanes_four_byte_products_like_the_scalar_loop() {
+        let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+        // The probe reports INT8 compute exactly when the CPU has the instruction.
+        assert_eq!(int8_dot(Isa::Neon, 10).is_some(), dotprod);
+        if !dotprod {
+            println!("no dotprod on this CPU: sdot itself is checked under -cpu max");
+            return;
+        }
+        let x: [i8; 16] = [
+            1, -2, 3, -4, 5, -6, 7, -8, 127, -128, 9, 10, -11, 12, 13, -14,
+        ];
+        let y: [i8; 16] = [
+            -128, 127, 2, 3, -5, 8, 13, -21, 127, -128, 1, 1, -1, 1, 1, -1,
+        ];
+        let acc = [1000, -1000, 7, i32::MAX - 100_000];
+        let mut want = acc;
+        for (lane, w) in want.iter_mut().enumerate() {
+            for b in 4 * lane..4 * lane + 4 {
+                *w = w.wrapping_add(i32::from(x[b]) * i32::from(y[b]));
+            }
+        }
+        // SAFETY: dotprod was detected above.
+        let got = unsafe { arm::sdot_once(acc, x, y) };
+        assert_eq!(got, want);
     }
 }

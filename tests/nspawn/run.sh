@@ -492,6 +492,10 @@ cx systemctl reset-failed tutord >/dev/null 2>&1
 # shellcheck source=tests/nspawn/memory.sh
 [ -f "$HERE/memory.sh" ] && source "$HERE/memory.sh"
 
+# ---------------------------------------------------------------- crash loop (issue 17)
+# shellcheck source=tests/nspawn/restart.sh
+[ -f "$HERE/restart.sh" ] && source "$HERE/restart.sh"
+
 # ---------------------------------------------------------------- watchdog (issue 8)
 # shellcheck source=tests/nspawn/watchdog.sh
 [ -f "$HERE/watchdog.sh" ] && source "$HERE/watchdog.sh"
