@@ -32,8 +32,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 CACHE=${TUTORD_TEST_CACHE:-/var/cache/tutord-test}/image
-SUITE=bookworm
-RECIPE_VERSION=1
+# Debian 13 (trixie), the current stable, on a Debian 12 build host: bookworm's debootstrap
+# runs trixie through its sid script and bookworm's keyring holds trixie's keys
+# (tests/nspawn/rootfs.sh says more).
+SUITE=trixie
+RECIPE_VERSION=2
 # In every flavour: systemd as init, the system bus, udev for devices, polkit for tutord's
 # unit tuning (its JavaScript rules), fsck for the root filesystem.
 BASE_PACKAGES="systemd,systemd-sysv,dbus,udev,kmod,polkitd,libpam-systemd,e2fsprogs,procps,init-system-helpers,ca-certificates"
@@ -90,7 +93,8 @@ DISK_UUID=$(uuid_of "tutord-image-$FLAVOUR-disk")
 
 # ---------------------------------------------------------------- helpers
 find_mirror() {
-    # The bookworm mirror apt uses here (deb822 or one-line sources), else deb.debian.org.
+    # A Debian mirror apt uses here (deb822 or one-line sources; the same URL serves every
+    # suite), else deb.debian.org.
     local m
     m=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null |
         grep -v security | grep -oE 'https?://[^ ]*debian/?' | head -n1 || true)
@@ -157,7 +161,7 @@ base_rootfs() {
         # Pinned to the lock's version only with --locked (from a snapshot mirror that still
         # has it): Debian's archive keeps only the newest point release, so a default build
         # takes what the archive has and check_lock says what differs. "name/suite" picks a
-        # suite, e.g. bookworm-backports.
+        # suite, e.g. trixie-backports.
         v=
         [ -n "$LOCKED" ] && [ -f "$LOCK" ] && v=$(awk -v p="${p%%/*}" -v arch="$ARCH" '$1 == p || $1 == p ":" arch { print $2; exit }' "$LOCK")
         if [ -n "$v" ]; then pkgs+=("${p%%/*}=$v"); else pkgs+=("$p"); fi
