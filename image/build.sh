@@ -2,7 +2,7 @@
 # Builds a tutord board image: one recipe, one flavour per board (image/flavours/*.conf).
 #
 # Usage: image/build.sh FLAVOUR [--deb FILE] [--out DIR] [--locked] [--update-lock]
-#   FLAVOUR        qemu-x86_64 | rock5b | orin-nano
+#   FLAVOUR        qemu-x86_64 | qemu-arm64 | rock5b | orin-nano
 #   --deb FILE     the tutord package to install (default: packaging/build-deb.sh builds one
 #                  for the flavour's architecture)
 #   --out DIR      output directory (default $TUTORD_TEST_CACHE/image/out/FLAVOUR)
@@ -11,6 +11,7 @@
 #                  (use with a snapshot mirror, TUTORD_IMAGE_MIRROR, to rebuild an old image);
 #                  without it the build takes what the archive has now and lists what differs
 #   --update-lock  write image/lock/FLAVOUR.lock from this build
+#   --base-only    build (or find cached) the flavour's base rootfs and stop: no package needed
 # Environment: TUTORD_IMAGE_MIRROR (Debian mirror; for a bit-for-bit rebuild of an old image
 #   use a snapshot, e.g. http://snapshot.debian.org/archive/debian/20250520T000000Z),
 #   TUTORD_MODELS_DIR (fetched models to copy in, default /var/cache/tutord-dev/models),
@@ -38,8 +39,10 @@ CACHE=${TUTORD_TEST_CACHE:-/var/cache/tutord-test}/image
 SUITE=trixie
 RECIPE_VERSION=2
 # In every flavour: systemd as init, the system bus, udev for devices, polkit for tutord's
-# unit tuning (its JavaScript rules), fsck for the root filesystem.
-BASE_PACKAGES="systemd,systemd-sysv,dbus,udev,kmod,polkitd,libpam-systemd,e2fsprogs,procps,init-system-helpers,ca-certificates"
+# unit tuning (its JavaScript rules), fsck for the root filesystem, and systemd-repart, which
+# grows the root partition to the card at first boot (its own package since Debian 13: without
+# it the first boot of a trixie image kept the image's 865 MiB on a 4 GiB disk).
+BASE_PACKAGES="systemd,systemd-sysv,systemd-repart,dbus,udev,kmod,polkitd,libpam-systemd,e2fsprogs,procps,init-system-helpers,ca-certificates"
 
 log() { printf 'image/build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -49,13 +52,15 @@ DEB=
 OUT=
 LOCKED=
 UPDATE_LOCK=
+BASE_ONLY=
 while [ $# -gt 0 ]; do
     case "$1" in
         --deb) DEB=$(realpath "$2"); shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --locked) LOCKED=1; shift ;;
         --update-lock) UPDATE_LOCK=1; shift ;;
-        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --base-only) BASE_ONLY=1; shift ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) [ -z "$FLAVOUR" ] || die "one flavour at a time"; FLAVOUR=$1; shift ;;
     esac
@@ -154,18 +159,26 @@ binfmt_aarch64() {
 }
 
 # ---------------------------------------------------------------- base rootfs (cached)
-# Debian + kernel + the flavour's packages: everything but tutord, its model and the overlays.
-base_rootfs() {
-    local key dest tmp sources pkgs=() p v
-    for p in $KERNEL_PACKAGES $FLAVOUR_PACKAGES; do
-        # Pinned to the lock's version only with --locked (from a snapshot mirror that still
-        # has it): Debian's archive keeps only the newest point release, so a default build
-        # takes what the archive has and check_lock says what differs. "name/suite" picks a
-        # suite, e.g. trixie-backports.
+# Packages as apt-get install takes them: pinned to the lock's version only with --locked (from
+# a snapshot mirror that still has it): Debian's archive keeps only the newest point release,
+# so a default build takes what the archive has and check_lock says what differs.
+# "name/suite" picks a suite, e.g. trixie-backports.
+pinned() {
+    local p v
+    for p in "$@"; do
         v=
         [ -n "$LOCKED" ] && [ -f "$LOCK" ] && v=$(awk -v p="${p%%/*}" -v arch="$ARCH" '$1 == p || $1 == p ":" arch { print $2; exit }' "$LOCK")
-        if [ -n "$v" ]; then pkgs+=("${p%%/*}=$v"); else pkgs+=("$p"); fi
+        if [ -n "$v" ]; then echo "${p%%/*}=$v"; else echo "$p"; fi
     done
+}
+
+# Debian + the kernel: everything but the flavour's own packages, tutord, its model and the
+# overlays. Flavours of one architecture with the same kernel share it (rock5b and
+# qemu-arm64: one arm64 base, ~25 min under qemu-user, built once).
+base_rootfs() {
+    local key dest tmp sources pkgs=()
+    # shellcheck disable=SC2086 # word splitting: a list of package names
+    mapfile -t pkgs < <(pinned $KERNEL_PACKAGES)
     key=$(printf '%s\n' "$RECIPE_VERSION" "$SUITE" "$ARCH" "$MIRROR" "$BASE_PACKAGES" "${pkgs[@]}" |
         sha256sum | cut -c1-16)
     dest=$CACHE/base-$ARCH-$key
@@ -289,8 +302,11 @@ make_rootfs() {
     # The base keeps no package lists: fetched again so apt can resolve the Depends it lacks
     # (removed again below; check_lock compares what came with the lock file).
     in_root "$root" apt-get update -qq >&2
-    in_root "$root" apt-get install -y -qq --no-install-recommends "/tmp/$(basename "$DEB")" >&2 ||
-        die "installing $(basename "$DEB") in the rootfs failed"
+    local flavour_pkgs=()
+    # shellcheck disable=SC2086 # word splitting: a list of package names
+    mapfile -t flavour_pkgs < <(pinned $FLAVOUR_PACKAGES)
+    in_root "$root" apt-get install -y -qq --no-install-recommends "/tmp/$(basename "$DEB")" "${flavour_pkgs[@]}" >&2 ||
+        die "installing $(basename "$DEB") ${flavour_pkgs[*]} in the rootfs failed"
     rm -f "$root/tmp/$(basename "$DEB")"
     for o in $OVERLAYS; do
         [ -d "$HERE/overlay/$o" ] || die "no overlay $o"
@@ -356,6 +372,12 @@ finish_outputs() {  # IMG: bmap, compressed copy, checksums
 
 # ---------------------------------------------------------------- main
 t_start=$SECONDS
+if [ -n "$BASE_ONLY" ]; then
+    need_tools
+    base_rootfs
+    echo "$BASE"
+    exit 0
+fi
 if [ -z "$DEB" ]; then
     log "building the $ARCH package (packaging/build-deb.sh)"
     DEB=$("$REPO/packaging/build-deb.sh" --arch "$ARCH")
