@@ -21,10 +21,10 @@
 # Output: tutord-FLAVOUR-VERSION.img (raw, kept for test boots), .img.zst, .img.bmap,
 #   SHA256SUMS, packages.manifest (every Debian package and version in the image).
 #
-# Why a plain debootstrap script and not mkosi or debos: bookworm's mkosi (14) and debos
+# Why a plain mmdebstrap script and not mkosi or debos: bookworm's mkosi (14) and debos
 # need either KVM (debos' fakemachine; /dev/kvm does not run guests on the CI machines) or
 # systemd-nspawn from the caller's cgroup (mkosi), which on these machines moves every process
-# into the container's scopes (DESIGN.md, test strategy). debootstrap + chroot in a private
+# into the container's scopes (DESIGN.md, test strategy). mmdebstrap + chroot in a private
 # mount namespace + mkfs.ext4 -d + sfdisk needs no loop devices, no KVM and no root cgroup
 # tricks, and every step is here to read. Base rootfs are cached (by recipe) like the nspawn
 # test rootfs, so a rebuild with a new package takes about a minute.
@@ -33,11 +33,10 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 CACHE=${TUTORD_TEST_CACHE:-/var/cache/tutord-test}/image
-# Debian 13 (trixie), the current stable, on a Debian 12 build host: bookworm's debootstrap
-# runs trixie through its sid script and bookworm's keyring holds trixie's keys
-# (tests/nspawn/rootfs.sh says more).
+# Debian 13 (trixie), the current stable, on a Debian 12 build host: bookworm's mmdebstrap
+# installs any suite with the host's apt, and bookworm's keyring holds trixie's keys.
 SUITE=trixie
-RECIPE_VERSION=2
+RECIPE_VERSION=3
 # In every flavour: systemd as init, the system bus, udev for devices, polkit for tutord's
 # unit tuning (its JavaScript rules), fsck for the root filesystem, and systemd-repart, which
 # grows the root partition to the card at first boot (its own package since Debian 13: without
@@ -68,12 +67,13 @@ done
 [ -n "$FLAVOUR" ] || die "which flavour? $(cd "$HERE/flavours" && ls ./*.conf | sed 's|^\./||; s/\.conf$//' | paste -sd' ')"
 CONF=$HERE/flavours/$FLAVOUR.conf
 [ -f "$CONF" ] || die "no flavour $FLAVOUR (image/flavours/$FLAVOUR.conf)"
-[ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot, file ownership in the image)"
+[ "$(id -u)" = 0 ] || die "must run as root (mmdebstrap, chroot, file ownership in the image)"
 
 OUTPUT=disk
 OVERLAY_EXCLUDE=
 KERNEL_PACKAGES=
 FLAVOUR_PACKAGES=
+INITRAMFS_MODULES=
 FIRST_SECTOR=2048
 # shellcheck source=image/flavours/qemu-x86_64.conf
 source "$CONF"
@@ -124,18 +124,18 @@ in_root() {
 
 need_tools() {
     local t missing=()
-    for t in debootstrap mkfs.ext4 sfdisk zstd bmaptool unshare; do
+    for t in mmdebstrap mkfs.ext4 sfdisk zstd bmaptool unshare; do
         command -v "$t" >/dev/null || missing+=("$t")
     done
     [ "${#missing[@]}" -eq 0 ] ||
-        die "missing ${missing[*]}: apt-get install debootstrap e2fsprogs fdisk zstd bmap-tools util-linux"
+        die "missing ${missing[*]}: apt-get install mmdebstrap arch-test e2fsprogs fdisk zstd bmap-tools util-linux"
     if [ "$ARCH" != "$HOST_ARCH" ] && [ "$ARCH" = arm64 ]; then
         binfmt_aarch64
     fi
 }
 
-# An arm64 rootfs on an amd64 machine: debootstrap's second stage, apt and the maintainer
-# scripts run under qemu-user, started by the kernel through binfmt_misc. Debian's
+# An arm64 rootfs on an amd64 machine: the maintainer scripts, and apt and dpkg in the
+# chroot, run under qemu-user, started by the kernel through binfmt_misc. Debian's
 # qemu-user-static registers its handlers through systemd-binfmt, which does not run in
 # containers and CI jobs without systemd: then the handler is registered here, from the
 # package's own /usr/lib/binfmt.d/qemu-aarch64.conf, whose flags include F (the kernel opens
@@ -172,11 +172,16 @@ pinned() {
     done
 }
 
-# Debian + the kernel: everything but the flavour's own packages, tutord, its model and the
-# overlays. Flavours of one architecture with the same kernel share it (rock5b and
-# qemu-arm64: one arm64 base, ~25 min under qemu-user, built once).
+# Debian + the kernel: everything but the flavour's own packages, its initrd, tutord, its
+# model and the overlays. Flavours of one architecture with the same kernel share it (rock5b
+# and qemu-arm64: one arm64 base, built once).
+#
+# mmdebstrap, not debootstrap: apt resolves and downloads natively on the build machine and
+# dpkg configures everything in one run with unsafe I/O, so for a foreign architecture only
+# the maintainer scripts run under qemu-user. debootstrap's second stage ran dpkg package by
+# package under emulation: over 30 min for the arm64 base on the CI machines.
 base_rootfs() {
-    local key dest tmp sources pkgs=()
+    local key dest tmp pkgs=() sources=()
     # shellcheck disable=SC2086 # word splitting: a list of package names
     mapfile -t pkgs < <(pinned $KERNEL_PACKAGES)
     key=$(printf '%s\n' "$RECIPE_VERSION" "$SUITE" "$ARCH" "$MIRROR" "$BASE_PACKAGES" "${pkgs[@]}" |
@@ -189,36 +194,29 @@ base_rootfs() {
     mkdir -p "$CACHE"
     rm -rf --one-file-system "$CACHE/base-$ARCH-"*.tmp
     tmp=$dest.tmp
-    local t0=$SECONDS foreign=()
-    [ "$ARCH" != "$HOST_ARCH" ] && foreign=(--foreign)
-    log "debootstrap $SUITE $ARCH from $MIRROR (once per recipe; under qemu-user for a foreign architecture it takes ~20 min)"
-    debootstrap --variant=minbase --arch="$ARCH" "${foreign[@]}" --include="$BASE_PACKAGES" \
-        "$SUITE" "$tmp" "$MIRROR" >"$CACHE/debootstrap-$ARCH.log" 2>&1 ||
-        { tail -n 30 "$CACHE/debootstrap-$ARCH.log" >&2; die "debootstrap failed (log: $CACHE/debootstrap-$ARCH.log)"; }
-    if [ "${#foreign[@]}" -gt 0 ]; then
-        chroot "$tmp" /debootstrap/debootstrap --second-stage >>"$CACHE/debootstrap-$ARCH.log" 2>&1 ||
-            die "debootstrap --second-stage failed (log: $CACHE/debootstrap-$ARCH.log)"
-    fi
+    local t0=$SECONDS
     # Security and point-release updates too: a flashed board should not start out of date.
-    sources="deb $MIRROR $SUITE main
-deb $MIRROR $SUITE-updates main
-deb $MIRROR $SUITE-backports main
-deb ${TUTORD_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security} $SUITE-security main"
-    case "$MIRROR" in *snapshot.debian.org*) sources="deb $MIRROR $SUITE main" ;; esac
-    printf '%s\n' "$sources" >"$tmp/etc/apt/sources.list"
+    sources=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "deb $MIRROR $SUITE-backports main"
+        "deb ${TUTORD_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security} $SUITE-security main")
+    case "$MIRROR" in *snapshot.debian.org*) sources=("deb $MIRROR $SUITE main") ;; esac
+    log "mmdebstrap $SUITE $ARCH from $MIRROR (once per recipe; a foreign architecture's maintainer scripts run under qemu-user)"
+    # In a mount namespace of its own: nothing stays mounted however it ends. /sys stays out
+    # of the chroot (in_root says why).
+    unshare --mount --propagation private -- \
+        mmdebstrap --mode=root --variant=minbase --architectures="$ARCH" --include="$BASE_PACKAGES" \
+        --skip=chroot/mount/sys --skip=cleanup/apt/lists --aptopt='Acquire::Retries "3"' \
+        "$SUITE" "$tmp" "${sources[@]}" >"$CACHE/mmdebstrap-$ARCH.log" 2>&1 ||
+        { tail -n 30 "$CACHE/mmdebstrap-$ARCH.log" >&2; die "mmdebstrap failed (log: $CACHE/mmdebstrap-$ARCH.log)"; }
+    log "Debian $SUITE $ARCH in $((SECONDS - t0)) s"
     cp /etc/resolv.conf "$tmp/etc/resolv.conf"
     # No daemon may start inside the chroot (invoke-rc.d asks this).
     printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"; chmod 0755 "$tmp/usr/sbin/policy-rc.d"
     if [ "${#pkgs[@]}" -gt 0 ]; then
-        in_root "$tmp" apt-get update -qq >&2
-        # The kernel's postinst hook and then initramfs-tools' trigger would each build the
-        # initramfs (~20 min apiece under qemu-user): INITRD=No skips the hook, the trigger
-        # builds it once for the installed kernel.
+        # The kernel without an initrd (INITRD=No skips the kernel's hook): make_rootfs
+        # builds the flavour's own, with the flavour's modules. apt uses mmdebstrap's lists.
         in_root "$tmp" env INITRD=No apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 ||
             die "apt-get install ${pkgs[*]} in the rootfs failed"
-        if compgen -G "$tmp/boot/vmlinuz-*" >/dev/null && ! compgen -G "$tmp/boot/initrd.img-*" >/dev/null; then
-            in_root "$tmp" update-initramfs -c -k all >&2 || die "update-initramfs in the rootfs failed"
-        fi
+        rm -f "$tmp"/boot/initrd.img-*
         in_root "$tmp" apt-get clean
     fi
     rm -rf "$tmp"/var/lib/apt/lists/*
@@ -226,6 +224,22 @@ deb ${TUTORD_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security} $SUIT
     mv -T "$tmp" "$dest"
     log "base rootfs built in $((SECONDS - t0)) s: $dest ($(du -sh "$dest" | cut -f1))"
     BASE=$dest
+}
+
+# The flavour's initrd: Debian's default (MODULES=most) unless the flavour lists the modules
+# its boot needs in INITRAMFS_MODULES (qemu-arm64: virtio and ext4), which under qemu-user
+# is minutes instead of a quarter of an hour. Later kernel updates on the board rebuild it
+# with the same settings (they stay in /etc/initramfs-tools).
+make_initrd() {
+    local root=$1 t0=$SECONDS m
+    compgen -G "$root/boot/vmlinuz-*" >/dev/null || return 0
+    if [ -n "$INITRAMFS_MODULES" ]; then
+        printf '# written by image/build.sh (flavour %s): only the modules listed in ../modules\nMODULES=list\n' \
+            "$FLAVOUR" >"$root/etc/initramfs-tools/conf.d/50-tutord-image.conf"
+        for m in $INITRAMFS_MODULES; do echo "$m"; done >>"$root/etc/initramfs-tools/modules"
+    fi
+    in_root "$root" update-initramfs -c -k all >&2 || die "update-initramfs in the rootfs failed"
+    log "initrd (${INITRAMFS_MODULES:+MODULES=list: }${INITRAMFS_MODULES:-MODULES=most}) in $((SECONDS - t0)) s"
 }
 
 # ---------------------------------------------------------------- lock (pinned versions)
@@ -308,6 +322,7 @@ make_rootfs() {
     in_root "$root" apt-get install -y -qq --no-install-recommends "/tmp/$(basename "$DEB")" "${flavour_pkgs[@]}" >&2 ||
         die "installing $(basename "$DEB") ${flavour_pkgs[*]} in the rootfs failed"
     rm -f "$root/tmp/$(basename "$DEB")"
+    make_initrd "$root"
     for o in $OVERLAYS; do
         [ -d "$HERE/overlay/$o" ] || die "no overlay $o"
         cp -a --no-preserve=ownership "$HERE/overlay/$o/." "$root/"

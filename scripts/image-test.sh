@@ -34,7 +34,7 @@ EOF
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         -t bookworm-backports "$qpkg"
 fi
-apt_install "${BUILD_PACKAGES[@]}" debootstrap e2fsprogs fdisk zstd bmap-tools util-linux
+apt_install "${BUILD_PACKAGES[@]}" mmdebstrap arch-test e2fsprogs fdisk zstd bmap-tools util-linux
 need_rust
 prepare_dirs
 
