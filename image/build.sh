@@ -40,8 +40,9 @@ RECIPE_VERSION=3
 # In every flavour: systemd as init, the system bus, udev for devices, polkit for tutord's
 # unit tuning (its JavaScript rules), fsck for the root filesystem, and systemd-repart, which
 # grows the root partition to the card at first boot (its own package since Debian 13: without
-# it the first boot of a trixie image kept the image's 865 MiB on a 4 GiB disk).
-BASE_PACKAGES="systemd,systemd-sysv,systemd-repart,dbus,udev,kmod,polkitd,libpam-systemd,e2fsprogs,procps,init-system-helpers,ca-certificates"
+# it the first boot of a trixie image kept the image's 865 MiB on a 4 GiB disk), and zstd,
+# which initramfs-tools compresses with (without it: gzip, and a warning).
+BASE_PACKAGES="systemd,systemd-sysv,systemd-repart,dbus,udev,kmod,polkitd,libpam-systemd,e2fsprogs,procps,init-system-helpers,ca-certificates,zstd"
 
 log() { printf 'image/build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

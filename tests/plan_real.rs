@@ -14,7 +14,7 @@ use tutord::bench::{self, Measurement, Setup};
 use tutord::config::Config;
 use tutord::models::Catalog;
 use tutord::plan::planner::Planner;
-use tutord::plan::{Efficiencies, Targets, choose, predict};
+use tutord::plan::{Efficiencies, ModelFacts, Targets, choose, fetch_hint, predict};
 use tutord::platform::Paths;
 use tutord::platform::profile::Profiles;
 use tutord::platform::topology::allowed_cpus;
@@ -84,14 +84,52 @@ fn three_real_tiers_and_targets_that_separate_them() {
         [
             "smollm2-135m-q4_1",
             "qwen2.5-coder-0.5b-q4_k_m",
-            "qwen2.5-coder-1.5b-q4_k_m"
+            "qwen2.5-coder-1.5b-q4_k_m",
+            "qwen2.5-0.5b-instruct-q4_k_m",
+            "qwen2.5-1.5b-instruct-q4_k_m",
+            "llama-3.2-3b-instruct-q4_k_m",
+            "qwen2.5-7b-instruct-q4_k_m",
+            "llama-3.1-8b-instruct-q4_k_m",
         ]
     );
-    // As if all three were fetched: the choice among them is what is tested.
+    let machine = planner.machine.clone().unwrap();
+    // The board-sized models, not fetched, are predicted from their catalog fields: slower
+    // as they grow, and named when fetching one would meet a target the fetched ones miss.
+    let t = Targets {
+        tokens_per_second: 1.0,
+        time_to_first_token: 600.0,
+        ..planner.targets.clone()
+    };
+    let all: Vec<_> = facts
+        .iter()
+        .map(|f| predict(f, &machine, &Efficiencies::default(), &t))
+        .collect();
+    let big: Vec<f64> = all[3..].iter().map(|p| p.tokens_per_second).collect();
+    eprintln!("predicted tok/s, not fetched: {big:?}");
+    assert!(big.windows(2).all(|w| w[0] > w[1]), "bigger is slower: {big:?}");
+    // Only the three registry tiers fetched, and a target only the 8B meets.
+    let t8 = Targets {
+        tokens_per_second: big[4] * 0.9,
+        ..t.clone()
+    };
+    let with_three: Vec<_> = facts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| ModelFacts {
+            present: i < 3,
+            ..f.clone()
+        })
+        .map(|f| predict(&f, &machine, &Efficiencies::default(), &t8))
+        .collect();
+    let c = choose(&with_three, &t8, None);
+    assert_eq!(c.chosen, Some(2), "{c:?}");
+    let hint = fetch_hint(&with_three, &c).unwrap();
+    assert!(hint.starts_with("fetch llama-3.1-8b-instruct-q4_k_m for "), "{hint}");
+    // As if the three registry tiers were fetched: the choice among them is what is tested.
+    facts.truncate(3);
     for f in &mut facts {
         f.present = true;
     }
-    let machine = planner.machine.clone().unwrap();
     let plan_at = |tps: f64| {
         let t = Targets {
             tokens_per_second: tps,

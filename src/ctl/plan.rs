@@ -56,6 +56,8 @@ pub struct Machine {
     pub efficiencies: BTreeMap<String, Efficiency>,
     pub reason: Option<String>,
     pub warning: Option<String>,
+    /// A larger catalog model not yet fetched that would meet the targets.
+    pub fetch: Option<String>,
 }
 
 /// One (model, backend) candidate of `Plan()`.
@@ -160,6 +162,7 @@ fn read_machine(d: &Dict) -> Machine {
         efficiencies,
         reason: text(d, "choice_reason"),
         warning: text(d, "choice_warning"),
+        fetch: text(d, "choice_fetch"),
     }
 }
 
@@ -350,6 +353,9 @@ fn plan_text_at(p: &PlanView, now: i64) -> String {
     }
     if let Some(w) = &m.warning {
         let _ = writeln!(out, "Warning: {w}");
+    }
+    if let Some(f) = &m.fetch {
+        let _ = writeln!(out, "Better: {f}");
     }
     let unfit: Vec<_> = p
         .candidates

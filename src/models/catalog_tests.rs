@@ -38,7 +38,7 @@ fn err(text: &str) -> String {
 }
 
 #[test]
-fn shipped_catalog_holds_the_three_gguf_tiers() {
+fn shipped_catalog_holds_the_gguf_tiers_from_135m_to_8b() {
     let c = Catalog::parse(
         "config/models.toml",
         include_str!("../../config/models.toml"),
@@ -55,9 +55,28 @@ fn shipped_catalog_holds_the_three_gguf_tiers() {
         [
             "smollm2-135m-q4_1",
             "qwen2.5-coder-0.5b-q4_k_m",
-            "qwen2.5-coder-1.5b-q4_k_m"
+            "qwen2.5-coder-1.5b-q4_k_m",
+            "qwen2.5-0.5b-instruct-q4_k_m",
+            "qwen2.5-1.5b-instruct-q4_k_m",
+            "llama-3.2-3b-instruct-q4_k_m",
+            "qwen2.5-7b-instruct-q4_k_m",
+            "llama-3.1-8b-instruct-q4_k_m",
         ]
     );
+    // The board-sized instruct models come from their Hugging Face home at a pinned
+    // revision: one url source each, and the file name the URL ends in.
+    for name in &names[3..] {
+        let m = c.get(name).unwrap();
+        let [Source { parts }] = m.sources.as_slice() else {
+            panic!("{name}: {:?}", m.sources)
+        };
+        let [Part::Url(url)] = parts.as_slice() else {
+            panic!("{name}: {parts:?}")
+        };
+        assert!(url.starts_with("https://huggingface.co/"), "{url}");
+        assert!(url.ends_with(&format!("/{}", m.file)), "{url}");
+        assert!(url.contains("/resolve/") && !url.contains("/resolve/main/"), "{url}");
+    }
     let defaults: Vec<&str> = c
         .select(&[])
         .unwrap()

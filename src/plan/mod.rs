@@ -310,5 +310,35 @@ pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice
     }
 }
 
+/// What fetching one model would give: the largest catalog model not in the models folder
+/// that fits and meets both targets and is larger than the choice (predicted from the
+/// catalog's fields: size, parameters, layers, KV heads); with nothing chosen and nothing
+/// meeting the targets, the fastest that fits. None when the choice is already the best.
+pub fn fetch_hint(preds: &[Prediction], choice: &Choice) -> Option<String> {
+    let chosen_bytes = choice
+        .chosen
+        .and_then(|i| preds.get(i))
+        .map(|p| p.bytes_per_token);
+    let fetchable = |p: &&Prediction| !p.present && p.fits() && p.load_failed.is_none();
+    let meeting = preds
+        .iter()
+        .filter(fetchable)
+        .filter(|p| p.meets_speed && p.meets_first_token)
+        .filter(|p| chosen_bytes.is_none_or(|b| p.bytes_per_token > b))
+        .max_by(|a, b| a.bytes_per_token.total_cmp(&b.bytes_per_token));
+    let best = match (meeting, chosen_bytes) {
+        (Some(p), _) => p,
+        (None, None) => preds
+            .iter()
+            .filter(fetchable)
+            .max_by(|a, b| a.tokens_per_second.total_cmp(&b.tokens_per_second))?,
+        (None, Some(_)) => return None,
+    };
+    Some(format!(
+        "fetch {} for {:.1} tok/s and {:.2} s to first token on {} (`tutorctl models fetch {}`)",
+        best.model, best.tokens_per_second, best.time_to_first_token, best.backend, best.model
+    ))
+}
+
 #[cfg(test)]
 mod tests;

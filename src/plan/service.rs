@@ -630,6 +630,9 @@ impl Service {
         if let Some(w) = &choice.warning {
             tracing::warn!("plan: {w}");
         }
+        if let Some(hint) = super::fetch_hint(&p.predictions, &choice) {
+            tracing::info!("plan: {hint}");
+        }
         match configured.as_str() {
             "" => None,
             "auto" => chosen.map(|c| (c.model, Some(c.backend))),
@@ -876,6 +879,9 @@ impl Service {
             machine.push(("choice_reason".into(), c.reason.clone().into()));
             if let Some(w) = &c.warning {
                 machine.push(("choice_warning".into(), w.clone().into()));
+            }
+            if let Some(hint) = super::fetch_hint(&p.predictions, c) {
+                machine.push(("choice_fetch".into(), hint.into()));
             }
         }
         for (backend, e) in &p.efficiencies {

@@ -146,6 +146,52 @@ fn a_model_that_failed_to_load_is_passed_over_for_the_next_smaller() {
 }
 
 #[test]
+fn an_unfetched_larger_model_that_meets_the_target_is_named_with_its_prediction() {
+    // 25.3 GB/s: small 25.3, medium 12.7, large 6.3 tok/s; only small is fetched.
+    let t = targets();
+    let mut preds = plan(&tiers(), &rk3588(), &t);
+    preds[1].present = false;
+    preds[2].present = false;
+    let c = choose(&preds, &t, None);
+    assert_eq!(c.chosen, Some(0));
+    assert_eq!(
+        fetch_hint(&preds, &c).unwrap(),
+        "fetch large for 6.3 tok/s and 0.16 s to first token on cpu (`tutorctl models fetch large`)"
+    );
+    // At 10 tok/s the large one misses: medium is the one to fetch.
+    let t10 = Targets {
+        tokens_per_second: 10.0,
+        ..targets()
+    };
+    let mut preds = plan(&tiers(), &rk3588(), &t10);
+    preds[1].present = false;
+    preds[2].present = false;
+    let c = choose(&preds, &t10, None);
+    assert!(
+        fetch_hint(&preds, &c)
+            .unwrap()
+            .starts_with("fetch medium for 12.7 tok/s")
+    );
+    // The choice is already the largest that meets it: nothing to fetch.
+    let preds = plan(&tiers(), &rk3588(), &t);
+    assert_eq!(fetch_hint(&preds, &choose(&preds, &t, None)), None);
+    // Nothing fetched and nothing meets 100 tok/s: the fastest that fits.
+    let t100 = Targets {
+        tokens_per_second: 100.0,
+        ..targets()
+    };
+    let mut preds = plan(&tiers(), &rk3588(), &t100);
+    preds.iter_mut().for_each(|p| p.present = false);
+    let c = choose(&preds, &t100, None);
+    assert_eq!(c.chosen, None);
+    assert!(
+        fetch_hint(&preds, &c)
+            .unwrap()
+            .starts_with("fetch small for 25.3 tok/s")
+    );
+}
+
+#[test]
 fn nothing_meets_the_target_so_the_fastest_that_fits_with_a_warning() {
     let t = Targets {
         tokens_per_second: 100.0,
