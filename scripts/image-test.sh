@@ -2,7 +2,7 @@
 # The image test tier: installs what building and booting a board image needs, then runs
 # tests/image/qemu-boot.sh (package from HEAD, the qemu-x86_64 image or, with
 # `--flavour qemu-arm64`, the arm64 one; first boot under QEMU, checks on a port of its own).
-# scripts/test.sh runs it when TUTORD_TEST_IMAGE=1.
+# scripts/test.sh runs it when TUTORD_TEST_IMAGE is set (CI: qemu-arm64).
 # Cached: the release build (/var/cache/tutord-dev/target-image), the image's base rootfs
 # (/var/cache/tutord-test/image); a rerun with both cached takes a few minutes, mostly boot.
 source "$(dirname "$0")/common.sh"

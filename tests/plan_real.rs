@@ -106,7 +106,10 @@ fn three_real_tiers_and_targets_that_separate_them() {
         .collect();
     let big: Vec<f64> = all[3..].iter().map(|p| p.tokens_per_second).collect();
     eprintln!("predicted tok/s, not fetched: {big:?}");
-    assert!(big.windows(2).all(|w| w[0] > w[1]), "bigger is slower: {big:?}");
+    assert!(
+        big.windows(2).all(|w| w[0] > w[1]),
+        "bigger is slower: {big:?}"
+    );
     // Only the three registry tiers fetched, and a target only the 8B meets.
     let t8 = Targets {
         tokens_per_second: big[4] * 0.9,
@@ -124,7 +127,10 @@ fn three_real_tiers_and_targets_that_separate_them() {
     let c = choose(&with_three, &t8, None);
     assert_eq!(c.chosen, Some(2), "{c:?}");
     let hint = fetch_hint(&with_three, &c).unwrap();
-    assert!(hint.starts_with("fetch llama-3.1-8b-instruct-q4_k_m for "), "{hint}");
+    assert!(
+        hint.starts_with("fetch llama-3.1-8b-instruct-q4_k_m for "),
+        "{hint}"
+    );
     // As if the three registry tiers were fetched: the choice among them is what is tested.
     facts.truncate(3);
     for f in &mut facts {

@@ -75,7 +75,10 @@ fn shipped_catalog_holds_the_gguf_tiers_from_135m_to_8b() {
         };
         assert!(url.starts_with("https://huggingface.co/"), "{url}");
         assert!(url.ends_with(&format!("/{}", m.file)), "{url}");
-        assert!(url.contains("/resolve/") && !url.contains("/resolve/main/"), "{url}");
+        assert!(
+            url.contains("/resolve/") && !url.contains("/resolve/main/"),
+            "{url}"
+        );
     }
     let defaults: Vec<&str> = c
         .select(&[])

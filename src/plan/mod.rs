@@ -22,8 +22,12 @@ pub use calibrate::{Efficiencies, Sample, fit, smooth};
 pub struct ModelFacts {
     pub name: String,
     pub backend: String,
-    /// The weights: what decoding streams once per token.
+    /// The file: what the weights take in memory.
     pub file_bytes: u64,
+    /// What decoding reads of the weights once per token: from the GGUF header's tensor
+    /// list when the file is here (all but the token embedding, unless it is also the output
+    /// projection), else the file's size from the catalog (an upper bound).
+    pub streamed_bytes: u64,
     pub parameters: u64,
     pub layers: u32,
     pub kv_heads: u32,
@@ -43,10 +47,10 @@ impl ModelFacts {
             * 2
     }
 
-    /// Bytes read per decoded token at `position` tokens of context: every weight once, and
-    /// the KV cache written so far.
+    /// Bytes read per decoded token at `position` tokens of context: the streamed weights
+    /// once, and the KV cache written so far.
     pub fn bytes_per_token(&self, position: u32) -> f64 {
-        self.file_bytes as f64 + self.kv_cache_bytes(position) as f64
+        self.streamed_bytes as f64 + self.kv_cache_bytes(position) as f64
     }
 
     /// Work per token: a multiply-add (2 operations) per parameter.

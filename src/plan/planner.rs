@@ -129,11 +129,17 @@ impl Planner {
                 presence(m, models_dir, false),
                 Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
             );
+            // A fetched GGUF says what a token reads; otherwise the catalog's size bounds it.
+            let streamed = present
+                .then(|| header(&models_dir.join(&m.file)).ok())
+                .flatten()
+                .map_or(m.file_bytes, |(g, _)| g.streamed_bytes());
             for b in m.backends.iter().filter(|b| backends.contains(b)) {
                 out.push(ModelFacts {
                     name: m.name.clone(),
                     backend: b.as_str().to_string(),
                     file_bytes: m.file_bytes,
+                    streamed_bytes: streamed,
                     parameters: m.parameters,
                     layers: m.layers,
                     kv_heads: m.kv_heads,
@@ -145,14 +151,13 @@ impl Planner {
         out
     }
 
-    /// A model file given by path, planned from its GGUF header: the file's size is what
-    /// decoding streams, the header gives the shape (layers, K/V heads, head size, the
-    /// parameters counted from the tensors). One entry per llama.cpp backend the board has.
+    /// A model file given by path, planned from its GGUF header alone: the tensor list gives
+    /// what a token reads (`streamed_bytes`), the metadata the shape (layers, K/V heads, head
+    /// size; parameters counted from the tensors). One entry per llama.cpp backend the board
+    /// has.
     pub fn path_facts(&self, path: &Path) -> Result<Vec<ModelFacts>, String> {
-        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        let bytes = file.metadata().map_err(|e| e.to_string())?.len();
-        let mut reader = std::io::BufReader::new(&mut file);
-        let gguf = tutord_protocol::gguf::meta::read(&mut reader, bytes)?;
+        let (gguf, bytes) = header(path)?;
+        let streamed = gguf.streamed_bytes();
         let shape = gguf
             .shape()
             .ok_or("its header does not give the model's shape")?;
@@ -164,6 +169,7 @@ impl Planner {
                 name: path.display().to_string(),
                 backend: b.as_str().to_string(),
                 file_bytes: bytes,
+                streamed_bytes: streamed,
                 parameters: shape.parameters,
                 layers: shape.layers,
                 kv_heads: shape.kv_heads,
@@ -331,4 +337,13 @@ impl Planner {
         let after = self.prediction(model, backend)?.tokens_per_second;
         Some((before, after))
     }
+}
+
+/// A GGUF file's header and the file's size.
+fn header(path: &Path) -> Result<(tutord_protocol::gguf::meta::Gguf, u64), String> {
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let bytes = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut reader = std::io::BufReader::new(&mut file);
+    let gguf = tutord_protocol::gguf::meta::read(&mut reader, bytes)?;
+    Ok((gguf, bytes))
 }

@@ -6,6 +6,7 @@ fn qwen7b() -> ModelFacts {
         name: "qwen2.5-7b-q4".into(),
         backend: "cpu".into(),
         file_bytes: 4_800_000_000,
+        streamed_bytes: 4_800_000_000,
         parameters: 7_615_616_512,
         layers: 28,
         kv_heads: 4,
@@ -76,6 +77,33 @@ fn kv_cache_for_an_architecture_and_context() {
 }
 
 #[test]
+fn a_token_reads_the_streamed_weights_and_the_kv_cache_at_its_depth() {
+    // Qwen2.5-0.5B Q4_K_M's shape: 24 layers, 2 KV heads of 64 = 12 KiB of KV per token.
+    let m = ModelFacts {
+        file_bytes: 491_400_032,
+        streamed_bytes: 355_000_000,
+        parameters: 494_032_768,
+        layers: 24,
+        kv_heads: 2,
+        head_dim: 64,
+        ..qwen7b()
+    };
+    assert_eq!(m.kv_cache_bytes(1), 12_288);
+    assert_eq!(m.bytes_per_token(0), 355_000_000.0);
+    // At 1000 tokens into the conversation: + 12 MB of KV cache.
+    assert_eq!(m.bytes_per_token(1000), 355_000_000.0 + 12_288_000.0);
+    // Memory counts the whole file, decoding only what it streams.
+    let t = Targets {
+        prompt_tokens: 1000,
+        context_length: 4096,
+        ..targets()
+    };
+    let p = predict(&m, &rk3588(), &no_overhead(0.75), &t);
+    assert_eq!(p.bytes_per_token, 367_288_000.0);
+    assert_eq!(p.memory_needed, 491_400_032 + 4096 * 12_288);
+}
+
+#[test]
 fn a_small_model_on_a_fast_core_is_compute_bound() {
     let m = Machine {
         bandwidth: 20e9,
@@ -84,6 +112,7 @@ fn a_small_model_on_a_fast_core_is_compute_bound() {
     };
     let small = ModelFacts {
         file_bytes: 100_000_000,
+        streamed_bytes: 100_000_000,
         parameters: 135_000_000,
         ..qwen7b()
     };
@@ -99,6 +128,7 @@ fn tiers() -> Vec<ModelFacts> {
         .map(|(n, gb)| ModelFacts {
             name: n.into(),
             file_bytes: gb * 1_000_000_000,
+            streamed_bytes: gb * 1_000_000_000,
             parameters: gb * 2_000_000_000,
             ..qwen7b()
         })
@@ -266,6 +296,7 @@ fn ties_go_to_the_faster_then_absent_models_are_skipped() {
     // NPU: over 4 GiB of weights + KV does not fit its memory domain.
     let big = ModelFacts {
         file_bytes: 4_500_000_000,
+        streamed_bytes: 4_500_000_000,
         ..models[3].clone()
     };
     let p = predict(&big, &m, &no_overhead(0.75), &t);
@@ -342,4 +373,68 @@ fn smoothing_is_a_mean_first_then_follows() {
     assert_eq!(smooth(0.0, 1.0, 0), 1.0);
     assert_eq!(smooth(1.0, 2.0, 1), 1.5);
     assert!((smooth(1.0, 2.0, 10) - 1.3).abs() < 1e-12);
+}
+
+/// A model given by path is planned from its header: a GGUF written here, a 4-layer llama
+/// with 2 KV heads of 32 and an untied output, so a token streams all but the embedding.
+#[test]
+fn a_gguf_given_by_path_is_planned_from_its_header() {
+    use tutord_protocol::gguf::Header;
+    use tutord_protocol::gguf::meta::{Gguf, Tensor, Value};
+    let meta = vec![
+        (
+            "general.architecture".to_string(),
+            Value::Str("llama".into()),
+        ),
+        ("llama.block_count".to_string(), Value::U32(4)),
+        ("llama.embedding_length".to_string(), Value::U32(256)),
+        ("llama.attention.head_count".to_string(), Value::U32(8)),
+        ("llama.attention.head_count_kv".to_string(), Value::U32(2)),
+    ];
+    let tensor = |name: &str, offset| Tensor {
+        name: name.into(),
+        dims: vec![256, 64],
+        kind: 0,
+        offset,
+    };
+    let g = Gguf {
+        header: Header {
+            version: 3,
+            tensors: 3,
+            metadata_entries: meta.len() as u64,
+            file_bytes: 0,
+        },
+        metadata: meta,
+        // 64 KiB each: F32 256 × 64.
+        tensors: vec![
+            tensor("token_embd.weight", 0),
+            tensor("blk.0.attn_q.weight", 65_536),
+            tensor("output.weight", 131_072),
+        ],
+        data_offset: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.gguf");
+    let mut bytes = tutord_protocol::gguf::write::header_bytes(&g);
+    let head = bytes.len() as u64;
+    bytes.resize(bytes.len() + 3 * 65_536, 0);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let profile = crate::platform::profile::Profiles::builtin()
+        .get("generic")
+        .unwrap()
+        .clone();
+    let planner = planner::Planner::new(&crate::config::Config::default(), profile, vec![0]);
+    let facts = planner.path_facts(&path).unwrap();
+    assert_eq!(facts.len(), 1, "{facts:?}"); // the generic board: CPU only
+    let f = &facts[0];
+    assert_eq!(f.file_bytes, head + 196_608);
+    assert_eq!(f.streamed_bytes, 131_072);
+    assert_eq!((f.layers, f.kv_heads, f.head_dim), (4, 2, 32));
+    assert_eq!(f.parameters, 3 * 256 * 64);
+    // + 2 × 4 layers × 2 heads × 32 × 2 bytes = 1 KiB of KV cache per token of depth.
+    assert_eq!(f.bytes_per_token(100), 131_072.0 + 102_400.0);
+    // Not a GGUF: a clear error, not a guess.
+    std::fs::write(&path, b"not a model").unwrap();
+    assert!(planner.path_facts(&path).is_err());
 }

@@ -204,6 +204,20 @@ impl Gguf {
             .collect()
     }
 
+    /// Bytes one decoded token reads from the weights: every tensor's data but the token
+    /// embedding, of which a token reads one row, unless the model has no `output.weight`
+    /// (its output projection is the embedding, read whole). What `file size` overstates by
+    /// the embedding: ~6 % of a 7-8B Q4_K_M, ~20 % of a 0.5B with a 150k vocabulary.
+    pub fn streamed_bytes(&self) -> u64 {
+        let tied = !self.tensors.iter().any(|t| t.name == "output.weight");
+        self.tensors
+            .iter()
+            .zip(self.tensor_bytes())
+            .filter(|(t, _)| tied || t.name != "token_embd.weight")
+            .map(|(_, b)| b)
+            .sum()
+    }
+
     /// The model's shape from `<architecture>.*` keys; None when a key a plan needs is missing.
     pub fn shape(&self) -> Option<Shape> {
         let arch = self.get("general.architecture")?.as_str()?.to_string();

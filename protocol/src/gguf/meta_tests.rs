@@ -120,3 +120,18 @@ fn shape_needs_the_architecture_keys() {
     g.remove("llama.block_count");
     assert_eq!(g.shape(), None);
 }
+
+#[test]
+fn a_token_streams_every_tensor_but_the_embedding_unless_it_is_the_output_too() {
+    // Untied (output.weight present): only output.weight's 1024 bytes.
+    let f = file(&small());
+    let g = read(&mut f.as_slice(), f.len() as u64).unwrap();
+    assert_eq!(g.streamed_bytes(), 1024);
+    // Tied: without output.weight the embedding is the output projection, read whole; here a
+    // layer tensor of 1024 bytes follows it.
+    let mut tied = small();
+    tied.tensors[1].name = "blk.0.attn_q.weight".into();
+    let f = file(&tied);
+    let g = read(&mut f.as_slice(), f.len() as u64).unwrap();
+    assert_eq!(g.streamed_bytes(), 2048);
+}
