@@ -200,7 +200,7 @@ base_rootfs() {
     sources=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "deb $MIRROR $SUITE-backports main"
         "deb ${TUTORD_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security} $SUITE-security main")
     case "$MIRROR" in *snapshot.debian.org*) sources=("deb $MIRROR $SUITE main") ;; esac
-    log "mmdebstrap $SUITE $ARCH from $MIRROR (once per recipe; a foreign architecture's maintainer scripts run under qemu-user)"
+    log "mmdebstrap $SUITE $ARCH from $MIRROR (once per recipe; for a foreign architecture the maintainer scripts run under qemu-user)"
     # In a mount namespace of its own: nothing stays mounted however it ends. /sys stays out
     # of the chroot (in_root says why).
     unshare --mount --propagation private -- \
