@@ -39,9 +39,13 @@ need_rust
 prepare_dirs
 
 cd "$REPO" || exit 1
+# image/build.sh fetches what the image carries and this machine's models folder lacks (from
+# nothing: the aarch64 ONNX Runtime) with a host tutorctl of this tree: the test build's.
+cargo build --locked -p tutord --bin tutorctl
 log "image tier: tests/image/qemu-boot.sh (package, $flavour image, boot under QEMU)"
 start=$SECONDS
 as_root env "PATH=$PATH" "TUTORD_TEST_CACHE=$TUTORD_TEST_CACHE" "TUTORD_MODELS_DIR=$TUTORD_MODELS_DIR" \
+    "TUTORCTL=$CARGO_TARGET_DIR/debug/tutorctl" \
     "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
     bash tests/image/qemu-boot.sh "$@"
 log "image tier passed in $((SECONDS - start)) s"

@@ -65,9 +65,10 @@ RUN="$(mktemp -d /tmp/tutord-plan-bench.XXXXXX)"
 cleanup() {
     [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
     [ -n "${BUS:-}" ] && kill "$BUS" 2>/dev/null
-    rm -rf "$RUN"
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$RUN"
 }
 trap cleanup EXIT
+[ "${KEEP:-0}" = 1 ] && log "KEEP=1: $RUN is kept (plan-MODEL-STATE.json: each start's plan)"
 start_private_bus "$RUN"
 
 prop() {  # NAME: a double property of the running tutord
@@ -86,6 +87,8 @@ run_model() {
     wait_ready "$DAEMON"
     local predicted measured=()
     predicted=$(prop PredictedTokensPerSecond)
+    # The whole plan (machine figures, efficiencies, every candidate), kept with KEEP=1.
+    "$BIN/tutorctl" --bus "$ADDR" plan --json >"$RUN/plan-$1-$(basename "$2").json" || true
     local i=0
     for q in "Why is the sky blue?" "What is a prime number?" "How do plants make food?" \
              "What causes the seasons?" "Why do we have tides?" "What is an atom?"; do
