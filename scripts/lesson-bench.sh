@@ -96,6 +96,17 @@ awk 'NR > 6 { s[NR] = $2; r[NR] = $3; ds[NR] = $4; dr[NR] = $5; n++ }
      END { printf "median over turns 6-%d: first token %.3f s shifted, %.3f s re-prefilled (%.1fx); decode %.1f vs %.1f tok/s\n",
                NR - 1, med(s), med(r), med(r) / med(s), med(ds), med(dr) }' "$RUN/table"
 
+# Issue 16's target: the first token at the lesson's end within 1.5x of its start (medians of
+# turns 3-7 and the last five, shifted window). tests/lesson.rs only guards against a window
+# processed again (3x): a timed bound that tight flakes on a shared CI machine.
+awk -v turns="$TURNS" 'NR > 1 { s[$1] = $2 }
+     function med5(a, from,   v, i, j, t) { for (i = 0; i < 5; i++) v[i] = a[from + i];
+         for (i = 0; i < 5; i++) for (j = i + 1; j < 5; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+         return v[2] }
+     END { if (turns < 12) exit; e = med5(s, 3); l = med5(s, turns - 4)
+           printf "first token, shifted window: turns 3-7 %.3f s, turns %d-%d %.3f s: %.2fx (goal <= 1.5x)\n",
+               e, turns - 4, turns, l, l / e }' "$RUN/table"
+
 # The SVG: time to first token per turn, both modes.
 awk -v turns="$TURNS" 'NR > 1 { s[$1] = $2; r[$1] = $3; if ($2 > max) max = $2; if ($3 > max) max = $3 }
      END {
