@@ -23,7 +23,8 @@ source "$(dirname "$0")/common.sh"
 
 QUESTIONS="${QUESTIONS:-4}"
 MAX_TOKENS="${MAX_TOKENS:-64}"
-REGISTRY_# ggufit's catalogue names for ours (it cannot read a GGUF file).
+REGISTRY_MODELS=(smollm2-135m-q4_1 qwen2.5-coder-0.5b-q4_k_m qwen2.5-coder-1.5b-q4_k_m)
+# ggufit's catalogue names for ours (it cannot read a GGUF file).
 declare -A GGUFIT_NAME=(
     [smollm2-135m-q4_1]=smollm2-135m [qwen2.5-coder-0.5b-q4_k_m]=qwen2.5-coder-0.5b
     [qwen2.5-coder-1.5b-q4_k_m]=qwen2.5-coder-1.5b [qwen2.5-0.5b-instruct-q4_k_m]=qwen2.5-0.5b
