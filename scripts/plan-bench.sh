@@ -118,7 +118,7 @@ done
 log "the tools: llama-roofline membw, then inspect; ggufit with its own bandwidth benchmark"
 "$TOOLS/bin/llama-roofline" membw --json "$RUN/membw.json" >/dev/null 2>&1 ||
     die "llama-roofline membw failed"
-PEAK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_read_GBs"])' "$RUN/membw.json")
+PEAK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["membw"]["peak_read_GBs"])' "$RUN/membw.json")
 log "llama-roofline membw: peak read $PEAK GB/s"
 roofline() {  # MODEL: llama-roofline's ceiling in tok/s
     "$TOOLS/bin/llama-roofline" inspect "$TUTORD_MODELS_DIR/$(file_of "$1")" --peak-bw "$PEAK" --json 2>/dev/null |
