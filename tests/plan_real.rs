@@ -93,6 +93,12 @@ fn three_real_tiers_and_targets_that_separate_them() {
         ]
     );
     let machine = planner.machine.clone().unwrap();
+    let predict_all = |facts: &[ModelFacts], t: &Targets| -> Vec<_> {
+        facts
+            .iter()
+            .map(|f| predict(f, &machine, &Efficiencies::default(), t))
+            .collect()
+    };
     // The board-sized models, not fetched, are predicted from their catalog fields: slower
     // as they grow, and named when fetching one would meet a target the fetched ones miss.
     let t = Targets {
@@ -100,30 +106,28 @@ fn three_real_tiers_and_targets_that_separate_them() {
         time_to_first_token: 600.0,
         ..planner.targets.clone()
     };
-    let all: Vec<_> = facts
-        .iter()
-        .map(|f| predict(f, &machine, &Efficiencies::default(), &t))
-        .collect();
+    let all = predict_all(&facts, &t);
     let big: Vec<f64> = all[3..].iter().map(|p| p.tokens_per_second).collect();
     eprintln!("predicted tok/s, not fetched: {big:?}");
     assert!(
         big.windows(2).all(|w| w[0] > w[1]),
         "bigger is slower: {big:?}"
     );
-    // Only the three registry tiers fetched, and a target only the 8B meets.
+    // Only the three registry tiers fetched, and a target every model meets: the largest,
+    // the 8B, is the one to fetch.
     let t8 = Targets {
         tokens_per_second: big[4] * 0.9,
         ..t.clone()
     };
-    let with_three: Vec<_> = facts
+    let three_fetched: Vec<_> = facts
         .iter()
         .enumerate()
         .map(|(i, f)| ModelFacts {
             present: i < 3,
             ..f.clone()
         })
-        .map(|f| predict(&f, &machine, &Efficiencies::default(), &t8))
         .collect();
+    let with_three = predict_all(&three_fetched, &t8);
     let c = choose(&with_three, &t8, None);
     assert_eq!(c.chosen, Some(2), "{c:?}");
     let hint = fetch_hint(&with_three, &c).unwrap();
@@ -142,10 +146,7 @@ fn three_real_tiers_and_targets_that_separate_them() {
             time_to_first_token: 60.0,
             ..planner.targets.clone()
         };
-        let preds: Vec<_> = facts
-            .iter()
-            .map(|f| predict(f, &machine, &Efficiencies::default(), &t))
-            .collect();
+        let preds = predict_all(&facts, &t);
         let c = choose(&preds, &t, None);
         (preds, c)
     };
