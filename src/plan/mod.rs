@@ -314,23 +314,26 @@ pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice
     }
 }
 
-/// What fetching one model would give: the largest catalog model not in the models folder
-/// that fits and meets both targets and is larger than the choice (predicted from the
+/// What fetching one model would give: the largest catalog model (by parameters) not in the
+/// models folder that fits and meets both targets and is larger than the choice (predicted from the
 /// catalog's fields: size, parameters, layers, KV heads); with nothing chosen and nothing
 /// meeting the targets, the fastest that fits. None when the choice is already the best.
 pub fn fetch_hint(preds: &[Prediction], choice: &Choice) -> Option<String> {
-    let chosen_bytes = choice
+    // "Larger" by parameters, not bytes per token: a fetched model's bytes come from its
+    // header (what a token streams), an unfetched one's from the catalog's file size (an upper
+    // bound), so by bytes a same-size model looked larger.
+    let chosen_ops = choice
         .chosen
         .and_then(|i| preds.get(i))
-        .map(|p| p.bytes_per_token);
+        .map(|p| p.ops_per_token);
     let fetchable = |p: &&Prediction| !p.present && p.fits() && p.load_failed.is_none();
     let meeting = preds
         .iter()
         .filter(fetchable)
         .filter(|p| p.meets_speed && p.meets_first_token)
-        .filter(|p| chosen_bytes.is_none_or(|b| p.bytes_per_token > b))
-        .max_by(|a, b| a.bytes_per_token.total_cmp(&b.bytes_per_token));
-    let best = match (meeting, chosen_bytes) {
+        .filter(|p| chosen_ops.is_none_or(|o| p.ops_per_token > o))
+        .max_by(|a, b| a.ops_per_token.total_cmp(&b.ops_per_token));
+    let best = match (meeting, chosen_ops) {
         (Some(p), _) => p,
         (None, None) => preds
             .iter()

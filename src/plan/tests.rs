@@ -202,8 +202,14 @@ fn an_unfetched_larger_model_that_meets_the_target_is_named_with_its_prediction(
             .unwrap()
             .starts_with("fetch medium for 12.7 tok/s")
     );
-    // The choice is already the largest that meets it: nothing to fetch.
-    let preds = plan(&tiers(), &rk3588(), &t);
+    // The choice is already the largest that meets it: nothing to fetch, not even a model of
+    // the same parameters whose catalog size (an upper bound) is above the header's bytes.
+    let mut preds = plan(&tiers(), &rk3588(), &t);
+    let mut twin = preds[2].clone();
+    twin.model = "large-twin".into();
+    twin.present = false;
+    twin.bytes_per_token *= 1.05;
+    preds.push(twin);
     assert_eq!(fetch_hint(&preds, &choose(&preds, &t, None)), None);
     // Nothing fetched and nothing meets 100 tok/s: the fastest that fits.
     let t100 = Targets {
