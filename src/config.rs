@@ -314,7 +314,12 @@ impl Default for BenchConfig {
 pub struct PlanConfig {
     /// Decode speed to meet: reading speed is ~5 tokens/s. 0.1..=1000, default 5.0.
     pub target_tokens_per_second: f64,
-    /// Time to first token to meet, seconds. 0.05..=120, default 2.0.
+    /// End of a spoken question → first audio of the answer to meet, seconds (speech
+    /// recognition + time to first token + the first chunk's decoding and synthesis).
+    /// 0.1..=300, default 4.0.
+    pub target_first_audio_seconds: f64,
+    /// Time to first token to meet, seconds: 0.05..=120, or 0 = half of
+    /// `target_first_audio_seconds`. Default 0.
     pub target_first_token_seconds: f64,
     /// A typical prompt (instructions + question), tokens. 1..=32768, default 128.
     pub prompt_tokens: u32,
@@ -324,11 +329,23 @@ pub struct PlanConfig {
     pub reserve_mib: u32,
 }
 
+impl PlanConfig {
+    /// The time to first token to meet: set, or (0) half of the first-audio budget.
+    pub fn first_token_target(&self) -> f64 {
+        if self.target_first_token_seconds == 0.0 {
+            self.target_first_audio_seconds / 2.0
+        } else {
+            self.target_first_token_seconds
+        }
+    }
+}
+
 impl Default for PlanConfig {
     fn default() -> Self {
         Self {
             target_tokens_per_second: 5.0,
-            target_first_token_seconds: 2.0,
+            target_first_audio_seconds: 4.0,
+            target_first_token_seconds: 0.0,
             prompt_tokens: 128,
             // whisper tiny.en (75 MB) and its buffers; Piper medium (63 MB) + ONNX Runtime.
             stt_mib: 200,
@@ -594,15 +611,22 @@ impl Config {
                 1000.0,
             ),
             (
-                "plan.target_first_token_seconds",
-                p.target_first_token_seconds,
-                0.05,
-                120.0,
+                "plan.target_first_audio_seconds",
+                p.target_first_audio_seconds,
+                0.1,
+                300.0,
             ),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err((key.into(), format!("{v} is out of range {lo}..={hi}")));
             }
+        }
+        let ttft = p.target_first_token_seconds;
+        if ttft != 0.0 && !(0.05..=120.0).contains(&ttft) {
+            return Err((
+                "plan.target_first_token_seconds".into(),
+                format!("{ttft} is out of range 0.05..=120 (or 0: half of the first-audio target)"),
+            ));
         }
         // [tuning]: a CPU the machine lacks is only known at run time (a warning then); a
         // number no kernel supports is a typo.

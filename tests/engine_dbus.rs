@@ -612,7 +612,8 @@ fn an_auto_plan_falls_back_to_the_next_smaller_model_when_its_choice_does_not_lo
         format!(
             "[llm]\nmodel = \"auto\"\nmax_tokens = 16\ntemperature = 0.0\n\
              [models]\ndir = \"{}\"\ncatalog = \"{}/config/models.toml\"\n\
-             [plan]\ntarget_tokens_per_second = 0.1\ntarget_first_token_seconds = 120\n",
+             [plan]\ntarget_tokens_per_second = 0.1\ntarget_first_token_seconds = 120\n\
+             target_first_audio_seconds = 300\n",
             dir.path().display(),
             env!("CARGO_MANIFEST_DIR")
         ),

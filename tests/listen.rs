@@ -26,6 +26,15 @@ fn wav_bytes(rate: u32, channels: u16, samples: usize) -> Vec<u8> {
     cur.into_inner()
 }
 
+/// A stage's seconds from `tutorctl listen`'s `KEY: SECONDS` lines.
+fn stage_seconds(out: &str, key: &str) -> f64 {
+    out.lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key}: SECONDS in {out}"))
+}
+
 fn listen_err(bus: &Bus, wav: Vec<u8>) -> String {
     let opts: HashMap<&str, Variant<'_>> = HashMap::new();
     call_tutor(bus, "ListenWav", &(wav, opts))
@@ -68,6 +77,29 @@ fn a_spoken_question_is_heard_answered_and_stored() {
         assert!(stdout.contains(key), "{key} missing: {stdout}");
     }
     eprintln!("{stdout}");
+
+    // The turn's timings reach the plan: its transcript time is the voice's STT figure, and
+    // every candidate's first audio is predicted with it.
+    let stt = stage_seconds(&stdout, "end_of_speech_to_transcript");
+    let mut plan = serde_json::Value::Null;
+    wait_for(
+        Duration::from_secs(10),
+        "the plan counts the spoken turn",
+        || {
+            let out = tutorctl(&bus, &["plan", "--json"]);
+            plan = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            plan["machine"]["voice_samples"] == 1
+        },
+    );
+    let voice_stt = plan["machine"]["voice_stt_seconds"].as_f64().unwrap();
+    assert!((voice_stt - stt).abs() < 0.01, "{voice_stt} vs {stt}");
+    for c in plan["candidates"].as_array().unwrap() {
+        let (audio, first) = (&c["first_audio_seconds"], &c["first_token_seconds"]);
+        assert!(
+            audio.as_f64().unwrap() > voice_stt + first.as_f64().unwrap(),
+            "{c}"
+        );
+    }
 
     // The spoken answer, heard back by whisper: English words.
     let spoken = hound::WavReader::open(&answer_wav).unwrap();

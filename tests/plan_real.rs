@@ -14,7 +14,7 @@ use tutord::bench::{self, Measurement, Setup};
 use tutord::config::Config;
 use tutord::models::Catalog;
 use tutord::plan::planner::Planner;
-use tutord::plan::{Efficiencies, ModelFacts, Targets, choose, fetch_hint, predict};
+use tutord::plan::{Efficiencies, ModelFacts, Targets, VoiceCosts, choose, fetch_hint, predict};
 use tutord::platform::Paths;
 use tutord::platform::profile::Profiles;
 use tutord::platform::topology::allowed_cpus;
@@ -93,10 +93,11 @@ fn three_real_tiers_and_targets_that_separate_them() {
         ]
     );
     let machine = planner.machine.clone().unwrap();
+    let voice = VoiceCosts::from_probe(machine.cpu_ops);
     let predict_all = |facts: &[ModelFacts], t: &Targets| -> Vec<_> {
         facts
             .iter()
-            .map(|f| predict(f, &machine, &Efficiencies::default(), t))
+            .map(|f| predict(f, &machine, &Efficiencies::default(), &voice, t))
             .collect()
     };
     // The board-sized models, not fetched, are predicted from their catalog fields: slower
@@ -104,6 +105,7 @@ fn three_real_tiers_and_targets_that_separate_them() {
     let t = Targets {
         tokens_per_second: 1.0,
         time_to_first_token: 600.0,
+        first_audio: 600.0,
         ..planner.targets.clone()
     };
     let all = predict_all(&facts, &t);
@@ -144,6 +146,7 @@ fn three_real_tiers_and_targets_that_separate_them() {
         let t = Targets {
             tokens_per_second: tps,
             time_to_first_token: 60.0,
+            first_audio: 600.0,
             ..planner.targets.clone()
         };
         let preds = predict_all(&facts, &t);
@@ -263,4 +266,89 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
         (rebooted - after).abs() < 1e-6 * after,
         "after restart {rebooted} vs {after}"
     );
+}
+
+/// Every catalog language model in the models folder (the small one fetched first): what
+/// the first-boot test checks. CI has the small model; a developer's cache may hold more.
+fn fetched_language_models() -> Vec<(String, std::path::PathBuf)> {
+    small_model();
+    let catalog = Catalog::load(&Path::new(REPO).join("config/models.toml")).unwrap();
+    let dir = models_dir();
+    catalog
+        .models
+        .iter()
+        .filter(|m| !m.backends.is_empty() && m.backends.iter().any(|b| b.as_str() == "cpu"))
+        .filter(|m| std::fs::metadata(dir.join(&m.file)).is_ok_and(|md| md.len() == m.file_bytes))
+        .map(|m| (m.name.clone(), dir.join(&m.file)))
+        .collect()
+}
+
+#[test]
+fn first_boot_predicts_each_fetched_model_within_20_percent() {
+    let _g = serial();
+    engine_binary();
+    let real_bench = [
+        ("TUTORD_BENCH__BUDGET_MS", "1000"),
+        ("TUTORD_BENCH__COMPUTE_BUDGET_MS", "300"),
+        ("TUTORD_BENCH__MAX_WORKING_SET_MIB", "4096"),
+    ];
+    let mut report = Vec::new();
+    for (name, file) in fetched_language_models() {
+        // A fresh state directory: no cached benchmark, no calibration.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("tutord.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[llm]\nmodel = \"{name}\"\nmax_tokens = 48\ntemperature = 0.0\n\
+                 [models]\ndir = \"{}\"\ncatalog = \"{REPO}/config/models.toml\"\n",
+                file.parent().unwrap().display()
+            ),
+        )
+        .unwrap();
+        let bus = Bus::open();
+        let mut notify = NotifySocket::new();
+        let _daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &real_bench);
+        assert!(
+            notify.wait_for("READY=1", Duration::from_secs(180)),
+            "{name}"
+        );
+        let predicted = property(&bus, "PredictedTokensPerSecond");
+        // The first answer pages the model in; the median of the next four is the speed.
+        let mut speeds: Vec<f64> = rt().block_on(async {
+            let conn = connect_to(&bus).await;
+            let mut speeds = Vec::new();
+            for q in [
+                "Why is the sky blue?",
+                "What is a prime number?",
+                "How do plants make food?",
+                "What causes the seasons?",
+                "Why do we have tides?",
+            ] {
+                let (_, stats) = ask_and_wait(&conn, q, true, Duration::from_secs(180)).await;
+                speeds.push((
+                    number(&stats, "generated_tokens"),
+                    number(&stats, "tokens_per_second"),
+                ));
+            }
+            speeds
+                .into_iter()
+                .skip(1)
+                .filter(|(tokens, _)| *tokens >= 8.0)
+                .map(|(_, tps)| tps)
+                .collect()
+        });
+        assert!(!speeds.is_empty(), "{name}: no answer of 8 tokens or more");
+        speeds.sort_by(f64::total_cmp);
+        let measured = speeds[speeds.len() / 2];
+        let err = (predicted - measured) / measured;
+        eprintln!(
+            "{name}: first boot predicted {predicted:.1} tok/s, measured {measured:.1} \
+             ({:+.1} %; answers {speeds:.1?})",
+            100.0 * err
+        );
+        report.push((name, err));
+    }
+    let off: Vec<_> = report.iter().filter(|(_, e)| e.abs() > 0.20).collect();
+    assert!(off.is_empty(), "more than 20 % off at first boot: {off:?}");
 }

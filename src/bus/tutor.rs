@@ -291,9 +291,10 @@ impl Tutor1 {
     }
 
     /// The plan: the machine as measured (bandwidths in bytes/s, compute in op/s, the
-    /// targets, the calibrated efficiencies, the choice and its reason) and one dictionary
-    /// per (model, backend) candidate (predicted tokens/s, first-token seconds, which roof
-    /// binds, memory needed, whether it fits and is fetched, whether it was chosen).
+    /// targets, the voice's share of first audio, the calibrated efficiencies, the choice and
+    /// its reason) and one dictionary per (model, backend) candidate (predicted tokens/s,
+    /// first-token and first-audio seconds, which roof binds, memory needed, whether it fits
+    /// and is fetched, whether it was chosen).
     async fn plan(
         &self,
     ) -> (
@@ -312,7 +313,8 @@ impl Tutor1 {
     /// The catalog: one `(name, quantization, parameters, file_bytes, present, plan)` per
     /// model; `present` is true when its file is in the models folder with the right size;
     /// `plan` is the planner's view: `backend`, `predicted_tokens_per_second`,
-    /// `predicted_first_token_seconds`, `binding` (bandwidth|compute), `memory_needed`,
+    /// `predicted_first_token_seconds`, `predicted_first_audio_seconds`, `binding`
+    /// (bandwidth|compute), `memory_needed`,
     /// `fits`, `chosen` and `why` (a sentence: why it was or was not chosen).
     async fn list_models(
         &self,

@@ -236,3 +236,31 @@ fn uncomment(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[test]
+fn first_token_target_is_half_the_first_audio_budget_unless_set() {
+    let cfg = parse_toml("x.toml", "[plan]\ntarget_first_audio_seconds = 6.0\n").unwrap();
+    assert_eq!(cfg.plan.first_token_target(), 3.0);
+    assert_eq!(Config::default().plan.first_token_target(), 2.0);
+    let cfg = parse_toml(
+        "x.toml",
+        "[plan]\ntarget_first_audio_seconds = 6.0\ntarget_first_token_seconds = 1.0\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.plan.first_token_target(), 1.0);
+    let err = parse_toml("x.toml", "[plan]\ntarget_first_audio_seconds = 0\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x.toml: key `plan.target_first_audio_seconds`: 0 is out of range 0.1..=300"
+    );
+}
+
+#[test]
+fn a_first_token_target_out_of_range_is_named() {
+    let err = parse_toml("x.toml", "[plan]\ntarget_first_token_seconds = 0.01\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x.toml: key `plan.target_first_token_seconds`: 0.01 is out of range 0.05..=120 (or 0: \
+         half of the first-audio target)"
+    );
+}

@@ -53,6 +53,10 @@ pub struct Machine {
     pub mem_available: u64,
     pub target_tokens_per_second: f64,
     pub target_first_token_seconds: f64,
+    pub target_first_audio_seconds: f64,
+    /// The voice's share of first audio: speech recognition and the first chunk's synthesis,
+    /// seconds, and the spoken turns they come from (0 = derived from the compute probe).
+    pub voice: Option<(f64, f64, u64)>,
     pub efficiencies: BTreeMap<String, Efficiency>,
     pub reason: Option<String>,
     pub warning: Option<String>,
@@ -79,6 +83,7 @@ pub struct Candidate {
     pub binding: String,
     pub tokens_per_second: f64,
     pub first_token_seconds: f64,
+    pub first_audio_seconds: f64,
     /// Bytes.
     pub memory_needed: u64,
     pub fits: bool,
@@ -159,6 +164,14 @@ fn read_machine(d: &Dict) -> Machine {
         mem_available: num(d, "mem_available") as u64,
         target_tokens_per_second: num(d, "target_tokens_per_second"),
         target_first_token_seconds: num(d, "target_first_token_seconds"),
+        target_first_audio_seconds: num(d, "target_first_audio_seconds"),
+        voice: d.contains_key("voice_stt_seconds").then(|| {
+            (
+                num(d, "voice_stt_seconds"),
+                num(d, "voice_tts_seconds"),
+                num(d, "voice_samples") as u64,
+            )
+        }),
         efficiencies,
         reason: text(d, "choice_reason"),
         warning: text(d, "choice_warning"),
@@ -180,6 +193,7 @@ fn read_candidate(d: &Dict) -> Candidate {
         binding: text(d, "binding").unwrap_or_default(),
         tokens_per_second: num(d, "tokens_per_second"),
         first_token_seconds: num(d, "first_token_seconds"),
+        first_audio_seconds: num(d, "first_audio_seconds"),
         memory_needed: num(d, "memory_needed") as u64,
         fits: flag(d, "fits"),
         does_not_fit: text(d, "does_not_fit"),
@@ -342,10 +356,25 @@ fn plan_text_at(p: &PlanView, now: i64) -> String {
             "unknown".into()
         }
     );
+    if let Some((stt, tts, samples)) = m.voice {
+        let _ = writeln!(
+            out,
+            "{:>12}: {stt:.2} s to a transcript, {tts:.2} s to synthesize a first chunk ({})",
+            "Voice",
+            if samples == 0 {
+                "from the compute probe".to_string()
+            } else {
+                format!("{samples} spoken turns")
+            }
+        );
+    }
     let _ = writeln!(
         out,
-        "{:>12}: {:.1} tokens/s, first token within {:.1} s\n",
-        "Target", m.target_tokens_per_second, m.target_first_token_seconds
+        "{:>12}: {:.1} tokens/s, first token within {:.1} s, first audio within {:.1} s\n",
+        "Target",
+        m.target_tokens_per_second,
+        m.target_first_token_seconds,
+        m.target_first_audio_seconds
     );
     out.push_str(&candidates_table(&p.candidates));
     if let Some(r) = &m.reason {
@@ -385,11 +414,12 @@ fn candidates_table(cs: &[Candidate]) -> String {
         "FITS",
         "TOK/S",
         "1ST TOKEN",
+        "1ST AUDIO",
         "BOUND BY",
         "MEMORY",
     ];
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
-    let rows: Vec<[String; 9]> = cs
+    let rows: Vec<[String; 10]> = cs
         .iter()
         .map(|c| {
             [
@@ -405,6 +435,7 @@ fn candidates_table(cs: &[Candidate]) -> String {
                 yes(c.fits),
                 format!("{:.1}", c.tokens_per_second),
                 format!("{:.2} s", c.first_token_seconds),
+                format!("{:.2} s", c.first_audio_seconds),
                 c.binding.clone(),
                 mib(c.memory_needed),
             ]
@@ -417,7 +448,9 @@ fn candidates_table(cs: &[Candidate]) -> String {
         }
     }
     // Numbers read best right-aligned.
-    let right = [false, false, false, false, false, true, true, false, true];
+    let right = [
+        false, false, false, false, false, true, true, true, false, true,
+    ];
     let line = |cells: &[String]| {
         let mut l = String::new();
         for (i, cell) in cells.iter().enumerate() {
@@ -456,6 +489,10 @@ pub(crate) mod tests {
         m.insert("board".into(), s("rk3588"));
         m.insert("target_tokens_per_second".into(), 5.0.into());
         m.insert("target_first_token_seconds".into(), 2.0.into());
+        m.insert("target_first_audio_seconds".into(), 4.0.into());
+        m.insert("voice_stt_seconds".into(), 0.8.into());
+        m.insert("voice_tts_seconds".into(), 0.35.into());
+        m.insert("voice_samples".into(), 2u64.into());
         m.insert("bandwidth_read".into(), 20e9.into());
         m.insert("bandwidth_copy".into(), 15e9.into());
         m.insert("bandwidth_triad".into(), 16e9.into());
@@ -493,6 +530,10 @@ pub(crate) mod tests {
             c.insert("binding".into(), s("bandwidth"));
             c.insert("tokens_per_second".into(), tps.into());
             c.insert("first_token_seconds".into(), 0.5.into());
+            c.insert(
+                "first_audio_seconds".into(),
+                (1.65 + 15.0 / tps.min(100.0)).into(),
+            );
             c.insert("memory_needed".into(), (1500u64 << 20).into());
             c.insert("fits".into(), true.into());
             c
@@ -532,7 +573,8 @@ pub(crate) mod tests {
             "  Efficiency: cpu: memory 0.75, compute 0.50, prefill 0.40, overhead 2.0 ms/token; \
              calibrated from 3 answers\n",
             "   Available: 6000 MiB\n",
-            "      Target: 5.0 tokens/s, first token within 2.0 s\n",
+            "       Voice: 0.80 s to a transcript, 0.35 s to synthesize a first chunk (2 spoken turns)\n",
+            "      Target: 5.0 tokens/s, first token within 2.0 s, first audio within 4.0 s\n",
             "Choice: big is the largest that meets 5 tok/s\n",
         ] {
             assert!(t.contains(want), "lacks {want:?}:\n{t}");
@@ -541,8 +583,8 @@ pub(crate) mod tests {
         assert_eq!(
             rows,
             [
-                "   small<&>  cpu      no       yes   140.0     0.50 s  bandwidth  1500 MiB",
-                "*  big       cpu      yes      yes     3.1     0.50 s  bandwidth  1500 MiB",
+                "   small<&>  cpu      no       yes   140.0     0.50 s     1.80 s  bandwidth  1500 MiB",
+                "*  big       cpu      yes      yes     3.1     0.50 s     6.49 s  bandwidth  1500 MiB",
             ],
             "{t}"
         );

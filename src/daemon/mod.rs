@@ -240,6 +240,7 @@ pub async fn run(mut opts: Options, log: LogControl) -> Result<(), DaemonError> 
         d.plan.watch(),
     ));
     tokio::spawn(follow_answers(status.clone(), d.tutor.events()));
+    tokio::spawn(follow_spoken(d.plan.clone(), d.tutor.events()));
 
     // ---- boot, raced against the stop signals
     let mut thermal = None;
@@ -572,6 +573,37 @@ async fn prune_history_daily(tutor: crate::tutor::Service, keep: HistoryConfig) 
         let pass = move || tutor.prune_history(&keep, SystemTime::now());
         // A failed pass is in the journal already; the next day tries again.
         let _ = tokio::task::spawn_blocking(pass).await;
+    }
+}
+
+/// Every spoken turn's voice timings into the plan: what first audio costs beside the model.
+async fn follow_spoken(
+    plan: crate::plan::service::Service,
+    mut events: tokio::sync::broadcast::Receiver<crate::tutor::Event>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(crate::tutor::Event::Finished { report, .. }) => {
+                let (o, heard) = (&report.outcome, &report.heard);
+                let (Some(h), Some(to_first_token), Some(to_audio)) = (
+                    heard,
+                    report.end_of_speech_to_first_token(),
+                    report.end_of_speech_to_first_audio(),
+                ) else {
+                    continue;
+                };
+                if o.error.is_none() && !o.stats.aborted && o.stats.decode_tokens_per_second > 0.0 {
+                    plan.spoken(
+                        h.to_transcript.as_secs_f64(),
+                        to_audio - to_first_token,
+                        o.stats.decode_tokens_per_second,
+                    );
+                }
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

@@ -91,6 +91,9 @@ pub struct Model {
     pub backends: Vec<Backend>,
     /// Part of the set `tutorctl models fetch` gets when no name is given.
     pub default: bool,
+    /// Tuned for code (`code = true`): the planner takes a general model of the same size
+    /// before it, since a tutor explains more than it codes.
+    pub code: bool,
     pub notes: Option<String>,
     /// Alternatives, tried in order until one gives the right bytes. Empty when the file
     /// is made by [`Model::convert`].
@@ -366,6 +369,7 @@ struct RawModel {
     boards: Option<Vec<String>>,
     backends: Option<Vec<Backend>>,
     default: Option<bool>,
+    code: Option<bool>,
     notes: Option<String>,
     #[serde(default)]
     source: Vec<RawSource>,
@@ -557,6 +561,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
             boards,
             backends,
             default: rm.default.unwrap_or(false),
+            code: rm.code.unwrap_or(false),
             notes: rm.notes,
             sources,
             kind,

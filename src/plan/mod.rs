@@ -34,6 +34,8 @@ pub struct ModelFacts {
     pub head_dim: u32,
     /// The file is in the models folder (only present models can be chosen).
     pub present: bool,
+    /// Tuned for code (catalog `code = true`): passed over for a general model of its size.
+    pub code: bool,
 }
 
 impl ModelFacts {
@@ -91,6 +93,8 @@ impl Machine {
 pub struct Targets {
     pub tokens_per_second: f64,
     pub time_to_first_token: f64,
+    /// End of a spoken question → first sound of the answer, seconds.
+    pub first_audio: f64,
     /// A typical prompt (system prompt + question), in tokens: for time to first token and
     /// the KV cache read while decoding.
     pub prompt_tokens: u32,
@@ -100,6 +104,64 @@ pub struct Targets {
     pub stt_bytes: u64,
     pub tts_bytes: u64,
     pub reserve_bytes: u64,
+}
+
+/// The voice's part of end of speech → first audio for a typical spoken question: what the
+/// plan adds to the model's time to first token and first chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VoiceCosts {
+    /// End of speech → transcript.
+    pub stt_seconds: f64,
+    /// Synthesizing the answer's first chunk.
+    pub tts_seconds: f64,
+    /// Spoken turns the figures come from; 0 = derived from the compute probe.
+    pub samples: u32,
+}
+
+/// Tokens the model writes before the speaker has its first chunk: the speaker cuts it after
+/// 12 words at the latest (`voice::speaker::FIRST_CHUNK_MAX_WORDS`), ~1.3 tokens a word.
+pub const FIRST_CHUNK_TOKENS: u32 = 16;
+
+/// Speech recognition of a typical question (2-5 s of speech: whisper encodes 512 frames)
+/// and synthesis of a first chunk (Piper medium, ~3 s of speech), in operations of the
+/// compute probe: the defaults before the first spoken turn measures them, scaled by the
+/// probe. Fitted on the x86-64 development VM (docs/benchmarks.md, "First audio").
+const STT_PROBE_OPS: f64 = 1.0e12;
+const TTS_PROBE_OPS: f64 = 3.0e11;
+
+impl VoiceCosts {
+    /// Before any spoken turn: from the CPU's measured compute peak, op/s.
+    pub fn from_probe(cpu_ops: f64) -> Self {
+        let ops = cpu_ops.max(1e9);
+        Self {
+            stt_seconds: STT_PROBE_OPS / ops,
+            tts_seconds: TTS_PROBE_OPS / ops,
+            samples: 0,
+        }
+    }
+
+    /// The TTS share of one spoken turn: what followed its first token, less the first
+    /// chunk's decoding at the turn's own speed.
+    pub fn tts_of_turn(after_first_token: f64, tokens_per_second: f64) -> f64 {
+        let decode = f64::from(FIRST_CHUNK_TOKENS - 1) / tokens_per_second.max(1e-3);
+        (after_first_token - decode).max(0.0)
+    }
+
+    /// Folds one spoken turn's figures in (the same smoothing as decode calibration).
+    pub fn merge(self, stt_seconds: f64, tts_seconds: f64) -> Self {
+        if self.samples == 0 {
+            return Self {
+                stt_seconds,
+                tts_seconds,
+                samples: 1,
+            };
+        }
+        Self {
+            stt_seconds: smooth(self.stt_seconds, stt_seconds, self.samples),
+            tts_seconds: smooth(self.tts_seconds, tts_seconds, self.samples),
+            samples: self.samples.saturating_add(1),
+        }
+    }
 }
 
 /// Which roof binds.
@@ -125,6 +187,7 @@ pub struct Prediction {
     pub model: String,
     pub backend: String,
     pub present: bool,
+    pub code: bool,
     pub bytes_per_token: f64,
     pub ops_per_token: f64,
     /// Seconds per token under each roof (efficiencies applied) and the overhead.
@@ -134,11 +197,15 @@ pub struct Prediction {
     pub binding: Roof,
     pub tokens_per_second: f64,
     pub time_to_first_token: f64,
+    /// End of speech → first audio: STT + time to first token + the rest of the first
+    /// chunk's tokens + its synthesis.
+    pub first_audio: f64,
     pub memory_needed: u64,
     /// Why it does not fit, if it does not.
     pub does_not_fit: Option<String>,
     pub meets_speed: bool,
     pub meets_first_token: bool,
+    pub meets_first_audio: bool,
     /// Why loading it failed since tutord started, if it did: the planner passes it over,
     /// so the next smaller model is loaded instead.
     pub load_failed: Option<String>,
@@ -148,10 +215,21 @@ impl Prediction {
     pub fn fits(&self) -> bool {
         self.does_not_fit.is_none()
     }
+
+    /// Meets the speed, first-token and first-audio targets.
+    pub fn meets_targets(&self) -> bool {
+        self.meets_speed && self.meets_first_token && self.meets_first_audio
+    }
 }
 
-/// Predicts one model on one backend.
-pub fn predict(m: &ModelFacts, machine: &Machine, eff: &Efficiencies, t: &Targets) -> Prediction {
+/// Predicts one model on one backend, spoken to through `voice`.
+pub fn predict(
+    m: &ModelFacts,
+    machine: &Machine,
+    eff: &Efficiencies,
+    voice: &VoiceCosts,
+    t: &Targets,
+) -> Prediction {
     let bytes = m.bytes_per_token(t.prompt_tokens);
     let ops = m.ops_per_token();
     let compute = machine.compute_for(&m.backend);
@@ -168,6 +246,10 @@ pub fn predict(m: &ModelFacts, machine: &Machine, eff: &Efficiencies, t: &Target
     // the first token is decoded.
     let prefill = f64::from(t.prompt_tokens) * ops / (compute * eff.prefill).max(1.0);
     let time_to_first_token = prefill + per_token;
+    let first_audio = voice.stt_seconds
+        + time_to_first_token
+        + f64::from(FIRST_CHUNK_TOKENS - 1) * per_token
+        + voice.tts_seconds;
     let kv = m.kv_cache_bytes(t.context_length);
     let memory_needed = m.file_bytes + kv + t.stt_bytes + t.tts_bytes + t.reserve_bytes;
     let mut does_not_fit = None;
@@ -196,6 +278,7 @@ pub fn predict(m: &ModelFacts, machine: &Machine, eff: &Efficiencies, t: &Target
         model: m.name.clone(),
         backend: m.backend.clone(),
         present: m.present,
+        code: m.code,
         bytes_per_token: bytes,
         ops_per_token: ops,
         bandwidth_seconds,
@@ -204,10 +287,12 @@ pub fn predict(m: &ModelFacts, machine: &Machine, eff: &Efficiencies, t: &Target
         binding,
         tokens_per_second,
         time_to_first_token,
+        first_audio,
         memory_needed,
         does_not_fit,
         meets_speed: tokens_per_second >= t.tokens_per_second,
         meets_first_token: time_to_first_token <= t.time_to_first_token,
+        meets_first_audio: first_audio <= t.first_audio,
         load_failed: None,
     }
 }
@@ -223,8 +308,32 @@ pub struct Choice {
     pub warning: Option<String>,
 }
 
-/// Picks the largest present model that meets both targets and fits (and has not failed to
-/// load); else the fastest such, with a warning. A pinned model (by name) wins, with a
+/// Parameters within which two models count as the same size: a general model of the same
+/// size is chosen over a code model (a tutor explains more than it codes).
+const SAME_SIZE: f64 = 0.9;
+
+/// The largest of `meeting` by bytes per token; among models of about its size (parameters
+/// within [`SAME_SIZE`]) a general one before a code one, then the larger, then the faster.
+fn largest_for_a_tutor<'a>(meeting: &[(usize, &'a Prediction)]) -> Option<(usize, &'a Prediction)> {
+    let (_, largest) = meeting
+        .iter()
+        .max_by(|(_, a), (_, b)| a.bytes_per_token.total_cmp(&b.bytes_per_token))?;
+    let size = largest.ops_per_token;
+    meeting
+        .iter()
+        .filter(|(_, p)| p.ops_per_token >= size * SAME_SIZE)
+        .max_by(|(_, a), (_, b)| {
+            (!a.code)
+                .cmp(&!b.code)
+                .then(a.bytes_per_token.total_cmp(&b.bytes_per_token))
+                .then(a.tokens_per_second.total_cmp(&b.tokens_per_second))
+        })
+        .copied()
+}
+
+/// Picks the largest present model that meets the targets (speed, first token, first audio)
+/// and fits (and has not failed to load), a general model before a code model of its size;
+/// else the fastest such, with a warning. A pinned model (by name) wins, with a
 /// warning if it misses.
 pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice {
     let usable = |p: &Prediction| p.present && p.fits() && p.load_failed.is_none();
@@ -236,15 +345,17 @@ pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice
                 warning: None,
             };
         };
-        let warning = (!(p.meets_speed && p.meets_first_token)).then(|| {
+        let warning = (!p.meets_targets()).then(|| {
             format!(
-                "the pinned model {} is predicted at {:.1} tok/s and {:.2} s to first token, \
-                 short of the targets ({:.1} tok/s, {:.1} s)",
+                "the pinned model {} is predicted at {:.1} tok/s, {:.2} s to first token and \
+                 {:.2} s to first audio, short of the targets ({:.1} tok/s, {:.1} s, {:.1} s)",
                 p.model,
                 p.tokens_per_second,
                 p.time_to_first_token,
+                p.first_audio,
                 t.tokens_per_second,
-                t.time_to_first_token
+                t.time_to_first_token,
+                t.first_audio
             )
         });
         return Choice {
@@ -253,26 +364,24 @@ pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice
             warning,
         };
     }
-    let best_meeting = preds
+    let meeting: Vec<(usize, &Prediction)> = preds
         .iter()
         .enumerate()
-        .filter(|(_, p)| usable(p) && p.meets_speed && p.meets_first_token)
-        .max_by(|(_, a), (_, b)| {
-            a.bytes_per_token
-                .total_cmp(&b.bytes_per_token)
-                .then(a.tokens_per_second.total_cmp(&b.tokens_per_second))
-        });
-    if let Some((i, p)) = best_meeting {
+        .filter(|(_, p)| usable(p) && p.meets_targets())
+        .collect();
+    if let Some((i, p)) = largest_for_a_tutor(&meeting) {
         return Choice {
             chosen: Some(i),
             reason: format!(
                 "{} on {}: the largest model that meets {:.1} tok/s (predicted {:.1}, {}-bound) \
-                 and fits in memory",
+                 and {:.1} s to first audio (predicted {:.2}) and fits in memory",
                 p.model,
                 p.backend,
                 t.tokens_per_second,
                 p.tokens_per_second,
-                p.binding.as_str()
+                p.binding.as_str(),
+                t.first_audio,
+                p.first_audio
             ),
             warning: None,
         };
@@ -287,13 +396,16 @@ pub fn choose(preds: &[Prediction], t: &Targets, pinned: Option<&str>) -> Choice
             chosen: Some(i),
             reason: format!("{} on {}: the fastest model that fits", p.model, p.backend),
             warning: Some(format!(
-                "no model meets the targets ({:.1} tok/s, {:.1} s to first token); the fastest \
-                 that fits, {}, is predicted at {:.1} tok/s and {:.2} s",
+                "no model meets the targets ({:.1} tok/s, {:.1} s to first token, {:.1} s to \
+                 first audio); the fastest that fits, {}, is predicted at {:.1} tok/s, {:.2} s \
+                 and {:.2} s",
                 t.tokens_per_second,
                 t.time_to_first_token,
+                t.first_audio,
                 p.model,
                 p.tokens_per_second,
-                p.time_to_first_token
+                p.time_to_first_token,
+                p.first_audio
             )),
         },
         None => Choice {
@@ -330,7 +442,7 @@ pub fn fetch_hint(preds: &[Prediction], choice: &Choice) -> Option<String> {
     let meeting = preds
         .iter()
         .filter(fetchable)
-        .filter(|p| p.meets_speed && p.meets_first_token)
+        .filter(|p| p.meets_targets())
         .filter(|p| chosen_ops.is_none_or(|o| p.ops_per_token > o))
         .max_by(|a, b| a.ops_per_token.total_cmp(&b.ops_per_token));
     let best = match (meeting, chosen_ops) {
@@ -342,8 +454,14 @@ pub fn fetch_hint(preds: &[Prediction], choice: &Choice) -> Option<String> {
         (None, Some(_)) => return None,
     };
     Some(format!(
-        "fetch {} for {:.1} tok/s and {:.2} s to first token on {} (`tutorctl models fetch {}`)",
-        best.model, best.tokens_per_second, best.time_to_first_token, best.backend, best.model
+        "fetch {} for {:.1} tok/s, {:.2} s to first token and {:.2} s to first audio on {} \
+         (`tutorctl models fetch {}`)",
+        best.model,
+        best.tokens_per_second,
+        best.time_to_first_token,
+        best.first_audio,
+        best.backend,
+        best.model
     ))
 }
 

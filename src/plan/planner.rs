@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Choice, Efficiencies, Machine, ModelFacts, Prediction, Targets, choose, fit, predict};
+use super::{
+    Choice, Efficiencies, Machine, ModelFacts, Prediction, Targets, VoiceCosts, choose, fit,
+    predict,
+};
 use crate::bench::{self, Measurement, Origin};
 use crate::config::{BackendChoice, Config};
 use crate::engine::GenStats;
@@ -40,6 +43,9 @@ pub struct Planner {
     pub facts: Vec<ModelFacts>,
     pub machine: Option<Machine>,
     pub efficiencies: BTreeMap<String, Efficiencies>,
+    /// STT and TTS time of spoken turns since tutord started (None before the first: then
+    /// derived from the compute probe).
+    pub voice: Option<VoiceCosts>,
     pub predictions: Vec<Prediction>,
     pub choice: Option<Choice>,
     /// Models whose file failed to load since tutord started, and why: passed over by the
@@ -58,7 +64,8 @@ impl Planner {
             backend_choice: config.llm.backend,
             targets: Targets {
                 tokens_per_second: p.target_tokens_per_second,
-                time_to_first_token: p.target_first_token_seconds,
+                time_to_first_token: p.first_token_target(),
+                first_audio: p.target_first_audio_seconds,
                 prompt_tokens: p.prompt_tokens,
                 context_length: config.llm.context_length,
                 stt_bytes: mib(p.stt_mib),
@@ -76,6 +83,7 @@ impl Planner {
             facts: Vec::new(),
             machine: None,
             efficiencies: BTreeMap::new(),
+            voice: None,
             predictions: Vec::new(),
             choice: None,
             failed: BTreeMap::new(),
@@ -145,6 +153,7 @@ impl Planner {
                     kv_heads: m.kv_heads,
                     head_dim: m.head_dim,
                     present,
+                    code: m.code,
                 });
             }
         }
@@ -175,6 +184,7 @@ impl Planner {
                 kv_heads: shape.kv_heads,
                 head_dim: shape.head_dim,
                 present: true,
+                code: false,
             })
             .collect())
     }
@@ -239,8 +249,14 @@ impl Planner {
         }
     }
 
+    /// The voice's costs: measured by spoken turns, else derived from the compute probe.
+    pub fn voice_costs(&self) -> Option<VoiceCosts> {
+        self.voice
+            .or_else(|| Some(VoiceCosts::from_probe(self.machine.as_ref()?.cpu_ops)))
+    }
+
     fn predict_all(&mut self) {
-        let Some(machine) = &self.machine else {
+        let (Some(machine), Some(voice)) = (&self.machine, self.voice_costs()) else {
             self.predictions.clear();
             return;
         };
@@ -253,7 +269,7 @@ impl Planner {
                     .get(&f.backend)
                     .copied()
                     .unwrap_or_default();
-                let mut p = predict(f, machine, &eff, &self.targets);
+                let mut p = predict(f, machine, &eff, &voice, &self.targets);
                 p.load_failed = self.failed.get(&f.name).cloned();
                 p
             })
@@ -272,6 +288,19 @@ impl Planner {
         self.predictions
             .iter()
             .find(|p| p.model == model && p.backend == backend)
+    }
+
+    /// Folds one spoken turn's voice figures in (end of speech → transcript; first token →
+    /// first audio, at the turn's decode speed) and predicts again.
+    pub fn record_spoken(&mut self, to_transcript: f64, after_first_token: f64, tps: f64) {
+        let tts = VoiceCosts::tts_of_turn(after_first_token, tps);
+        let old = self.voice.unwrap_or(VoiceCosts {
+            stt_seconds: 0.0,
+            tts_seconds: 0.0,
+            samples: 0,
+        });
+        self.voice = Some(old.merge(to_transcript, tts));
+        self.predict_all();
     }
 
     /// Folds a finished answer of `model` on `backend` into the calibration, refits and

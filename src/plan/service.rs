@@ -578,7 +578,8 @@ impl Service {
         for pr in &p.predictions {
             tracing::debug!(
                 "plan: {} on {}: {:.1} tok/s predicted ({}-bound: bandwidth {:.1} ms, compute \
-                 {:.1} ms, overhead {:.1} ms per token), first token {:.2} s, needs {} MiB{}{}",
+                 {:.1} ms, overhead {:.1} ms per token), first token {:.2} s, first audio {:.2} s, \
+                 needs {} MiB{}{}",
                 pr.model,
                 pr.backend,
                 pr.tokens_per_second,
@@ -587,6 +588,7 @@ impl Service {
                 pr.compute_seconds * 1e3,
                 pr.overhead_seconds * 1e3,
                 pr.time_to_first_token,
+                pr.first_audio,
                 pr.memory_needed >> 20,
                 if pr.present { "" } else { ", not fetched" },
                 pr.does_not_fit
@@ -610,12 +612,15 @@ impl Service {
                 predicted_tps = c.tokens_per_second,
                 reason = %choice.reason,
                 predicted_first_token_seconds = c.time_to_first_token,
+                predicted_first_audio_seconds = c.first_audio,
                 plan_binding = c.binding.as_str(),
                 plan_candidates = p.predictions.len(),
-                "plan: {} (predicted {:.1} tok/s, first token {:.2} s, {}-bound)",
+                "plan: {} (predicted {:.1} tok/s, first token {:.2} s, first audio {:.2} s, \
+                 {}-bound)",
                 choice.reason,
                 c.tokens_per_second,
                 c.time_to_first_token,
+                c.first_audio,
                 c.binding.as_str()
             ),
             None => tracing::warn!(
@@ -721,6 +726,28 @@ impl Service {
         }
     }
 
+    /// Folds a spoken turn's voice timings into the plan (end of speech → transcript, first
+    /// token → first audio at the turn's decode speed); logs the voice's figures.
+    pub fn spoken(&self, to_transcript: f64, after_first_token: f64, tokens_per_second: f64) {
+        let v = {
+            let mut p = self.planner();
+            p.record_spoken(to_transcript, after_first_token, tokens_per_second);
+            p.voice
+        };
+        self.publish();
+        if let Some(v) = v {
+            tracing::info!(
+                voice_stt_seconds = v.stt_seconds,
+                voice_tts_seconds = v.tts_seconds,
+                "plan: the voice takes {:.2} s to a transcript and {:.2} s to synthesize a \
+                 first chunk ({} spoken turns)",
+                v.stt_seconds,
+                v.tts_seconds,
+                v.samples
+            );
+        }
+    }
+
     /// The figures the D-Bus properties show.
     pub fn figures(&self) -> Figures {
         let model = self.model();
@@ -802,6 +829,11 @@ impl Service {
                 "first token predicted after {:.2} s, over the target {:.1} s",
                 pr.time_to_first_token, t.time_to_first_token
             )
+        } else if !pr.meets_first_audio {
+            format!(
+                "first audio predicted after {:.2} s, over the target {:.1} s",
+                pr.first_audio, t.first_audio
+            )
         } else {
             "meets the targets, but a larger one that does was chosen".to_string()
         };
@@ -814,6 +846,10 @@ impl Service {
             (
                 "predicted_first_token_seconds".into(),
                 pr.time_to_first_token.into(),
+            ),
+            (
+                "predicted_first_audio_seconds".into(),
+                pr.first_audio.into(),
             ),
             ("binding".into(), pr.binding.as_str().into()),
             ("memory_needed".into(), pr.memory_needed.into()),
@@ -843,7 +879,18 @@ impl Service {
                 "target_first_token_seconds".into(),
                 p.targets.time_to_first_token.into(),
             ),
+            (
+                "target_first_audio_seconds".into(),
+                p.targets.first_audio.into(),
+            ),
         ];
+        if let Some(v) = p.voice_costs() {
+            machine.extend([
+                ("voice_stt_seconds".to_string(), v.stt_seconds.into()),
+                ("voice_tts_seconds".to_string(), v.tts_seconds.into()),
+                ("voice_samples".to_string(), u64::from(v.samples).into()),
+            ]);
+        }
         if let Some((m, origin)) = &p.measurement {
             let b = &m.bandwidth;
             machine.extend([
@@ -921,10 +968,12 @@ impl Service {
                     ("binding".into(), pr.binding.as_str().into()),
                     ("tokens_per_second".into(), pr.tokens_per_second.into()),
                     ("first_token_seconds".into(), pr.time_to_first_token.into()),
+                    ("first_audio_seconds".into(), pr.first_audio.into()),
                     ("memory_needed".into(), pr.memory_needed.into()),
                     ("fits".into(), pr.fits().into()),
                     ("meets_speed".into(), pr.meets_speed.into()),
                     ("meets_first_token".into(), pr.meets_first_token.into()),
+                    ("meets_first_audio".into(), pr.meets_first_audio.into()),
                 ];
                 if let Some(w) = &pr.does_not_fit {
                     e.push(("does_not_fit".into(), w.clone().into()));

@@ -12,6 +12,7 @@ fn qwen7b() -> ModelFacts {
         kv_heads: 4,
         head_dim: 128,
         present: true,
+        code: false,
     }
 }
 
@@ -31,11 +32,21 @@ fn targets() -> Targets {
     Targets {
         tokens_per_second: 5.0,
         time_to_first_token: 3.0,
+        first_audio: 60.0,
         prompt_tokens: 0,
         context_length: 4096,
         stt_bytes: 0,
         tts_bytes: 0,
         reserve_bytes: 0,
+    }
+}
+
+/// A voice that costs nothing: the model's own figures decide.
+fn no_voice() -> VoiceCosts {
+    VoiceCosts {
+        stt_seconds: 0.0,
+        tts_seconds: 0.0,
+        samples: 0,
     }
 }
 
@@ -52,10 +63,10 @@ fn no_overhead(memory: f64) -> Efficiencies {
 #[test]
 fn worked_example_7_04_ceiling_and_5_28_at_75_percent() {
     let t = targets();
-    let ceiling = predict(&qwen7b(), &rk3588(), &no_overhead(1.0), &t);
+    let ceiling = predict(&qwen7b(), &rk3588(), &no_overhead(1.0), &no_voice(), &t);
     assert_eq!(format!("{:.2}", ceiling.tokens_per_second), "7.04");
     assert_eq!(ceiling.binding, Roof::Bandwidth);
-    let p = predict(&qwen7b(), &rk3588(), &no_overhead(0.75), &t);
+    let p = predict(&qwen7b(), &rk3588(), &no_overhead(0.75), &no_voice(), &t);
     assert_eq!(format!("{:.2}", p.tokens_per_second), "5.28");
     assert!(p.meets_speed);
 }
@@ -72,7 +83,13 @@ fn kv_cache_for_an_architecture_and_context() {
         ..qwen7b()
     };
     assert_eq!(smol.kv_cache_bytes(2048), 47_185_920);
-    let p = predict(&qwen7b(), &rk3588(), &no_overhead(0.75), &targets());
+    let p = predict(
+        &qwen7b(),
+        &rk3588(),
+        &no_overhead(0.75),
+        &no_voice(),
+        &targets(),
+    );
     assert_eq!(p.memory_needed, 4_800_000_000 + 234_881_024);
 }
 
@@ -98,7 +115,7 @@ fn a_token_reads_the_streamed_weights_and_the_kv_cache_at_its_depth() {
         context_length: 4096,
         ..targets()
     };
-    let p = predict(&m, &rk3588(), &no_overhead(0.75), &t);
+    let p = predict(&m, &rk3588(), &no_overhead(0.75), &no_voice(), &t);
     assert_eq!(p.bytes_per_token, 367_288_000.0);
     assert_eq!(p.memory_needed, 491_400_032 + 4096 * 12_288);
 }
@@ -116,7 +133,7 @@ fn a_small_model_on_a_fast_core_is_compute_bound() {
         parameters: 135_000_000,
         ..qwen7b()
     };
-    let p = predict(&small, &m, &no_overhead(0.75), &targets());
+    let p = predict(&small, &m, &no_overhead(0.75), &no_voice(), &targets());
     // bandwidth: 1e8 / 15e9 = 6.7 ms; compute: 2.7e8 / 6e9 = 45 ms.
     assert_eq!(p.binding, Roof::Compute);
     assert_eq!(format!("{:.1}", p.tokens_per_second), "22.2");
@@ -138,7 +155,7 @@ fn tiers() -> Vec<ModelFacts> {
 fn plan(models: &[ModelFacts], m: &Machine, t: &Targets) -> Vec<Prediction> {
     models
         .iter()
-        .map(|f| predict(f, m, &no_overhead(0.75), t))
+        .map(|f| predict(f, m, &no_overhead(0.75), &no_voice(), t))
         .collect()
 }
 
@@ -186,7 +203,8 @@ fn an_unfetched_larger_model_that_meets_the_target_is_named_with_its_prediction(
     assert_eq!(c.chosen, Some(0));
     assert_eq!(
         fetch_hint(&preds, &c).unwrap(),
-        "fetch large for 6.3 tok/s and 0.16 s to first token on cpu (`tutorctl models fetch large`)"
+        "fetch large for 6.3 tok/s, 0.16 s to first token and 2.53 s to first audio on cpu \
+         (`tutorctl models fetch large`)"
     );
     // At 10 tok/s the large one misses: medium is the one to fetch.
     let t10 = Targets {
@@ -272,7 +290,7 @@ fn nothing_fits() {
         mem_available: 3_500_000_000,
         ..rk3588()
     };
-    assert!(!predict(&tiers()[0], &m, &no_overhead(0.75), &t).fits());
+    assert!(!predict(&tiers()[0], &m, &no_overhead(0.75), &no_voice(), &t).fits());
 }
 
 #[test]
@@ -305,7 +323,7 @@ fn ties_go_to_the_faster_then_absent_models_are_skipped() {
         streamed_bytes: 4_500_000_000,
         ..models[3].clone()
     };
-    let p = predict(&big, &m, &no_overhead(0.75), &t);
+    let p = predict(&big, &m, &no_overhead(0.75), &no_voice(), &t);
     assert!(p.does_not_fit.unwrap().contains("NPU"));
 }
 
@@ -443,4 +461,98 @@ fn a_gguf_given_by_path_is_planned_from_its_header() {
     // Not a GGUF: a clear error, not a guess.
     std::fs::write(&path, b"not a model").unwrap();
     assert!(planner.path_facts(&path).is_err());
+}
+
+#[test]
+fn first_audio_is_stt_first_token_the_first_chunk_and_its_synthesis() {
+    // 5.28 tok/s (189.4 ms a token, no prompt): 1.0 s STT + 16 tokens (the first, and 15
+    // more to the end of the first chunk) 3.03 s + 0.4 s TTS = 4.43 s.
+    let voice = VoiceCosts {
+        stt_seconds: 1.0,
+        tts_seconds: 0.4,
+        samples: 1,
+    };
+    let t = Targets {
+        first_audio: 4.0,
+        ..targets()
+    };
+    let p = predict(&qwen7b(), &rk3588(), &no_overhead(0.75), &voice, &t);
+    assert_eq!(format!("{:.2}", p.first_audio), "4.43");
+    assert!(p.meets_speed && p.meets_first_token && !p.meets_first_audio);
+    // The tiers at 25.3, 12.7 and 6.3 tok/s: 1.4 s of voice + 16 tokens each. Within 4 s
+    // all three speak and the largest is taken; within 3.5 s "large" does not, and the plan
+    // takes "medium" though "large" meets the speed target.
+    let preds: Vec<Prediction> = tiers()
+        .iter()
+        .map(|f| predict(f, &rk3588(), &no_overhead(0.75), &voice, &t))
+        .collect();
+    assert_eq!(
+        preds
+            .iter()
+            .map(|p| format!("{:.2}", p.first_audio))
+            .collect::<Vec<_>>(),
+        ["2.03", "2.66", "3.93"]
+    );
+    assert_eq!(choose(&preds, &t, None).chosen, Some(2));
+    let t = Targets {
+        first_audio: 3.5,
+        ..t
+    };
+    let preds: Vec<Prediction> = tiers()
+        .iter()
+        .map(|f| predict(f, &rk3588(), &no_overhead(0.75), &voice, &t))
+        .collect();
+    let c = choose(&preds, &t, None);
+    assert_eq!(c.chosen, Some(1), "{c:?}");
+    assert!(c.reason.contains("3.5 s to first audio"), "{}", c.reason);
+}
+
+#[test]
+fn voice_costs_come_from_the_probe_then_from_spoken_turns() {
+    let probe = VoiceCosts::from_probe(1e12);
+    assert_eq!(
+        (probe.stt_seconds, probe.tts_seconds, probe.samples),
+        (STT_PROBE_OPS / 1e12, TTS_PROBE_OPS / 1e12, 0)
+    );
+    // 1.0 s from first token to first audio at 30 tok/s: 15 tokens take 0.5 s, TTS 0.5 s.
+    assert!((VoiceCosts::tts_of_turn(1.0, 30.0) - 0.5).abs() < 1e-12);
+    // Faster than the decode could explain: never negative.
+    assert_eq!(VoiceCosts::tts_of_turn(0.1, 30.0), 0.0);
+    // The first turn replaces the probe's figures; the second is averaged in.
+    let one = probe.merge(2.0, 0.6);
+    assert_eq!(
+        (one.stt_seconds, one.tts_seconds, one.samples),
+        (2.0, 0.6, 1)
+    );
+    let two = one.merge(1.0, 0.4);
+    assert!((two.stt_seconds - 1.5).abs() < 1e-12 && (two.tts_seconds - 0.5).abs() < 1e-12);
+    assert_eq!(two.samples, 2);
+}
+
+#[test]
+fn a_general_model_is_chosen_over_a_code_model_of_its_size_not_over_a_larger_one() {
+    let t = targets();
+    let facts = |name: &str, gb: u64, params: u64, code: bool| ModelFacts {
+        name: name.into(),
+        file_bytes: gb * 1_000_000_000,
+        streamed_bytes: gb * 1_000_000_000,
+        parameters: params,
+        code,
+        ..qwen7b()
+    };
+    // The code model streams more bytes (a larger vocabulary), same parameters ± 5 %.
+    let models = [
+        facts("coder-1.5b", 2, 1_540_000_000, true),
+        facts("instruct-1.5b", 1, 1_470_000_000, false),
+        facts("small", 1, 500_000_000, false),
+    ];
+    let c = choose(&plan(&models, &rk3588(), &t), &t, None);
+    assert_eq!(c.chosen, Some(1), "{c:?}");
+    // A code model twice the size is still the larger model: it is taken.
+    let models = [
+        facts("coder-3b", 2, 3_000_000_000, true),
+        facts("instruct-1.5b", 1, 1_470_000_000, false),
+    ];
+    let c = choose(&plan(&models, &rk3588(), &t), &t, None);
+    assert_eq!(c.chosen, Some(0), "{c:?}");
 }
