@@ -147,6 +147,7 @@ context_length = 512
 layers = 1
 kv_heads = 1
 head_dim = 8
+matrix_rows = 2
 boards = ["generic"]
 backends = ["cpu"]
 default = true
@@ -651,7 +652,7 @@ fn tutorctl_models_fetch_and_list_without_a_daemon() {
         format!(
             "[[model]]\nname = \"m\"\nfamily = \"test\"\nparameters = 1000\nformat = \"gguf\"\n\
              quantization = \"Q4_0\"\nfile = \"m.gguf\"\nfile_bytes = {}\nsha256 = \"{}\"\n\
-             context_length = 512\nlayers = 1\nkv_heads = 1\nhead_dim = 8\nboards = [\"generic\"]\nbackends = [\"cpu\"]\ndefault = true\n\
+             context_length = 512\nlayers = 1\nkv_heads = 1\nhead_dim = 8\nmatrix_rows = 2\nboards = [\"generic\"]\nbackends = [\"cpu\"]\ndefault = true\n\
              [[model.source]]\nurl = \"file://{}\"\n",
             content.len(),
             sha256_hex(&content),

@@ -17,8 +17,9 @@ pub struct Efficiency {
     pub memory: f64,
     pub compute: f64,
     pub prefill: f64,
-    pub overhead_seconds: f64,
-    /// Answers the figures come from; 0 = the defaults.
+    /// Per token and matrix row.
+    pub overhead_per_row_seconds: f64,
+    /// Answers the figures come from; 0 = the first boot's, from the compute probe.
     pub samples: u64,
 }
 
@@ -152,7 +153,7 @@ fn read_machine(d: &Dict) -> Machine {
                 memory: num(d, &format!("efficiency_memory_{b}")),
                 compute: num(d, &format!("efficiency_compute_{b}")),
                 prefill: num(d, &format!("efficiency_prefill_{b}")),
-                overhead_seconds: num(d, &format!("overhead_seconds_{b}")),
+                overhead_per_row_seconds: num(d, &format!("overhead_per_row_seconds_{b}")),
                 samples: num(d, &format!("calibration_samples_{b}")) as u64,
             };
             (b.to_string(), e)
@@ -318,13 +319,13 @@ fn machine_text_at(m: &Machine, now: i64) -> String {
         rows.push((
             "Efficiency",
             format!(
-                "{backend}: memory {:.2}, compute {:.2}, prefill {:.2}, overhead {:.1} ms/token; {}",
+                "{backend}: memory {:.2}, compute {:.3}, prefill {:.2}, overhead {:.1} ns/row; {}",
                 e.memory,
                 e.compute,
                 e.prefill,
-                e.overhead_seconds * 1e3,
+                e.overhead_per_row_seconds * 1e9,
                 match e.samples {
-                    0 => "defaults (no answer yet)".to_string(),
+                    0 => "first boot's, from the compute probe (no answer yet)".to_string(),
                     1 => "calibrated from 1 answer".to_string(),
                     n => format!("calibrated from {n} answers"),
                 }
@@ -515,7 +516,7 @@ pub(crate) mod tests {
         m.insert("efficiency_memory_cpu".into(), 0.75.into());
         m.insert("efficiency_compute_cpu".into(), 0.5.into());
         m.insert("efficiency_prefill_cpu".into(), 0.4.into());
-        m.insert("overhead_seconds_cpu".into(), 0.002.into());
+        m.insert("overhead_per_row_seconds_cpu".into(), 25e-9.into());
         m.insert("calibration_samples_cpu".into(), 3u64.into());
         let cand = |model: &str, bytes: f64, ops: f64, tps: f64, chosen: bool| {
             let mut c = Dict::new();
@@ -570,7 +571,7 @@ pub(crate) mod tests {
             " Theoretical: 33.8 GB/s; read is 59 % of it\n",
             "     Compute: 100.0 GOP/s (INT8 dot or best), 50.0 GFLOP/s FP32\n",
             "    Measured: cached, 3 h ago, on CPUs 4-7 (4 threads, neon, 256 MiB) in 0.95 s\n",
-            "  Efficiency: cpu: memory 0.75, compute 0.50, prefill 0.40, overhead 2.0 ms/token; \
+            "  Efficiency: cpu: memory 0.75, compute 0.500, prefill 0.40, overhead 25.0 ns/row; \
              calibrated from 3 answers\n",
             "   Available: 6000 MiB\n",
             "       Voice: 0.80 s to a transcript, 0.35 s to synthesize a first chunk (2 spoken turns)\n",

@@ -85,6 +85,11 @@ pub struct Model {
     pub layers: u32,
     pub kv_heads: u32,
     pub head_dim: u32,
+    /// Rows of the weight matrices a decoded token multiplies (each matrix's output size;
+    /// the output projection's is the vocabulary): each row's dot product has a fixed cost
+    /// beside its bytes, which the plan counts in its overhead. The GGUF header gives it
+    /// (`tutorctl plan` of the file by path).
+    pub matrix_rows: u64,
     pub boards: Vec<String>,
     /// Empty for non-LLM entries: the planner pairs models with backends, so it never
     /// offers a speech model as the LLM.
@@ -99,7 +104,7 @@ pub struct Model {
     /// is made by [`Model::convert`].
     pub sources: Vec<Source>,
     /// What the model is for. LLM-only fields (`context_length`, `layers`, `kv_heads`,
-    /// `head_dim`) are 0 for other kinds.
+    /// `head_dim`, `matrix_rows`) are 0 for other kinds.
     pub kind: Kind,
     /// How the file is made from other files when no package ships it in its final format.
     pub convert: Option<Convert>,
@@ -366,6 +371,7 @@ struct RawModel {
     layers: Option<u32>,
     kv_heads: Option<u32>,
     head_dim: Option<u32>,
+    matrix_rows: Option<u64>,
     boards: Option<Vec<String>>,
     backends: Option<Vec<Backend>>,
     default: Option<bool>,
@@ -484,16 +490,24 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                 "\"ggml\" is whisper.cpp's format: add kind = \"whisper\"",
             ));
         }
-        let (context_length, layers, kv_heads, head_dim, backends) = match kind {
+        let (context_length, layers, kv_heads, head_dim, matrix_rows, backends) = match kind {
             Kind::Llm => {
                 let context_length =
                     positive(&at, "context_length", rm.context_length.map(u64::from))? as u32;
                 let layers = positive(&at, "layers", rm.layers.map(u64::from))? as u32;
                 let kv_heads = positive(&at, "kv_heads", rm.kv_heads.map(u64::from))? as u32;
                 let head_dim = positive(&at, "head_dim", rm.head_dim.map(u64::from))? as u32;
+                let matrix_rows = positive(&at, "matrix_rows", rm.matrix_rows)?;
                 let backends = at.required("backends", rm.backends)?;
                 check_backends(&backends, format).map_err(|r| at.err("backends", r))?;
-                (context_length, layers, kv_heads, head_dim, backends)
+                (
+                    context_length,
+                    layers,
+                    kv_heads,
+                    head_dim,
+                    matrix_rows,
+                    backends,
+                )
             }
             Kind::Whisper | Kind::Voice | Kind::Runtime => {
                 let (formats, what): (&[Format], _) = match kind {
@@ -512,6 +526,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                     ("layers", rm.layers.is_some()),
                     ("kv_heads", rm.kv_heads.is_some()),
                     ("head_dim", rm.head_dim.is_some()),
+                    ("matrix_rows", rm.matrix_rows.is_some()),
                     ("backends", rm.backends.is_some()),
                 ] {
                     if set {
@@ -521,7 +536,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                         ));
                     }
                 }
-                (0, 0, 0, 0, Vec::new())
+                (0, 0, 0, 0, 0, Vec::new())
             }
         };
         let convert = convert(&at, kind, rm.convert, rm.input, &file)?;
@@ -558,6 +573,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
             layers,
             kv_heads,
             head_dim,
+            matrix_rows,
             boards,
             backends,
             default: rm.default.unwrap_or(false),

@@ -19,6 +19,7 @@ context_length = 8192
 layers = 30
 kv_heads = 3
 head_dim = 64
+matrix_rows = 204672
 boards = ["generic", "rk3588"]
 backends = ["cpu"]
 {extra}
@@ -332,7 +333,7 @@ fn unknown_keys_are_refused_with_their_line() {
     let msg = err(&entry("m", "licence = \"MIT\"", PYPI));
     assert!(
         msg.starts_with(
-            "models.toml: line 17, column 1: unknown field `licence`, expected one of `name`"
+            "models.toml: line 18, column 1: unknown field `licence`, expected one of `name`"
         ),
         "{msg}"
     );

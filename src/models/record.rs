@@ -123,7 +123,7 @@ mod tests {
             "[[model]]\nname = \"m\"\nfamily = \"f\"\nparameters = 1\nformat = \"gguf\"\n\
              quantization = \"Q4_0\"\nfile = \"{file}\"\nfile_bytes = 3\n\
              sha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n\
-             context_length = 1\nlayers = 1\nkv_heads = 1\nhead_dim = 8\nboards = [\"generic\"]\nbackends = [\"cpu\"]\n\
+             context_length = 1\nlayers = 1\nkv_heads = 1\nhead_dim = 8\nmatrix_rows = 2\nboards = [\"generic\"]\nbackends = [\"cpu\"]\n\
              [[model.source]]\nurl = \"file:///x\"\n"
         );
         Catalog::parse("t.toml", &text).unwrap().models.remove(0)

@@ -1,12 +1,14 @@
 //! Calibration: the efficiencies and per-token overhead that make the roofline match what
-//! this board really does, fitted to the smoothed decode times of real answers.
+//! this board really does: the first boot's figures (`Default`), then fitted to the smoothed
+//! decode times of real answers.
 //!
 //! Each (board, backend, model) keeps one smoothed sample (store table `calibration`). The fit
-//! looks for the memory efficiency `em`, compute efficiency `ec` and overhead `o` that
-//! minimise the squared relative error of max(B/(bw·em), W/(C·ec)) + o over the samples,
-//! plus a light pull toward the defaults so one sample cannot swing the parameters it says
-//! nothing about. `em` may exceed 1 on machines whose caches hold part of a small model (a
-//! VM with a 300 MiB L3): it is an effective figure, not a physical one.
+//! looks for the memory efficiency `em`, compute efficiency `ec` and per-row overhead `or`
+//! that minimise the squared relative error of max(B/(bw·em), W/(C·ec)) + or·R over the
+//! samples (R: the model's matrix rows, [`super::ModelFacts::matrix_rows`]), plus a light
+//! pull toward the first boot's figures so one sample cannot swing the parameters it says
+//! nothing about. `em` may exceed 1 on machines whose caches hold part of a small model (a VM
+//! with a 300 MiB L3): it is an effective figure, not a physical one.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,22 +21,32 @@ pub struct Efficiencies {
     pub compute: f64,
     /// Fraction of the compute peak prompt processing (matrix × matrix) gets.
     pub prefill: f64,
-    /// Fixed time per decoded token: sampling, scheduling, detokenizing.
-    pub overhead_seconds: f64,
-    /// How many samples the figures come from (0 = defaults).
+    /// Time per decoded token per matrix row: each row's dot product has a fixed cost
+    /// beside its bytes (the block loop's start, the horizontal sum, the row's scale).
+    pub overhead_per_row: f64,
+    /// How many samples the figures come from (0 = the first boot's, `Default`).
     pub samples: u32,
 }
 
+/// The first boot's figures, before any answer: fitted with `scripts/plan-bench.sh` to the
+/// decode speed of SmolLM2-135M (205k rows a token, 100 MB), Qwen2.5-Coder-0.5B (456k, 393 MB)
+/// and 1.5B (797k, 984 MB) on the x86-64 development VM: all three within 4.3 % (a model of
+/// bytes alone was 2× off on the smallest; docs/benchmarks.md, "First boot").
 impl Default for Efficiencies {
-    /// Memory 0.75: the middle of the product's 0.70-0.80 (published: 0.75-0.88 RKLLM on
-    /// RK3588, 0.73-0.80 MLC on Orin Nano). Compute and prefill are guesses the first real
-    /// answers replace.
     fn default() -> Self {
         Self {
-            memory: 0.75,
+            // Decoding reads the weights at ~0.88 of the measured read bandwidth (the
+            // benchmark measures what the cores can read, not the DDR's theoretical peak;
+            // on the RK3588 the published 0.75-0.88 of theoretical is about that too).
+            memory: 0.88,
+            // Matrix × vector against the INT8 dot probe; with these models the bandwidth
+            // roof and the per-row cost explained decode speed, and the roof stays out of the
+            // way at 0.3.
             compute: 0.3,
             prefill: 0.3,
-            overhead_seconds: 0.0,
+            // 25 ns a row: 2 threads, AVX2. A board's cores will differ: its first answers
+            // calibrate it.
+            overhead_per_row: 25e-9,
             samples: 0,
         }
     }
@@ -72,53 +84,56 @@ pub fn smooth(old: f64, new: f64, count_before: u32) -> f64 {
     old + alpha * (new - old)
 }
 
-/// Fits the efficiencies to `samples`, starting from (and pulled toward) `prior`.
-pub fn fit(samples: &[Sample], prior: &Efficiencies) -> Efficiencies {
-    let usable: Vec<&Sample> = samples
+/// Fits the efficiencies to `samples`, each with its model's matrix rows, starting from (and
+/// pulled toward) `prior`.
+pub fn fit(samples: &[(Sample, f64)], prior: &Efficiencies) -> Efficiencies {
+    let usable: Vec<&(Sample, f64)> = samples
         .iter()
-        .filter(|s| s.seconds_per_token > 0.0 && s.bandwidth > 0.0 && s.compute > 0.0)
+        .filter(|(s, _)| s.seconds_per_token > 0.0 && s.bandwidth > 0.0 && s.compute > 0.0)
         .collect();
     if usable.is_empty() {
         return *prior;
     }
-    // Penalty weights: small against a relative error of a few percent per sample.
+    // Penalty weight: small against a relative error of a few percent per sample.
     const PULL: f64 = 1e-3;
-    const OVERHEAD_SCALE: f64 = 0.005;
+    let ol_scale = prior.overhead_per_row.max(1e-6);
     let mut best = (f64::MAX, *prior);
     for i in 0..=195 {
         let em = 0.05 + f64::from(i) * 0.01;
         for j in 0..=60 {
             // 0.001 .. 1.0, log-spaced.
             let ec = 10f64.powf(-3.0 + f64::from(j) * 0.05);
-            // For fixed em, ec the best overhead has a closed form (least squares in o).
-            let (mut num, mut den) = (0.0, 0.0);
-            let roofs: Vec<(f64, f64)> = usable
+            // For fixed em, ec the best per-row overhead has a closed form (least squares).
+            let roofs: Vec<(f64, f64, f64)> = usable
                 .iter()
-                .map(|s| {
+                .map(|(s, layers)| {
                     let roof = (s.bytes_per_token / (s.bandwidth * em))
                         .max(s.ops_per_token / (s.compute * ec));
-                    (roof, s.seconds_per_token)
+                    (roof, *layers, s.seconds_per_token)
                 })
                 .collect();
-            for (roof, m) in &roofs {
-                num += (roof - m) / (m * m);
-                den += 1.0 / (m * m);
+            let pull = PULL / (ol_scale * ol_scale);
+            let (mut num, mut den) = (pull * prior.overhead_per_row, pull);
+            for (roof, l, m) in &roofs {
+                num += (m - roof) * l / (m * m);
+                den += l * l / (m * m);
             }
-            let o = (-num / (den + PULL / (OVERHEAD_SCALE * OVERHEAD_SCALE))).clamp(0.0, 0.05);
+            // At most 1 µs a row: far above any CPU's.
+            let ol = (num / den).clamp(0.0, 1e-6);
             let err: f64 = roofs
                 .iter()
-                .map(|(roof, m)| ((roof + o - m) / m).powi(2))
+                .map(|(roof, l, m)| ((roof + ol * l - m) / m).powi(2))
                 .sum::<f64>()
                 + PULL * ((em - prior.memory) / prior.memory).powi(2)
                 + PULL * (ec / prior.compute).ln().powi(2) * 0.1
-                + PULL * (o / OVERHEAD_SCALE).powi(2);
+                + PULL * ((ol - prior.overhead_per_row) / ol_scale).powi(2);
             if err < best.0 {
                 best = (
                     err,
                     Efficiencies {
                         memory: em,
                         compute: ec,
-                        overhead_seconds: o,
+                        overhead_per_row: ol,
                         ..*prior
                     },
                 );
@@ -129,7 +144,7 @@ pub fn fit(samples: &[Sample], prior: &Efficiencies) -> Efficiencies {
     // Prompt processing: each sample's own efficiency, the median of them.
     let mut prefill: Vec<f64> = usable
         .iter()
-        .filter_map(|s| {
+        .filter_map(|(s, _)| {
             s.prefill_seconds_per_token
                 .filter(|p| *p > 0.0)
                 .map(|p| s.ops_per_token / (s.compute * p))
@@ -139,6 +154,6 @@ pub fn fit(samples: &[Sample], prior: &Efficiencies) -> Efficiencies {
     if let Some(m) = prefill.get(prefill.len() / 2) {
         out.prefill = m.clamp(1e-4, 1.0);
     }
-    out.samples = usable.iter().map(|s| s.count).sum();
+    out.samples = usable.iter().map(|(s, _)| s.count).sum();
     out
 }

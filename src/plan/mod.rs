@@ -32,6 +32,9 @@ pub struct ModelFacts {
     pub layers: u32,
     pub kv_heads: u32,
     pub head_dim: u32,
+    /// Rows of the matrices a token multiplies (the header's count when the file is here,
+    /// else the catalog's): each row's dot product costs the per-row overhead.
+    pub matrix_rows: u64,
     /// The file is in the models folder (only present models can be chosen).
     pub present: bool,
     /// Tuned for code (catalog `code = true`): passed over for a general model of its size.
@@ -240,7 +243,8 @@ pub fn predict(
     } else {
         Roof::Compute
     };
-    let per_token = bandwidth_seconds.max(compute_seconds) + eff.overhead_seconds;
+    let overhead_seconds = eff.overhead_per_row * m.matrix_rows as f64;
+    let per_token = bandwidth_seconds.max(compute_seconds) + overhead_seconds;
     let tokens_per_second = 1.0 / per_token;
     // The prompt is processed in batches: compute-bound, at the prefill efficiency; then
     // the first token is decoded.
@@ -283,7 +287,7 @@ pub fn predict(
         ops_per_token: ops,
         bandwidth_seconds,
         compute_seconds,
-        overhead_seconds: eff.overhead_seconds,
+        overhead_seconds,
         binding,
         tokens_per_second,
         time_to_first_token,

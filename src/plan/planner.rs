@@ -137,11 +137,15 @@ impl Planner {
                 presence(m, models_dir, false),
                 Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
             );
-            // A fetched GGUF says what a token reads; otherwise the catalog's size bounds it.
-            let streamed = present
+            // A fetched GGUF says what a token reads and multiplies; otherwise the catalog's
+            // size bounds the bytes, and its row count stands.
+            let read = present
                 .then(|| header(&models_dir.join(&m.file)).ok())
-                .flatten()
+                .flatten();
+            let streamed = read
+                .as_ref()
                 .map_or(m.file_bytes, |(g, _)| g.streamed_bytes());
+            let rows = read.as_ref().map(|(g, _)| g.matrix_rows());
             for b in m.backends.iter().filter(|b| backends.contains(b)) {
                 out.push(ModelFacts {
                     name: m.name.clone(),
@@ -152,6 +156,7 @@ impl Planner {
                     layers: m.layers,
                     kv_heads: m.kv_heads,
                     head_dim: m.head_dim,
+                    matrix_rows: rows.unwrap_or(m.matrix_rows),
                     present,
                     code: m.code,
                 });
@@ -183,6 +188,7 @@ impl Planner {
                 layers: shape.layers,
                 kv_heads: shape.kv_heads,
                 head_dim: shape.head_dim,
+                matrix_rows: gguf.matrix_rows(),
                 present: true,
                 code: false,
             })
@@ -236,16 +242,20 @@ impl Planner {
             None => Vec::new(),
         };
         self.efficiencies.clear();
+        let first_boot = Efficiencies::default();
         for b in self.backends() {
+            // Each sample with its model's matrix rows; a model no longer planned (gone from
+            // the catalog) says nothing the fit can place.
             let of_backend: Vec<_> = samples
                 .iter()
                 .filter(|(backend, _)| backend == b.as_str())
-                .map(|(_, s)| s.clone())
+                .filter_map(|(_, s)| {
+                    let f = self.facts.iter().find(|f| f.name == s.model)?;
+                    Some((s.clone(), f.matrix_rows as f64))
+                })
                 .collect();
-            self.efficiencies.insert(
-                b.as_str().to_string(),
-                fit(&of_backend, &Efficiencies::default()),
-            );
+            self.efficiencies
+                .insert(b.as_str().to_string(), fit(&of_backend, &first_boot));
         }
     }
 

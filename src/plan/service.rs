@@ -936,8 +936,8 @@ impl Service {
             machine.push((format!("efficiency_compute_{backend}"), e.compute.into()));
             machine.push((format!("efficiency_prefill_{backend}"), e.prefill.into()));
             machine.push((
-                format!("overhead_seconds_{backend}"),
-                e.overhead_seconds.into(),
+                format!("overhead_per_row_seconds_{backend}"),
+                e.overhead_per_row.into(),
             ));
             machine.push((
                 format!("calibration_samples_{backend}"),

@@ -11,6 +11,7 @@ fn qwen7b() -> ModelFacts {
         layers: 28,
         kv_heads: 4,
         head_dim: 128,
+        matrix_rows: 1_542_656,
         present: true,
         code: false,
     }
@@ -55,7 +56,7 @@ fn no_overhead(memory: f64) -> Efficiencies {
         memory,
         compute: 0.3,
         prefill: 0.3,
-        overhead_seconds: 0.0,
+        overhead_per_row: 0.0,
         samples: 0,
     }
 }
@@ -355,12 +356,16 @@ fn sample(name: &str, bytes: f64, ops: f64, seconds: f64) -> Sample {
     }
 }
 
+fn first_boot() -> Efficiencies {
+    Efficiencies::default()
+}
+
 #[test]
 fn calibration_moves_toward_the_measured_efficiency() {
-    let prior = Efficiencies::default();
+    let prior = first_boot();
     assert_eq!(fit(&[], &prior), prior);
     // A bandwidth-bound model measured at 50 % of 20 GB/s: 1 GB → 0.1 s per token.
-    let s = [sample("big", 1e9, 2e8, 0.1)];
+    let s = [(sample("big", 1e9, 2e7, 0.1), 0.0)];
     let e = fit(&s, &prior);
     assert!((e.memory - 0.5).abs() < 0.02, "{e:?}");
     assert!((e.prefill - 0.2).abs() < 1e-9, "{e:?}");
@@ -368,28 +373,77 @@ fn calibration_moves_toward_the_measured_efficiency() {
 }
 
 #[test]
-fn calibration_finds_overhead_and_the_compute_roof_from_three_models() {
-    // Truth: em 0.6, ec 0.05, overhead 4 ms.
-    let truth = |b: f64, w: f64| (b / (20e9 * 0.6)).max(w / (100e9 * 0.05)) + 0.004;
-    let s: Vec<Sample> = [(1e8, 2.7e8), (5e8, 1e9), (1.1e9, 3.1e9)]
-        .iter()
-        .enumerate()
-        .map(|(i, (b, w))| sample(&i.to_string(), *b, *w, truth(*b, *w)))
-        .collect();
-    let e = fit(&s, &Efficiencies::default());
-    for x in &s {
+fn calibration_finds_the_per_row_overhead_and_the_compute_roof_from_three_models() {
+    // Truth: em 0.6, ec 0.05, 30 ns a matrix row; the models have 205k, 456k and 797k rows.
+    let truth =
+        |b: f64, w: f64, rows: f64| (b / (20e9 * 0.6)).max(w / (100e9 * 0.05)) + 30e-9 * rows;
+    let s: Vec<(Sample, f64)> = [
+        (1e8, 2.7e8, 205e3),
+        (5e8, 1e9, 456e3),
+        (1.1e9, 3.1e9, 797e3),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (b, w, rows))| (sample(&i.to_string(), *b, *w, truth(*b, *w, *rows)), *rows))
+    .collect();
+    let e = fit(&s, &first_boot());
+    for (x, rows) in &s {
         let pred = (x.bytes_per_token / (x.bandwidth * e.memory))
             .max(x.ops_per_token / (x.compute * e.compute))
-            + e.overhead_seconds;
+            + e.overhead_per_row * rows;
         let err = (pred - x.seconds_per_token).abs() / x.seconds_per_token;
         assert!(err < 0.03, "model {}: {err} {e:?}", x.model);
     }
-    // Before calibration the prediction was off by more.
-    let before = Efficiencies::default();
-    let x = &s[0];
-    let pred0 = (x.bytes_per_token / (x.bandwidth * before.memory))
-        .max(x.ops_per_token / (x.compute * before.compute));
-    assert!((pred0 - x.seconds_per_token).abs() / x.seconds_per_token > 0.3);
+    assert!((e.overhead_per_row - 30e-9).abs() < 6e-9, "{e:?}");
+}
+
+#[test]
+fn the_overhead_is_the_rows_a_token_multiplies() {
+    // Qwen2.5 7B: 1,542,656 rows at the first boot's 25 ns = 38.6 ms; on the RK3588 worked
+    // example (25.3 GB/s) 189.4 + 38.6 ms a token.
+    let eff = Efficiencies {
+        overhead_per_row: first_boot().overhead_per_row,
+        ..no_overhead(0.75)
+    };
+    let p = predict(&qwen7b(), &rk3588(), &eff, &no_voice(), &targets());
+    assert_eq!(format!("{:.2}", p.overhead_seconds * 1e3), "38.57");
+    assert_eq!(format!("{:.2}", p.tokens_per_second), "4.39");
+}
+
+#[test]
+fn first_boot_predicts_the_three_registry_models_as_measured_on_the_dev_vm() {
+    // plan-bench on the x86-64 development VM (AMD EPYC, AVX2, read 30.5 GB/s, 2 threads;
+    // docs/benchmarks.md): measured 118.3, 37.6 and 18.5 tok/s.
+    let m = Machine {
+        bandwidth: 30.5e9,
+        cpu_ops: 3.276e12,
+        mem_available: 0,
+        ..rk3588()
+    };
+    let model = |streamed: u64, params: u64, rows: u64| ModelFacts {
+        streamed_bytes: streamed,
+        parameters: params,
+        matrix_rows: rows,
+        ..qwen7b()
+    };
+    let t = Targets {
+        prompt_tokens: 0,
+        ..targets()
+    };
+    let got: Vec<String> = [
+        model(99_500_000, 134_515_008, 204_672),
+        model(393_400_000, 494_032_768, 456_064),
+        model(983_800_000, 1_543_714_304, 797_056),
+    ]
+    .iter()
+    .map(|f| {
+        format!(
+            "{:.1}",
+            predict(f, &m, &first_boot(), &no_voice(), &t).tokens_per_second
+        )
+    })
+    .collect();
+    assert_eq!(got, ["113.3", "38.4", "17.7"]);
 }
 
 #[test]

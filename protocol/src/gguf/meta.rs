@@ -218,6 +218,19 @@ impl Gguf {
             .sum()
     }
 
+    /// Rows of the matrices decoding multiplies once per token (of the tensors
+    /// [`Self::streamed_bytes`] counts, those of two or more dimensions: each row is one dot
+    /// product, with a fixed cost beside its bytes).
+    pub fn matrix_rows(&self) -> u64 {
+        let tied = !self.tensors.iter().any(|t| t.name == "output.weight");
+        self.tensors
+            .iter()
+            .filter(|t| tied || t.name != "token_embd.weight")
+            .filter(|t| t.dims.len() >= 2)
+            .map(|t| t.elements() / t.dims[0].max(1))
+            .sum()
+    }
+
     /// The model's shape from `<architecture>.*` keys; None when a key a plan needs is missing.
     pub fn shape(&self) -> Option<Shape> {
         let arch = self.get("general.architecture")?.as_str()?.to_string();

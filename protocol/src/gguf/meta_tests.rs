@@ -127,6 +127,8 @@ fn a_token_streams_every_tensor_but_the_embedding_unless_it_is_the_output_too() 
     let f = file(&small());
     let g = read(&mut f.as_slice(), f.len() as u64).unwrap();
     assert_eq!(g.streamed_bytes(), 1024);
+    // And one matrix × vector of 4 rows (output.weight is 128 × 4).
+    assert_eq!(g.matrix_rows(), 4);
     // Tied: without output.weight the embedding is the output projection, read whole; here a
     // layer tensor of 1024 bytes follows it.
     let mut tied = small();
@@ -134,4 +136,6 @@ fn a_token_streams_every_tensor_but_the_embedding_unless_it_is_the_output_too() 
     let f = file(&tied);
     let g = read(&mut f.as_slice(), f.len() as u64).unwrap();
     assert_eq!(g.streamed_bytes(), 2048);
+    // The embedding's 2 rows (the vocabulary) and the layer's 4.
+    assert_eq!(g.matrix_rows(), 6);
 }
