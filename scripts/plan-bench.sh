@@ -8,7 +8,8 @@
 #               middle of the range it prints), for models in its catalogue;
 #   roofline    PyPI llama-roofline 0.2.3's ceiling (`membw` measures the read bandwidth,
 #               `inspect FILE --peak-bw` divides it by the bytes a token streams);
-#   measured    tutord's decode tokens/s over the first-boot answers (LastTokensPerSecond).
+#   measured    tutord's decode tokens/s in the first-boot answers (LastTokensPerSecond), the
+#               median of all but the first (it pages the model in).
 # Both tools are installed from PyPI into a venv of their own, as their users would.
 #
 #   bash scripts/plan-bench.sh            (fetches the three registry models: ~1.7 GB, once)
@@ -80,7 +81,8 @@ prop() {  # NAME: a double property of the running tutord
 # "predicted measured..." after $QUESTIONS answers, and stops it.
 run_model() {
     {
-        printf '[llm]\nmodel = "%s"\nmax_tokens = %s\ntemperature = 0.0\n' "$1" "$MAX_TOKENS"
+        # The product's own sampling (temperature 0.7, top-k): what a child's answers cost.
+        printf '[llm]\nmodel = "%s"\nmax_tokens = %s\n' "$1" "$MAX_TOKENS"
         printf '[models]\ndir = "%s"\ncatalog = "%s"\n' "$TUTORD_MODELS_DIR" "$REPO/config/models.toml"
     } >"$RUN/tutord.toml"
     "$BIN/tutord" --bus "$ADDR" --config "$RUN/tutord.toml" --state-dir "$2" 2>>"$RUN/tutord.log" &
@@ -141,7 +143,9 @@ printf '\n%-30s %9s %9s %9s %9s %9s | %8s %8s %8s %8s\n' model "1st boot" calibr
 worst_first=0; worst_cal=0; beaten=0
 for m in "${MODELS[@]}"; do
     read -r first rest <<<"${FIRST[$m]}"
-    meas=$(echo "$rest" | awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.1f", s/NF}')
+    # The median of the answers after the first (which pages the model in from the file).
+    meas=$(echo "$rest" | tr ' ' '\n' | tail -n +2 | sort -g |
+        awk '{v[NR]=$1} END {printf "%.1f", (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}')
     g=$(ggufit "$m"); r=$(roofline "$m" || echo -)
     [ "$r" = - ] || r=$(printf '%.1f' "$r")
     e0=$(err "$first" "$meas"); e1=$(err "${CAL[$m]}" "$meas"); eg=$(err "$g" "$meas"); er=$(err "$r" "$meas")

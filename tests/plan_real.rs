@@ -93,7 +93,7 @@ fn three_real_tiers_and_targets_that_separate_them() {
         ]
     );
     let machine = planner.machine.clone().unwrap();
-    let voice = VoiceCosts::from_probe(machine.cpu_ops);
+    let voice = VoiceCosts::from_probe(machine.cpu_fp32);
     let predict_all = |facts: &[ModelFacts], t: &Targets| -> Vec<_> {
         facts
             .iter()

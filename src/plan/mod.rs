@@ -12,10 +12,12 @@
 pub mod calibrate;
 pub mod planner;
 pub mod service;
+pub mod voice;
 
 use serde::{Deserialize, Serialize};
 
 pub use calibrate::{Efficiencies, Sample, fit, smooth};
+pub use voice::{FIRST_CHUNK_TOKENS, VoiceCosts};
 
 /// What the planner needs to know about a model (from the catalog).
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +74,8 @@ pub struct Machine {
     /// Compute peak per backend, op/s: CPU measured (INT8 dot of the chosen cores), NPU and
     /// GPU from the board profile.
     pub cpu_ops: f64,
+    /// The CPU's measured FP32 peak, FLOP/s: speech recognition and synthesis run in floats.
+    pub cpu_fp32: f64,
     pub npu_ops: f64,
     pub gpu_ops: f64,
     /// `MemAvailable` at planning time (swap never counts); 0 = unknown (no /proc/meminfo
@@ -107,64 +111,6 @@ pub struct Targets {
     pub stt_bytes: u64,
     pub tts_bytes: u64,
     pub reserve_bytes: u64,
-}
-
-/// The voice's part of end of speech → first audio for a typical spoken question: what the
-/// plan adds to the model's time to first token and first chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct VoiceCosts {
-    /// End of speech → transcript.
-    pub stt_seconds: f64,
-    /// Synthesizing the answer's first chunk.
-    pub tts_seconds: f64,
-    /// Spoken turns the figures come from; 0 = derived from the compute probe.
-    pub samples: u32,
-}
-
-/// Tokens the model writes before the speaker has its first chunk: the speaker cuts it after
-/// 12 words at the latest (`voice::speaker::FIRST_CHUNK_MAX_WORDS`), ~1.3 tokens a word.
-pub const FIRST_CHUNK_TOKENS: u32 = 16;
-
-/// Speech recognition of a typical question (2-5 s of speech: whisper encodes 512 frames)
-/// and synthesis of a first chunk (Piper medium, ~3 s of speech), in operations of the
-/// compute probe: the defaults before the first spoken turn measures them, scaled by the
-/// probe. Fitted on the x86-64 development VM (docs/benchmarks.md, "First audio").
-const STT_PROBE_OPS: f64 = 1.0e12;
-const TTS_PROBE_OPS: f64 = 3.0e11;
-
-impl VoiceCosts {
-    /// Before any spoken turn: from the CPU's measured compute peak, op/s.
-    pub fn from_probe(cpu_ops: f64) -> Self {
-        let ops = cpu_ops.max(1e9);
-        Self {
-            stt_seconds: STT_PROBE_OPS / ops,
-            tts_seconds: TTS_PROBE_OPS / ops,
-            samples: 0,
-        }
-    }
-
-    /// The TTS share of one spoken turn: what followed its first token, less the first
-    /// chunk's decoding at the turn's own speed.
-    pub fn tts_of_turn(after_first_token: f64, tokens_per_second: f64) -> f64 {
-        let decode = f64::from(FIRST_CHUNK_TOKENS - 1) / tokens_per_second.max(1e-3);
-        (after_first_token - decode).max(0.0)
-    }
-
-    /// Folds one spoken turn's figures in (the same smoothing as decode calibration).
-    pub fn merge(self, stt_seconds: f64, tts_seconds: f64) -> Self {
-        if self.samples == 0 {
-            return Self {
-                stt_seconds,
-                tts_seconds,
-                samples: 1,
-            };
-        }
-        Self {
-            stt_seconds: smooth(self.stt_seconds, stt_seconds, self.samples),
-            tts_seconds: smooth(self.tts_seconds, tts_seconds, self.samples),
-            samples: self.samples.saturating_add(1),
-        }
-    }
 }
 
 /// Which roof binds.

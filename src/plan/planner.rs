@@ -201,6 +201,7 @@ impl Planner {
         self.machine = Some(Machine {
             bandwidth: m.bandwidth.read,
             cpu_ops: m.compute_ops(),
+            cpu_fp32: m.compute_fp32(),
             npu_ops: self.profile.npu_tops_int8 * 1e12,
             gpu_ops: self.profile.gpu_tflops_fp16 * 1e12,
             mem_available,
@@ -262,7 +263,7 @@ impl Planner {
     /// The voice's costs: measured by spoken turns, else derived from the compute probe.
     pub fn voice_costs(&self) -> Option<VoiceCosts> {
         self.voice
-            .or_else(|| Some(VoiceCosts::from_probe(self.machine.as_ref()?.cpu_ops)))
+            .or_else(|| Some(VoiceCosts::from_probe(self.machine.as_ref()?.cpu_fp32)))
     }
 
     fn predict_all(&mut self) {
