@@ -25,9 +25,12 @@ pub const FIRST_CHUNK_TOKENS: u32 = 16;
 /// Speech recognition of a typical question (a few seconds of speech: whisper tiny.en encodes
 /// 512 frames) and synthesis of a first chunk (Piper medium, up to 12 words), in operations of
 /// the FP32 probe: the defaults before the first spoken turn measures them, scaled by the
-/// probe. Fitted on the x86-64 development VM (docs/benchmarks.md, "Voice").
-pub const STT_PROBE_FLOPS: f64 = 1.0e12;
-pub const TTS_PROBE_FLOPS: f64 = 3.0e11;
+/// probe. Fitted with `scripts/voice-bench.sh` on the x86-64 development VM (FP32 probe 203
+/// GFLOP/s): 0.23 s to the transcript of a 1 s question (0.25 s taken: a longer question
+/// encodes the same 512 frames and decodes a few more tokens) and 0.41 s to synthesize the
+/// first chunk (docs/benchmarks.md, "Voice").
+pub const STT_PROBE_FLOPS: f64 = 5.0e10;
+pub const TTS_PROBE_FLOPS: f64 = 8.0e10;
 
 impl VoiceCosts {
     /// Before any spoken turn: from the CPU's measured FP32 peak, FLOP/s.
