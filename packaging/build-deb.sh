@@ -195,6 +195,8 @@ for lib in $needed; do
         libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
         libgcc_s.so.*) depends="$depends, libgcc-s1" ;;
         libstdc++.so.*) depends="$depends, libstdc++6 (>= 12)" ;;
+        # llama.cpp's threads in tutord-engine (engine/Cargo.toml: the `openmp` feature)
+        libgomp.so.1) depends="$depends, libgomp1" ;;
         # speech: TTS through Debian's libespeak-ng, audio through ALSA
         libespeak-ng.so.1) depends="$depends, libespeak-ng1" ;;
         libasound.so.2) depends="$depends, libasound2" ;;
