@@ -18,6 +18,9 @@
 #   TUTORD_IMAGE_MODELS (catalog names; default: the flavour's FLAVOUR_MODELS, else the
 #                        catalog's default = true entries),
 #   flavour variables (TUTORD_ROCK5B_BSP, TUTORD_L4T_DIR: see the flavour files).
+# A flavour file states IMAGE_MAX_MIB, the most its image (an overlay: its contents) may take,
+# and a board's flavour its FLAVOUR_BOARD, whose choice FLAVOUR_MODELS lists
+# (`tutorctl plan --board NAME`; tests/flavours.rs holds the two together).
 # Output: tutord-FLAVOUR-VERSION.img (raw, kept for test boots), .img.zst, .img.bmap,
 #   SHA256SUMS, packages.manifest (every Debian package and version in the image).
 #
@@ -74,6 +77,8 @@ OUTPUT=disk
 OVERLAY_EXCLUDE=
 KERNEL_PACKAGES=
 FLAVOUR_PACKAGES=
+FLAVOUR_BOARD=
+IMAGE_MAX_MIB=
 INITRAMFS_MODULES=
 FIRST_SECTOR=2048
 # shellcheck source=image/flavours/qemu-x86_64.conf
@@ -352,12 +357,24 @@ make_rootfs() {
 }
 
 # ---------------------------------------------------------------- disk image
+# The flavour states the most its image may take (IMAGE_MAX_MIB: its models are chosen to
+# fit; tests/flavours.rs checks the choice, this the real build).
+check_size() {
+    local what=$1 mib=$2
+    [ -n "${IMAGE_MAX_MIB:-}" ] || die "flavour $FLAVOUR states no IMAGE_MAX_MIB"
+    [ "$mib" -le "$IMAGE_MAX_MIB" ] ||
+        die "the $what takes $mib MiB, more than flavour $FLAVOUR's IMAGE_MAX_MIB=$IMAGE_MAX_MIB (fewer or smaller models: TUTORD_IMAGE_MODELS)"
+    log "the $what takes $mib MiB of the flavour's $IMAGE_MAX_MIB"
+}
+
 make_disk() {
-    local root=$1 img=$2 used_kib fs_mib fs sectors total
+    local root=$1 img=$2 used_kib models_kib fs_mib fs sectors total
     used_kib=$(du -sk --one-file-system "$root" | cut -f1)
-    # Contents + 25 % + 256 MiB for the database, journal and an update; the partition grows
-    # to the whole card at first boot.
-    fs_mib=$(( used_kib * 5 / 4 / 1024 + 256 ))
+    models_kib=$(du -sk "$root/var/lib/tutord/models" 2>/dev/null | cut -f1 || echo 0)
+    # The system's files + 25 %, the models (a few large files: ext4 needs ~3 % beside them)
+    # + 3 %, and 256 MiB for the database, journal and an update; the partition grows to the
+    # whole card at first boot.
+    fs_mib=$(( (used_kib - models_kib) * 5 / 4 / 1024 + models_kib * 103 / 100 / 1024 + 256 ))
     fs=$WORK/root.ext4
     rm -f "$fs"
     log "mkfs.ext4 -d: ${fs_mib} MiB filesystem from $((used_kib / 1024)) MiB of files"
@@ -366,6 +383,7 @@ make_disk() {
     sectors=$(( fs_mib * 2048 ))
     # + 1 MiB at the end for the backup GPT.
     total=$(( FIRST_SECTOR + sectors + 2048 ))
+    check_size "image" $(( total / 2048 ))
     rm -f "$img"
     truncate -s $(( total * 512 )) "$img"
     sfdisk --quiet --no-reread --no-tell-kernel "$img" <<EOF

@@ -15,6 +15,7 @@ l4t_outputs() {
     mkdir -p "$ov/var/log/journal"
     # The rootfs has no user tutord yet: l4t-install.sh installs the package, then chowns.
     MODELS_NO_CHOWN=1 add_models "$ov"
+    check_size "overlay" "$(du -sm "$ov" | cut -f1)"
     tarball=$OUT/$NAME-overlay.tar.zst
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@${SOURCE_DATE_EPOCH:-0}" \
         -C "$ov" -cf - . | zstd -q -f -T0 -10 -o "$tarball"

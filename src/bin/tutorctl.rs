@@ -59,8 +59,21 @@ enum Command {
     /// Show the plan: the machine as measured, each model's predicted speed, and the choice.
     Plan {
         /// Print `Plan()`'s answer as JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "board")]
         json: bool,
+        /// Plan board NAME (a boards.toml entry) from its nominal bandwidth and memory,
+        /// without a daemon: the models an image for it ships.
+        #[arg(long, value_name = "NAME")]
+        board: Option<String>,
+        /// With --board: the model catalog [default: `[models] catalog` of the configuration]
+        #[arg(long, value_name = "FILE", requires = "board")]
+        catalog: Option<PathBuf>,
+        /// With --board: the board profiles [default: `[platform] boards`, else built in]
+        #[arg(long, value_name = "FILE", requires = "board")]
+        boards: Option<PathBuf>,
+        /// With --board: MemAvailable to plan for, MiB [default: the profile's nominal figure]
+        #[arg(long, value_name = "MIB", requires = "board")]
+        mem_available_mib: Option<u32>,
     },
     /// Show the memory bandwidth and compute tutord measured; draw the roofline.
     Bench {
@@ -101,6 +114,37 @@ fn main() -> ExitCode {
         return tutord::models::cli::run(models, || {
             tutord::config::load(&tutord::config::Sources::from_process(None)).map(|c| c.models.dir)
         });
+    }
+    // A board's nominal plan reads files only: no bus either.
+    if let Command::Plan {
+        board: Some(board),
+        catalog,
+        boards,
+        mem_available_mib,
+        ..
+    } = &args.command
+    {
+        let result = tutord::config::load(&tutord::config::Sources::from_process(None))
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                tutord::plan::nominal::run(
+                    &config,
+                    board,
+                    catalog.as_deref(),
+                    boards.as_deref(),
+                    *mem_available_mib,
+                )
+            });
+        return match result {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tutorctl: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Command::Say(say) = args.command {
         return tutord::voice::cli::run(say, || {
@@ -208,7 +252,7 @@ async fn run(args: Args) -> Result<String, tutord::ctl::CtlError> {
                 tutord::ctl::tuning::text(&d)
             }
         }
-        Command::Plan { json } => {
+        Command::Plan { json, .. } => {
             let (machine, candidates) = client.plan().await?;
             if json {
                 format!("{:#}\n", plan::json(&machine, &candidates))

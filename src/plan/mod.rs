@@ -10,6 +10,7 @@
 //! defaults and are calibrated from real answers (`calibrate`).
 
 pub mod calibrate;
+pub mod nominal;
 pub mod planner;
 pub mod service;
 pub mod voice;
@@ -260,11 +261,13 @@ pub struct Choice {
 
 /// Parameters within which two models count as the same size: a general model of the same
 /// size is chosen over a code model (a tutor explains more than it codes).
-const SAME_SIZE: f64 = 0.9;
+pub(crate) const SAME_SIZE: f64 = 0.9;
 
 /// The largest of `meeting` by bytes per token; among models of about its size (parameters
 /// within [`SAME_SIZE`]) a general one before a code one, then the larger, then the faster.
-fn largest_for_a_tutor<'a>(meeting: &[(usize, &'a Prediction)]) -> Option<(usize, &'a Prediction)> {
+pub(crate) fn largest_for_a_tutor<'a>(
+    meeting: &[(usize, &'a Prediction)],
+) -> Option<(usize, &'a Prediction)> {
     let (_, largest) = meeting
         .iter()
         .max_by(|(_, a), (_, b)| a.bytes_per_token.total_cmp(&b.bytes_per_token))?;

@@ -121,8 +121,10 @@ impl Planner {
         have
     }
 
-    /// The catalog's (model, backend) pairs this board can run, with their presence.
-    pub fn candidates(&self, catalog: &Catalog, models_dir: &Path) -> Vec<ModelFacts> {
+    /// The catalog's (model, backend) pairs this board can run, as the catalog describes
+    /// them: none fetched, bytes bounded by the file's size (what an image for the board is
+    /// planned from, `nominal`).
+    pub fn catalog_facts(&self, catalog: &Catalog) -> Vec<ModelFacts> {
         let backends = self.backends();
         let mut out = Vec::new();
         for m in &catalog.models {
@@ -133,33 +135,45 @@ impl Planner {
             if !on_board {
                 continue;
             }
-            let present = matches!(
-                presence(m, models_dir, false),
-                Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
-            );
-            // A fetched GGUF says what a token reads and multiplies; otherwise the catalog's
-            // size bounds the bytes, and its row count stands.
-            let read = present
-                .then(|| header(&models_dir.join(&m.file)).ok())
-                .flatten();
-            let streamed = read
-                .as_ref()
-                .map_or(m.file_bytes, |(g, _)| g.streamed_bytes());
-            let rows = read.as_ref().map(|(g, _)| g.matrix_rows());
             for b in m.backends.iter().filter(|b| backends.contains(b)) {
                 out.push(ModelFacts {
                     name: m.name.clone(),
                     backend: b.as_str().to_string(),
                     file_bytes: m.file_bytes,
-                    streamed_bytes: streamed,
+                    streamed_bytes: m.file_bytes,
                     parameters: m.parameters,
                     layers: m.layers,
                     kv_heads: m.kv_heads,
                     head_dim: m.head_dim,
-                    matrix_rows: rows.unwrap_or(m.matrix_rows),
-                    present,
+                    matrix_rows: m.matrix_rows,
+                    present: false,
                     code: m.code,
                 });
+            }
+        }
+        out
+    }
+
+    /// The catalog's (model, backend) pairs this board can run, with their presence.
+    pub fn candidates(&self, catalog: &Catalog, models_dir: &Path) -> Vec<ModelFacts> {
+        let mut out = self.catalog_facts(catalog);
+        for f in &mut out {
+            let Some(m) = catalog.models.iter().find(|m| m.name == f.name) else {
+                continue;
+            };
+            f.present = matches!(
+                presence(m, models_dir, false),
+                Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
+            );
+            // A fetched GGUF says what a token reads and multiplies; otherwise the catalog's
+            // size bounds the bytes, and its row count stands.
+            if let Some((g, _)) = f
+                .present
+                .then(|| header(&models_dir.join(&m.file)).ok())
+                .flatten()
+            {
+                f.streamed_bytes = g.streamed_bytes();
+                f.matrix_rows = g.matrix_rows();
             }
         }
         out

@@ -34,6 +34,13 @@ pub struct BoardProfile {
     pub gpu_tflops_fp16: f64,
     #[serde(default = "no_power_mode")]
     pub jetson_power_mode: i32,
+    /// The DDR clock, MHz, an image for this board is planned for (0 = none stated).
+    #[serde(default)]
+    pub nominal_ddr_clock_mhz: u32,
+    /// `MemAvailable` after boot, MiB, on the memory size an image for this board is planned
+    /// for (0 = none stated).
+    #[serde(default)]
+    pub nominal_mem_available_mib: u32,
 }
 
 fn no_power_mode() -> i32 {
@@ -44,6 +51,14 @@ impl BoardProfile {
     /// Which code paths apply (RKLLM, Jetson tools): the family as a known board.
     pub fn board(&self) -> Board {
         Board::from_name(&self.family).unwrap_or(Board::Generic)
+    }
+
+    /// Theoretical bandwidth at the nominal DDR clock, bytes/s: clock × 2 (double data rate)
+    /// × bus width ÷ 8; None when the profile states no nominal clock.
+    pub fn nominal_bandwidth(&self) -> Option<f64> {
+        (self.nominal_ddr_clock_mhz > 0).then(|| {
+            f64::from(self.nominal_ddr_clock_mhz) * 1e6 * 2.0 * f64::from(self.bus_width_bits) / 8.0
+        })
     }
 }
 
