@@ -274,7 +274,7 @@ Description: offline voice tutor appliance daemon
  org.tutord.Tutor1 on the system bus; tutorctl is its command-line client.
  .
  Models are not included: "tutorctl models fetch" downloads the default one into
- /var/lib/tutord/models (board images ship it).
+ /var/lib/tutord/models (board images ship the models their board chooses).
 EOF
 # Same dates on every file: the package's bytes depend on the sources only.
 find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

@@ -87,7 +87,7 @@ fn shipped_catalog_holds_the_gguf_tiers_from_135m_to_8b() {
         .iter()
         .map(|m| m.name.as_str())
         .collect();
-    assert_eq!(defaults, ["smollm2-135m-q4_1"]);
+    assert_eq!(defaults, ["qwen2.5-coder-1.5b-q4_k_m"]);
     let small = c.get("smollm2-135m-q4_1").unwrap();
     assert_eq!(small.sha256.to_string(), SHA);
     assert_eq!(small.file_bytes, 98_362_432);

@@ -144,7 +144,13 @@ mod tests {
             .find(|l| l.starts_with("smollm2-135m-q4_1 "))
             .expect("small model listed");
         assert!(small.contains("98.4 MB"), "{small}");
-        assert!(small.contains("yes"), "{small}");
+        assert!(!small.contains("yes"), "not a default: {small}");
         assert!(small.ends_with("missing"), "{small}");
+        let default = lines
+            .iter()
+            .find(|l| l.starts_with("qwen2.5-coder-1.5b-q4_k_m "))
+            .expect("default model listed");
+        assert!(default.contains("1117.3 MB"), "{default}");
+        assert!(default.contains("yes"), "{default}");
     }
 }
