@@ -195,7 +195,7 @@ for lib in $needed; do
         libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
         libgcc_s.so.*) depends="$depends, libgcc-s1" ;;
         libstdc++.so.*) depends="$depends, libstdc++6 (>= 12)" ;;
-        # llama.cpp's threads in tutord-engine (engine/Cargo.toml: the `openmp` feature)
+        # llama.cpp's threads, if tutord-engine is built with OpenMP (engine/Cargo.toml)
         libgomp.so.1) depends="$depends, libgomp1" ;;
         # speech: TTS through Debian's libespeak-ng, audio through ALSA
         libespeak-ng.so.1) depends="$depends, libespeak-ng1" ;;
