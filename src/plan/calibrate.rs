@@ -52,6 +52,28 @@ impl Default for Efficiencies {
     }
 }
 
+/// The FP32 probe's figure (2 threads, AVX2) on the VM the first-boot row cost was fitted on.
+pub const FITTED_ON_FP32: f64 = 203e9;
+
+impl Efficiencies {
+    /// The first boot's figures for the CPU backend on cores whose FP32 probe reads
+    /// `cpu_fp32` (FLOP/s): a row's fixed cost is core time, so the fitted 25 ns scales with
+    /// the cores' measured speed, as the voice's costs do (`VoiceCosts::from_probe`). On a
+    /// shared VM whose neighbours slowed it (FP32 probe 174 instead of 203 GFLOP/s), a fixed
+    /// 25 ns predicted SmolLM2 at 92 tok/s where llama-bench measured 82; scaled, 85. No
+    /// probe (0, or infinite: a board planned from its nominal figures) keeps the fit.
+    pub fn first_boot_cpu(cpu_fp32: f64) -> Self {
+        let fitted = Self::default();
+        if !(cpu_fp32.is_finite() && cpu_fp32 > 0.0) {
+            return fitted;
+        }
+        Self {
+            overhead_per_row: fitted.overhead_per_row * FITTED_ON_FP32 / cpu_fp32,
+            ..fitted
+        }
+    }
+}
+
 /// One model's smoothed measurement, as the store keeps it.
 pub use crate::store::CalibrationSample as Sample;
 

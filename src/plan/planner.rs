@@ -257,8 +257,12 @@ impl Planner {
             None => Vec::new(),
         };
         self.efficiencies.clear();
-        let first_boot = Efficiencies::default();
+        let cpu_fp32 = self.machine.as_ref().map_or(0.0, |m| m.cpu_fp32);
         for b in self.backends() {
+            let first_boot = match b.as_str() {
+                "cpu" => Efficiencies::first_boot_cpu(cpu_fp32),
+                _ => Efficiencies::default(),
+            };
             // Each sample with its model's matrix rows; a model no longer planned (gone from
             // the catalog) says nothing the fit can place.
             let of_backend: Vec<_> = samples

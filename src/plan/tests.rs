@@ -589,3 +589,23 @@ fn a_general_model_is_chosen_over_a_code_model_of_its_size_not_over_a_larger_one
     let c = choose(&plan(&models, &rk3588(), &t), &t, None);
     assert_eq!(c.chosen, Some(0), "{c:?}");
 }
+
+#[test]
+fn the_first_boot_row_cost_follows_the_fp32_probe() {
+    // Fitted at 25 ns a row with the probe at 203 GFLOP/s; cores that probe at 174 (the same
+    // VM with busy neighbours) pay 25 × 203 / 174 = 29.17 ns.
+    let at = |fp32: f64| Efficiencies::first_boot_cpu(fp32).overhead_per_row;
+    assert!((at(203e9) - 25e-9).abs() < 1e-15);
+    assert!((at(174e9) - 29.166_666e-9).abs() < 1e-14, "{}", at(174e9));
+    assert!((at(406e9) - 12.5e-9).abs() < 1e-15);
+    // No probe (a board planned from its nominal figures): the fitted figure.
+    assert_eq!(at(0.0), 25e-9);
+    assert_eq!(at(f64::INFINITY), 25e-9);
+    // Only the row cost moves.
+    let d = Efficiencies::default();
+    let s = Efficiencies::first_boot_cpu(174e9);
+    assert_eq!(
+        (s.memory, s.compute, s.prefill, s.samples),
+        (d.memory, d.compute, d.prefill, 0)
+    );
+}
