@@ -15,9 +15,13 @@
 #                             closest to the one llama-cpp-sys-2 bundles; see docs/benchmarks.md)
 #   LLAMA_BENCH_FLAVOR        native (default): -DGGML_NATIVE=ON, how llama.cpp builds itself
 #                             for the machine it runs on;
-#                             crate: the ggml options and C flags of the llama-cpp-sys-2 build
-#                             in $CARGO_TARGET_DIR/release (run `cargo bench` first), to tell a
-#                             difference of build flags from one of tutord's engine code
+#                             crate: llama.cpp "built the same way" as tutord's engine: the
+#                             llama.cpp tree of llama-cpp-sys-2 itself (from Cargo's registry)
+#                             with the sdist's tools/llama-bench dropped in, configured with the
+#                             ggml options and C flags of the llama-cpp-sys-2 build in
+#                             $CARGO_TARGET_DIR/release (run `cargo bench` first). What is left
+#                             between the two is tutord's engine code, not the llama.cpp version
+#                             (the sdist's is older) or the flags (OpenMP, -march=native)
 #   LLAMA_BENCH_JOBS          parallel compile jobs (default: the number of CPUs)
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/common.sh"
@@ -29,7 +33,11 @@ PINNED_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 FLAVOR="${LLAMA_BENCH_FLAVOR:-native}"
 JOBS="${LLAMA_BENCH_JOBS:-$(nproc)}"
 ROOT="$CACHE/llama-bench/$VERSION"
+# The llama-cpp-sys-2 of Cargo.lock: tutord's llama.cpp.
+SYS_VER="$(awk '/^name = "llama-cpp-sys-2"$/ { getline; gsub(/"/, "", $3); print $3 }' "$REPO/Cargo.lock")"
 DEST="$ROOT/$FLAVOR"
+# The crate flavor builds the crate's tree: one build per llama-cpp-sys-2 version.
+[ "$FLAVOR" = crate ] && DEST="$ROOT/crate-llama-cpp-sys-2-$SYS_VER"
 
 case "$FLAVOR" in
     native | crate) ;;
@@ -39,8 +47,7 @@ esac
 # The llama.cpp that tutord links: the llama-cpp-sys-2 of Cargo.lock, from Cargo's registry
 # sources. The crate carries no git metadata, so its CMake version numbers are what we have.
 sys_crate_versions() {
-    local ver dir
-    ver="$(awk '/^name = "llama-cpp-sys-2"$/ { getline; gsub(/"/, "", $3); print $3 }' "$REPO/Cargo.lock")"
+    local ver="$SYS_VER" dir
     dir="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"llama-cpp-sys-2-$ver"/llama.cpp 2>/dev/null | head -n 1)"
     if [ -n "$dir" ]; then
         printf 'llama-cpp-sys-2 %s: llama.cpp %s, ggml %s\n' "$ver" "$(tree_version "$dir")" "$(ggml_version "$dir")"
@@ -90,9 +97,16 @@ python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 # For the crate flavor: the ggml switches and C flags that llama-cpp-sys-2's build.rs chose,
 # read back from the CMake cache of its release build (the one `cargo bench` links).
 crate_flags() {
-    local cache
-    cache="$(ls -t "$CARGO_TARGET_DIR"/release/build/llama-cpp-sys-2-*/out/build/CMakeCache.txt 2>/dev/null | head -n 1)"
-    [ -n "$cache" ] || die "no release build of llama-cpp-sys-2 in $CARGO_TARGET_DIR: run \`cargo bench -p tutord-engine --bench engine\` once first"
+    local cache caches
+    mapfile -t caches < <(ls -t "$CARGO_TARGET_DIR"/release/build/llama-cpp-sys-2-*/out/build/CMakeCache.txt 2>/dev/null)
+    [ "${#caches[@]}" -gt 0 ] || die "no release build of llama-cpp-sys-2 in $CARGO_TARGET_DIR: run \`cargo bench -p tutord-engine --bench engine\` once first"
+    cache="${caches[0]}"
+    # Cargo keeps every feature set's build: the newest is not always the one linked (after
+    # a feature is tried and reverted, the older build is reused untouched). Builds that
+    # disagree on OpenMP cannot be told apart here, so say so rather than guess.
+    if [ "$(grep -h '^GGML_OPENMP:' "${caches[@]}" | sort -u | wc -l)" -gt 1 ]; then
+        die "llama-cpp-sys-2 release builds in $CARGO_TARGET_DIR disagree on GGML_OPENMP (${caches[*]%/out/build/CMakeCache.txt}): remove the stale one(s)"
+    fi
     log "taking llama-cpp-sys-2's ggml options from $cache"
     sed -n -E 's/^(GGML_(NATIVE|AVX[A-Z0-9_]*|FMA|F16C|BMI2|SSE42|OPENMP|LLAMAFILE|CPU_REPACK|AMX_[A-Z0-9]*)):BOOL=(ON|OFF)$/-D\1=\3/p' "$cache"
     sed -n -E 's/^(CMAKE_(C|CXX)_FLAGS):STRING=(.*)$/-D\1=\3/p' "$cache"
@@ -138,6 +152,18 @@ COMMIT="$(awk -v v="## [$VERSION]" '
     inside && match($0, /llama\.cpp@[0-9a-f]+/) { print substr($0, RSTART + 10, RLENGTH - 10); exit }
 ' "${TOP}CHANGELOG.md")"
 COMMIT="${COMMIT:-unknown}"
+if [ "$FLAVOR" = crate ]; then
+    # The crate's tree has llama.cpp's library and common/ but empty tools/ folders: copy it,
+    # put the sdist's llama-bench in, and let tools/ build only that.
+    SYS_TREE="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"llama-cpp-sys-2-$SYS_VER"/llama.cpp 2>/dev/null | head -n 1)"
+    [ -n "$SYS_TREE" ] || die "llama-cpp-sys-2 $SYS_VER is not in Cargo's registry sources: run \`cargo bench -p tutord-engine --bench engine\` once first"
+    cp -r "$SYS_TREE" "$WORK/sys-llama.cpp"
+    cp "$SRC"/tools/llama-bench/* "$WORK/sys-llama.cpp/tools/llama-bench/"
+    printf 'find_package(Threads REQUIRED)\nllama_add_compile_flags()\nadd_subdirectory(llama-bench)\n' \
+        >"$WORK/sys-llama.cpp/tools/CMakeLists.txt"
+    SRC="$WORK/sys-llama.cpp"
+    COMMIT="llama-cpp-sys-2-$SYS_VER"
+fi
 LLAMA_VERSION="$(tree_version "$SRC")"
 GGML_VER="$(ggml_version "$SRC")"
 
@@ -146,6 +172,7 @@ ARGS=(
     # One self-contained binary: the cache keeps it, not the build folder.
     -DBUILD_SHARED_LIBS=OFF
     -DLLAMA_BUILD_COMMIT="$COMMIT"
+    -DLLAMA_BUILD_TOOLS=ON
 )
 # Off, where this llama.cpp has the option at all (they come and go: LLAMA_CURL is gone from
 # newer trees, LLAMA_BUILD_APP and LLAMA_OPENSSL are new); none is needed by llama-bench.

@@ -11,6 +11,9 @@
 //!   order, so that a slow spell of the machine does not land on one side only
 //! - `LLAMA_BENCH`: a `llama-bench` binary; default: the one `scripts/llama-bench.sh` builds
 //!   and caches (its first run takes minutes)
+//! - `LLAMA_BENCH_FLAVOR`: which one the script builds: `crate` (default here: llama-bench
+//!   built the same way as the engine, from llama-cpp-sys-2's own llama.cpp tree with its ggml
+//!   options) or `native` (llama.cpp as it builds itself: `-march=native`, OpenMP)
 //!
 //! How the two are made comparable: llama-bench's `tg64` decodes 64 tokens one at a time and
 //! times only the decodes. tutord cannot decode without a prompt, so its 64 answer tokens sit
@@ -366,7 +369,11 @@ fn build_llama_bench() -> Result<PathBuf, String> {
         "llama-bench: {} (its first run downloads and builds it: minutes)",
         script.display()
     );
-    let out = Command::new(&script)
+    let mut command = Command::new(&script);
+    if std::env::var_os("LLAMA_BENCH_FLAVOR").is_none() {
+        command.env("LLAMA_BENCH_FLAVOR", "crate");
+    }
+    let out = command
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("running {}: {e}", script.display()))?;

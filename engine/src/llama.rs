@@ -324,7 +324,7 @@ impl Engine for LlamaEngine {
             if self.cached.len() + 1 >= n_ctx as usize {
                 break; // context full: end the answer here rather than fail it
             }
-            let token = sampler.sample(&self.ctx, logits_index);
+            let token = sampler.pick(&self.ctx, logits_index);
             if vocab.is_eog(token) {
                 ended = true;
                 break;
@@ -365,7 +365,7 @@ impl Engine for LlamaEngine {
             // The last token was decoded, so the logits of the next one are there: an answer
             // that fits `max_tokens` exactly is not reported cut when the model would have
             // stopped now.
-            ended = vocab.is_eog(sampler.sample(&self.ctx, logits_index));
+            ended = vocab.is_eog(sampler.pick(&self.ctx, logits_index));
         }
         // Cut by `max_tokens` or by the end of the context: the daemon ends the text at its
         // last complete sentence.
@@ -408,16 +408,47 @@ fn batch_last_index(processed: usize) -> i32 {
     (in_last - 1) as i32
 }
 
-fn sampler_for(s: &Sampling) -> LlamaSampler {
-    if s.temperature <= 0.0 {
-        return LlamaSampler::greedy();
+/// How the next token is picked.
+enum Picker {
+    /// Temperature 0: the highest logit, read straight from the context. llama.cpp's greedy
+    /// sampler first copies every logit into a candidate array it allocates for each token
+    /// (590 KB for a 49k vocabulary, mapped and unmapped each time), a cost per token that
+    /// llama-bench does not pay and the answer does not need.
+    Greedy,
+    Sampler(LlamaSampler),
+}
+
+impl Picker {
+    fn pick(&mut self, ctx: &LlamaContext<'_>, logits_index: i32) -> LlamaToken {
+        match self {
+            Picker::Greedy => LlamaToken(first_max(ctx.get_logits_ith(logits_index)) as i32),
+            Picker::Sampler(s) => s.sample(ctx, logits_index),
+        }
     }
-    LlamaSampler::chain_simple([
+}
+
+/// The index of the first highest logit: llama.cpp's greedy sampler's choice (a later equal
+/// logit does not replace it; a NaN never wins).
+fn first_max(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, l) in logits.iter().enumerate().skip(1) {
+        if *l > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn sampler_for(s: &Sampling) -> Picker {
+    if s.temperature <= 0.0 {
+        return Picker::Greedy;
+    }
+    Picker::Sampler(LlamaSampler::chain_simple([
         LlamaSampler::top_k(s.top_k.max(1) as i32),
         LlamaSampler::top_p(s.top_p.clamp(0.0, 1.0), 1),
         LlamaSampler::temp(s.temperature),
         LlamaSampler::dist(s.seed),
-    ])
+    ]))
 }
 
 /// Threads for llama.cpp: one per placed core (the process is already pinned to them), or
@@ -522,6 +553,15 @@ mod tests {
         assert_eq!(s.push(&[0xff, b'b']), "\u{fffd}b");
         assert_eq!(s.push(&snake[..1]), "");
         assert_eq!(s.finish(), "\u{fffd}");
+    }
+
+    #[test]
+    fn greedy_takes_the_first_highest_logit() {
+        assert_eq!(first_max(&[0.5, 2.0, -1.0, 2.0]), 1);
+        assert_eq!(first_max(&[3.0, 2.0]), 0);
+        assert_eq!(first_max(&[-5.0, -4.0, -4.5]), 1);
+        assert_eq!(first_max(&[1.0, f32::NAN, 1.5]), 2);
+        assert_eq!(first_max(&[7.0]), 0);
     }
 
     #[test]
