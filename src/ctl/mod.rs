@@ -51,8 +51,32 @@ impl CtlError {
     }
 }
 
-/// How long `ask` waits for the next piece of an answer.
+/// How long `ask` and `listen` wait for the next piece of an answer, unless
+/// `TUTORCTL_ANSWER_SILENCE_S` says otherwise.
 const ANSWER_SILENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The wait for the next piece: a minute, or `TUTORCTL_ANSWER_SILENCE_S` seconds. A board
+/// under QEMU's TCG (the image test) runs the voice and the model on emulated cores and can
+/// pass more than a minute between two pieces on a slow host.
+fn answer_silence() -> Result<std::time::Duration, CtlError> {
+    silence_from(std::env::var("TUTORCTL_ANSWER_SILENCE_S").ok().as_deref())
+}
+
+fn silence_from(value: Option<&str>) -> Result<std::time::Duration, CtlError> {
+    let Some(v) = value else {
+        return Ok(ANSWER_SILENCE);
+    };
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| {
+            CtlError::Call(format!(
+                "TUTORCTL_ANSWER_SILENCE_S={v:?}: expected a whole number of seconds above 0"
+            ))
+        })
+}
 
 /// A connected client.
 pub struct Client {
@@ -182,6 +206,7 @@ impl Client {
             .receive_answer_finished()
             .await
             .map_err(CtlError::call)?;
+        let limit = answer_silence()?;
         let mut options = HashMap::new();
         if new_session {
             options.insert("new_session", zbus::Variant::from(true));
@@ -194,7 +219,7 @@ impl Client {
         loop {
             // A slow board writes a few tokens a second; a minute without a piece or the end
             // means the daemon is gone or wedged.
-            let silence = tokio::time::sleep(ANSWER_SILENCE);
+            let silence = tokio::time::sleep(limit);
             tokio::select! {
                 // Pieces and the end come on one connection in order; prefer pieces so the
                 // last ones are printed before the stats.
@@ -202,7 +227,7 @@ impl Client {
                 _ = silence => {
                     return Err(CtlError::Call(format!(
                         "no piece of the answer for {} s",
-                        ANSWER_SILENCE.as_secs()
+                        limit.as_secs()
                     )));
                 }
                 Some(t) = tokens.next() => {
@@ -258,4 +283,20 @@ impl Client {
 enum Question<'a> {
     Text(&'a str),
     Wav(&'a [u8]),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_silence_is_a_minute_or_the_variable() {
+        assert_eq!(silence_from(None).unwrap().as_secs(), 60);
+        assert_eq!(silence_from(Some("300")).unwrap().as_secs(), 300);
+        assert_eq!(silence_from(Some(" 90 ")).unwrap().as_secs(), 90);
+        for bad in ["0", "-5", "ten", ""] {
+            let e = silence_from(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("TUTORCTL_ANSWER_SILENCE_S"), "{e}");
+        }
+    }
 }
