@@ -26,6 +26,30 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The daemon's boot benchmark at its real budgets (not the harness's quick one).
+const REAL_BENCH: [(&str, &str); 3] = [
+    ("TUTORD_BENCH__BUDGET_MS", "1000"),
+    ("TUTORD_BENCH__COMPUTE_BUDGET_MS", "300"),
+    ("TUTORD_BENCH__MAX_WORKING_SET_MIB", "4096"),
+];
+
+/// Each question asked in turn on `bus`, each answer's (tokens per second, generated tokens)
+/// as `AnswerFinished` gives them.
+fn answer_figures(bus: &Bus, questions: &[&str], each: Duration) -> Vec<(f64, f64)> {
+    rt().block_on(async {
+        let conn = connect_to(bus).await;
+        let mut out = Vec::new();
+        for q in questions {
+            let (_, stats) = ask_and_wait(&conn, q, true, each).await;
+            out.push((
+                number(&stats, "tokens_per_second"),
+                number(&stats, "generated_tokens"),
+            ));
+        }
+        out
+    })
+}
+
 /// The boot benchmark with its default budgets, run once.
 fn measured() -> &'static Measurement {
     static M: OnceLock<Measurement> = OnceLock::new();
@@ -196,12 +220,7 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = small_model_config(cfg_dir.path(), 48, "");
     // The real benchmark (not the harness's quick one): the calibration is relative to it.
-    let real_bench = [
-        ("TUTORD_BENCH__BUDGET_MS", "1000"),
-        ("TUTORD_BENCH__COMPUTE_BUDGET_MS", "300"),
-        ("TUTORD_BENCH__MAX_WORKING_SET_MIB", "4096"),
-    ];
-    let daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &real_bench);
+    let daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &REAL_BENCH);
     assert!(notify.wait_for("READY=1", Duration::from_secs(60)));
     let before = property(&bus, "PredictedTokensPerSecond");
     assert!(before > 0.0, "the pinned catalog model has a prediction");
@@ -213,25 +232,21 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
     // first three, then an exponential average): the test folds exactly those, so a noisy
     // machine moves the expectation with the prediction instead of failing the test (CI saw
     // 2-38 tok/s between answers of one run).
-    let answers = rt().block_on(async {
-        let conn = connect_to(&bus).await;
-        let mut answers = Vec::new();
-        for q in [
+    let answers: Vec<(f64, u32)> = answer_figures(
+        &bus,
+        &[
             "Name three colours and say why you like each.",
             "Explain what two plus two is, step by step.",
             "Tell me a short story about a cat.",
             "Describe the planet Mars to a child.",
             "Why is the sky blue? Explain it simply.",
             "Tell me three facts about the ocean.",
-        ] {
-            let (_, stats) = ask_and_wait(&conn, q, true, Duration::from_secs(120)).await;
-            answers.push((
-                number(&stats, "tokens_per_second"),
-                number(&stats, "generated_tokens") as u32,
-            ));
-        }
-        answers
-    });
+        ],
+        Duration::from_secs(120),
+    )
+    .into_iter()
+    .map(|(tps, tokens)| (tps, tokens as u32))
+    .collect();
     let after = property(&bus, "PredictedTokensPerSecond");
     let mut smoothed: Option<(f64, u32)> = None;
     for (tps, tokens) in &answers[1..] {
@@ -262,7 +277,7 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
 
     // The next boot predicts with the calibration (and the cached benchmark).
     let mut notify2 = NotifySocket::new();
-    let _daemon = daemon.restart(&bus, Some(&notify2.path), &cfg, &real_bench);
+    let _daemon = daemon.restart(&bus, Some(&notify2.path), &cfg, &REAL_BENCH);
     assert!(notify2.wait_for("READY=1", Duration::from_secs(60)));
     let rebooted = property(&bus, "PredictedTokensPerSecond");
     assert!(
@@ -299,11 +314,6 @@ fn fetched_language_models() -> Vec<(String, std::path::PathBuf)> {
 fn first_boot_predicts_each_fetched_model_near_its_decode_speed() {
     let _g = serial();
     engine_binary();
-    let real_bench = [
-        ("TUTORD_BENCH__BUDGET_MS", "1000"),
-        ("TUTORD_BENCH__COMPUTE_BUDGET_MS", "300"),
-        ("TUTORD_BENCH__MAX_WORKING_SET_MIB", "4096"),
-    ];
     const GOAL: f64 = 0.20;
     const FAILS: f64 = 0.60;
     let mut report = Vec::new();
@@ -312,7 +322,7 @@ fn first_boot_predicts_each_fetched_model_near_its_decode_speed() {
         // attempt's answers is not the planner's error.
         let mut attempts = Vec::new();
         for _ in 0..3 {
-            let (predicted, measured, speeds) = first_boot(&name, &file, &real_bench);
+            let (predicted, measured, speeds) = first_boot(&name, &file);
             let err = (predicted - measured) / measured;
             eprintln!(
                 "{name}: first boot predicted {predicted:.1} tok/s, measured {measured:.1} \
@@ -348,7 +358,7 @@ fn first_boot_predicts_each_fetched_model_near_its_decode_speed() {
 /// One first boot of `name` on a fresh state directory (no cached benchmark, no
 /// calibration): the daemon's prediction before any answer, and the median decode speed of
 /// the answers after the first (which pages the model in), with those answers.
-fn first_boot(name: &str, file: &Path, real_bench: &[(&str, &str)]) -> (f64, f64, Vec<f64>) {
+fn first_boot(name: &str, file: &Path) -> (f64, f64, Vec<f64>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("tutord.toml");
     std::fs::write(
@@ -362,35 +372,28 @@ fn first_boot(name: &str, file: &Path, real_bench: &[(&str, &str)]) -> (f64, f64
     .unwrap();
     let bus = Bus::open();
     let mut notify = NotifySocket::new();
-    let _daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, real_bench);
+    let _daemon = Daemon::start_with_config(&bus, Some(&notify.path), &cfg, &REAL_BENCH);
     assert!(
         notify.wait_for("READY=1", Duration::from_secs(180)),
         "{name}"
     );
     let predicted = property(&bus, "PredictedTokensPerSecond");
-    let mut speeds: Vec<f64> = rt().block_on(async {
-        let conn = connect_to(&bus).await;
-        let mut speeds = Vec::new();
-        for q in [
+    let mut speeds: Vec<f64> = answer_figures(
+        &bus,
+        &[
             "Why is the sky blue?",
             "What is a prime number?",
             "How do plants make food?",
             "What causes the seasons?",
             "Why do we have tides?",
-        ] {
-            let (_, stats) = ask_and_wait(&conn, q, true, Duration::from_secs(180)).await;
-            speeds.push((
-                number(&stats, "generated_tokens"),
-                number(&stats, "tokens_per_second"),
-            ));
-        }
-        speeds
-            .into_iter()
-            .skip(1)
-            .filter(|(tokens, _)| *tokens >= 8.0)
-            .map(|(_, tps)| tps)
-            .collect()
-    });
+        ],
+        Duration::from_secs(180),
+    )
+    .into_iter()
+    .skip(1)
+    .filter(|(_, tokens)| *tokens >= 8.0)
+    .map(|(tps, _)| tps)
+    .collect();
     assert!(!speeds.is_empty(), "{name}: no answer of 8 tokens or more");
     speeds.sort_by(f64::total_cmp);
     let measured = speeds[speeds.len() / 2];

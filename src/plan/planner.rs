@@ -259,8 +259,8 @@ impl Planner {
         self.efficiencies.clear();
         let cpu_fp32 = self.machine.as_ref().map_or(0.0, |m| m.cpu_fp32);
         for b in self.backends() {
-            let first_boot = match b.as_str() {
-                "cpu" => Efficiencies::first_boot_cpu(cpu_fp32),
+            let first_boot = match b {
+                Backend::Cpu => Efficiencies::first_boot_cpu(cpu_fp32),
                 _ => Efficiencies::default(),
             };
             // Each sample with its model's matrix rows; a model no longer planned (gone from
