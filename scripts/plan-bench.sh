@@ -83,6 +83,10 @@ run_model() {
     {
         # The product's own sampling (temperature 0.7, top-k): what a child's answers cost.
         printf '[llm]\nmodel = "%s"\nmax_tokens = %s\n' "$1" "$MAX_TOKENS"
+        # Predicted at the answers' depth: decoding slows as the KV cache grows, and these
+        # answers run from a ~53-token prompt (persona + question, a new session each) to
+        # 53 + MAX_TOKENS (tests/plan_real.rs, PLANNED_DEPTH).
+        printf '[plan]\nprompt_tokens = %s\n' "$((53 + MAX_TOKENS / 2))"
         printf '[models]\ndir = "%s"\ncatalog = "%s"\n' "$TUTORD_MODELS_DIR" "$REPO/config/models.toml"
     } >"$RUN/tutord.toml"
     "$BIN/tutord" --bus "$ADDR" --config "$RUN/tutord.toml" --state-dir "$2" 2>>"$RUN/tutord.log" &

@@ -33,18 +33,27 @@ const REAL_BENCH: [(&str, &str); 3] = [
     ("TUTORD_BENCH__MAX_WORKING_SET_MIB", "4096"),
 ];
 
-/// Each question asked in turn on `bus`, each answer's (tokens per second, generated tokens)
-/// as `AnswerFinished` gives them.
-fn answer_figures(bus: &Bus, questions: &[&str], each: Duration) -> Vec<(f64, f64)> {
+/// One answer's figures as `AnswerFinished` gives them.
+struct Answer {
+    tokens_per_second: f64,
+    generated: f64,
+    /// Prompt tokens processed for the turn: each question starts a new session, so the
+    /// system prompt and the question, the depth the answer starts at.
+    prompt: f64,
+}
+
+/// Each question asked in turn on `bus`, each in a new session.
+fn answer_figures(bus: &Bus, questions: &[&str], each: Duration) -> Vec<Answer> {
     rt().block_on(async {
         let conn = connect_to(bus).await;
         let mut out = Vec::new();
         for q in questions {
             let (_, stats) = ask_and_wait(&conn, q, true, each).await;
-            out.push((
-                number(&stats, "tokens_per_second"),
-                number(&stats, "generated_tokens"),
-            ));
+            out.push(Answer {
+                tokens_per_second: number(&stats, "tokens_per_second"),
+                generated: number(&stats, "generated_tokens"),
+                prompt: number(&stats, "prompt_tokens"),
+            });
         }
         out
     })
@@ -245,7 +254,7 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
         Duration::from_secs(120),
     )
     .into_iter()
-    .map(|(tps, tokens)| (tps, tokens as u32))
+    .map(|a| (a.tokens_per_second, a.generated as u32))
     .collect();
     let after = property(&bus, "PredictedTokensPerSecond");
     let mut smoothed: Option<(f64, u32)> = None;
@@ -355,6 +364,14 @@ fn first_boot_predicts_each_fetched_model_near_its_decode_speed() {
     assert!(off.is_empty(), "more than 60 % off at first boot: {off:?}");
 }
 
+/// The first-boot answers' length, and the context depth the plan is asked to predict at:
+/// each question starts a new session, its prompt (the persona's system prompt and the
+/// question) takes ~53 tokens, and an answer decodes from there to 53 + 48: 77 in the middle.
+/// Decoding slows with depth (SmolLM2: 25 % from none to 256 tokens), so the prediction is
+/// made where the answers are measured.
+const ANSWER_TOKENS: u32 = 48;
+const PLANNED_DEPTH: u32 = 53 + ANSWER_TOKENS / 2;
+
 /// One first boot of `name` on a fresh state directory (no cached benchmark, no
 /// calibration): the daemon's prediction before any answer, and the median decode speed of
 /// the answers after the first (which pages the model in), with those answers.
@@ -364,7 +381,8 @@ fn first_boot(name: &str, file: &Path) -> (f64, f64, Vec<f64>) {
     std::fs::write(
         &cfg,
         format!(
-            "[llm]\nmodel = \"{name}\"\nmax_tokens = 48\ntemperature = 0.0\n\
+            "[llm]\nmodel = \"{name}\"\nmax_tokens = {ANSWER_TOKENS}\ntemperature = 0.0\n\
+             [plan]\nprompt_tokens = {PLANNED_DEPTH}\n\
              [models]\ndir = \"{}\"\ncatalog = \"{REPO}/config/models.toml\"\n",
             file.parent().unwrap().display()
         ),
@@ -378,7 +396,21 @@ fn first_boot(name: &str, file: &Path) -> (f64, f64, Vec<f64>) {
         "{name}"
     );
     let predicted = property(&bus, "PredictedTokensPerSecond");
-    let mut speeds: Vec<f64> = answer_figures(
+    // The figures it planned with (the median runs) beside the best runs.
+    let plan = tutorctl(&bus, &["plan", "--json"]);
+    assert!(plan.status.success(), "tutorctl plan --json: {plan:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let m = &plan["machine"];
+    let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "{name}: benchmark read {:.1} GB/s best, {:.1} typical; FP32 {:.0} GFLOP/s best, {:.0} \
+         typical",
+        f("bandwidth_read") / 1e9,
+        f("typical_read") / 1e9,
+        f("compute_fp32") / 1e9,
+        f("typical_fp32") / 1e9
+    );
+    let answers = answer_figures(
         &bus,
         &[
             "Why is the sky blue?",
@@ -388,12 +420,22 @@ fn first_boot(name: &str, file: &Path) -> (f64, f64, Vec<f64>) {
             "Why do we have tides?",
         ],
         Duration::from_secs(180),
-    )
-    .into_iter()
-    .skip(1)
-    .filter(|(_, tokens)| *tokens >= 8.0)
-    .map(|(tps, _)| tps)
-    .collect();
+    );
+    let depths: Vec<String> = answers
+        .iter()
+        .map(|a| format!("{:.0}+{:.0}", a.prompt, a.generated))
+        .collect();
+    eprintln!("{name}: answers' prompt+generated tokens {depths:?}");
+    assert!(
+        answers.iter().all(|a| (40.0..=70.0).contains(&a.prompt)),
+        "{name}: PLANNED_DEPTH assumes prompts of ~53 tokens: {depths:?}"
+    );
+    let mut speeds: Vec<f64> = answers
+        .into_iter()
+        .skip(1)
+        .filter(|a| a.generated >= 8.0)
+        .map(|a| a.tokens_per_second)
+        .collect();
     assert!(!speeds.is_empty(), "{name}: no answer of 8 tokens or more");
     speeds.sort_by(f64::total_cmp);
     let measured = speeds[speeds.len() / 2];

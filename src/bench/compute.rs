@@ -15,6 +15,13 @@ pub struct ClusterPeak {
     pub fp32_per_core: f64,
     /// INT8 op/s of one core (2 per multiply-add); None without a dot-product instruction.
     pub int8_per_core: Option<f64>,
+    /// The median run's FP32 and INT8 rates: what the core gives over time on a shared host,
+    /// where the fields above are its best run. None in results cached before they were
+    /// measured (and INT8 without a dot-product instruction).
+    #[serde(default)]
+    pub fp32_median_per_core: Option<f64>,
+    #[serde(default)]
+    pub int8_median_per_core: Option<f64>,
 }
 
 impl ClusterPeak {
@@ -22,6 +29,20 @@ impl ClusterPeak {
     /// has it (llama.cpp multiplies Q4 weights by Q8 activations), else FP32.
     pub fn quantized_ops(&self) -> f64 {
         self.int8_per_core.unwrap_or(self.fp32_per_core) * self.cpus.len() as f64
+    }
+
+    /// `quantized_ops` from the median runs, falling back to the best where not measured.
+    pub fn typical_quantized_ops(&self) -> f64 {
+        let per_core = match self.int8_per_core {
+            Some(best) => self.int8_median_per_core.unwrap_or(best),
+            None => self.typical_fp32_per_core(),
+        };
+        per_core * self.cpus.len() as f64
+    }
+
+    /// The median run's FP32 rate of one core, else the best.
+    pub fn typical_fp32_per_core(&self) -> f64 {
+        self.fp32_median_per_core.unwrap_or(self.fp32_per_core)
     }
 }
 
@@ -38,13 +59,15 @@ pub fn measure(clusters: &[Vec<usize>], budget: Duration) -> Vec<ClusterPeak> {
                 if let Some(first) = cpus.first() {
                     let _ = pin_current_thread(&[*first]);
                 }
-                let fp32_per_core = rate(per, |n| kernels::fp32_fma(isa, n));
-                let int8_per_core = kernels::int8_dot(isa, 1)
+                let fp32 = rate(per, |n| kernels::fp32_fma(isa, n));
+                let int8 = kernels::int8_dot(isa, 1)
                     .map(|_| rate(per, |n| kernels::int8_dot(isa, n).unwrap_or(0.0)));
                 ClusterPeak {
                     cpus,
-                    fp32_per_core,
-                    int8_per_core,
+                    fp32_per_core: fp32.best,
+                    int8_per_core: int8.map(|r| r.best),
+                    fp32_median_per_core: fp32.median,
+                    int8_median_per_core: int8.and_then(|r| r.median),
                 }
             })
             .collect()
@@ -62,7 +85,7 @@ pub fn per_core(cpus: &[usize], each: Duration) -> Vec<(usize, f64)> {
         cpus.into_iter()
             .map(|c| {
                 let _ = pin_current_thread(&[c]);
-                (c, rate(each, |n| kernels::fp32_fma(isa, n)))
+                (c, rate(each, |n| kernels::fp32_fma(isa, n)).best)
             })
             .collect()
     })
@@ -82,9 +105,17 @@ pub fn fastest(cpus: &[usize], each: Duration) -> Vec<usize> {
         .collect()
 }
 
-/// Operations per second of `kernel(iterations) -> operations`, best of short runs within
+/// One kernel's operations per second over short runs: the best run and, from three runs
+/// on, the median one.
+#[derive(Clone, Copy)]
+struct Rate {
+    best: f64,
+    median: Option<f64>,
+}
+
+/// Operations per second of `kernel(iterations) -> operations`, over short runs within
 /// `budget`.
-fn rate(budget: Duration, kernel: impl Fn(u64) -> f64) -> f64 {
+fn rate(budget: Duration, kernel: impl Fn(u64) -> f64) -> Rate {
     // Size one run to about a tenth of the budget from a short probe.
     let probe = 10_000;
     let t = Instant::now();
@@ -92,13 +123,16 @@ fn rate(budget: Duration, kernel: impl Fn(u64) -> f64) -> f64 {
     let probe_s = t.elapsed().as_secs_f64().max(1e-6);
     let iters = ((budget.as_secs_f64() / 10.0 / probe_s) * probe as f64).max(1000.0) as u64;
     let begun = Instant::now();
-    let mut best = 0.0f64;
-    while begun.elapsed() < budget || best == 0.0 {
+    let mut rates = Vec::new();
+    while begun.elapsed() < budget || rates.is_empty() {
         let t = Instant::now();
         let ops = kernel(iters);
-        best = best.max(ops / t.elapsed().as_secs_f64().max(1e-9));
+        rates.push(ops / t.elapsed().as_secs_f64().max(1e-9));
     }
-    best
+    Rate {
+        best: rates.iter().copied().fold(0.0, f64::max),
+        median: (rates.len() >= 3).then(|| super::median(&rates)).flatten(),
+    }
 }
 
 #[cfg(test)]

@@ -70,6 +70,28 @@ impl Measurement {
             .sum()
     }
 
+    /// What the planner divides by: the median repetitions' figures (read bandwidth, FP32
+    /// and quantized rates of the chosen cores), each falling back to the best where a
+    /// cached result predates them. The best repetition is the machine at its quietest; a
+    /// model decodes for minutes, through its neighbours' turns too (on a shared 2-core VM
+    /// answers ran 30 % below what the best figures predicted, for minutes at a time).
+    pub fn typical(&self) -> Typical {
+        let chosen = |c: &ClusterPeak| c.cpus.iter().filter(|id| self.cpus.contains(id)).count();
+        Typical {
+            read: self.bandwidth.read_median.unwrap_or(self.bandwidth.read),
+            fp32: self
+                .compute
+                .iter()
+                .map(|c| c.typical_fp32_per_core() * chosen(c) as f64)
+                .sum(),
+            ops: self
+                .compute
+                .iter()
+                .map(|c| c.typical_quantized_ops() / c.cpus.len().max(1) as f64 * chosen(c) as f64)
+                .sum(),
+        }
+    }
+
     /// FP32 peak of the chosen cores.
     pub fn compute_fp32(&self) -> f64 {
         self.compute
@@ -78,6 +100,29 @@ impl Measurement {
                 c.fp32_per_core * c.cpus.iter().filter(|id| self.cpus.contains(id)).count() as f64
             })
             .sum()
+    }
+}
+
+/// A measurement's typical figures (`Measurement::typical`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Typical {
+    /// Read bandwidth, bytes/s.
+    pub read: f64,
+    /// FP32 FLOP/s of the chosen cores.
+    pub fp32: f64,
+    /// Quantized-matmul op/s of the chosen cores.
+    pub ops: f64,
+}
+
+/// The median of `values` (the mean of the middle two for an even count); None when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
 
@@ -274,4 +319,4 @@ pub fn gbps(bytes_per_second: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -91,6 +91,17 @@ fn results_are_cached_and_forced_runs_measure_again() {
     );
     assert!(m1.bandwidth.read > 1e8, "{m1:?}");
     assert!(m1.compute_ops() > 1e9, "{m1:?}");
+    // A typical (median) figure is measured, and no better than the best.
+    let typical = m1.typical();
+    assert!(m1.bandwidth.read_median.is_some(), "{m1:?}");
+    assert!(
+        typical.read > 0.0 && typical.read <= m1.bandwidth.read,
+        "{m1:?}"
+    );
+    assert!(
+        typical.fp32 > 0.0 && typical.fp32 <= m1.compute_fp32(),
+        "{m1:?}"
+    );
     let (m2, o2, _) = obtain(&store, &s, false, week, budget, budget);
     assert_eq!((o2, &m2), (Origin::Cached, &m1));
     let (m3, o3, _) = obtain(&store, &s, true, week, budget, budget);
@@ -107,4 +118,92 @@ fn results_are_cached_and_forced_runs_measure_again() {
     // Too old: measured again.
     let (_, o4, _) = obtain(&store, &s, false, Duration::ZERO, budget, budget);
     assert_eq!(o4, Origin::Measured);
+}
+
+#[test]
+fn the_median_of_odd_and_even_counts() {
+    assert_eq!(median(&[]), None);
+    assert_eq!(median(&[3.0]), Some(3.0));
+    assert_eq!(median(&[9.0, 1.0, 4.0]), Some(4.0));
+    assert_eq!(median(&[9.0, 1.0, 4.0, 2.0]), Some(3.0));
+}
+
+/// A measurement with the given figures: one cluster of cores 4-7, two of them chosen (read
+/// 20 GB/s best, FP32 40 GFLOP/s and INT8 160 GOP/s per core best; the medians given).
+pub(crate) fn measured(read_median: Option<f64>, fp32_median: Option<f64>) -> Measurement {
+    Measurement {
+        board: "rk3588".into(),
+        kernel_release: "6.1".into(),
+        cpus: vec![4, 5],
+        bandwidth: Bandwidth {
+            read: 20e9,
+            read_median,
+            copy: 15e9,
+            triad: 16e9,
+            threads: 2,
+            working_set_bytes: 256 << 20,
+            repetitions: [25, 12, 12],
+            setup_seconds: 0.1,
+            isa: "neon".into(),
+        },
+        theoretical: None,
+        ddr_clock_hz: 0,
+        ddr_governor: None,
+        ddr_floating: false,
+        last_level_cache_bytes: None,
+        working_set_rule: String::new(),
+        compute: vec![ClusterPeak {
+            cpus: vec![4, 5, 6, 7],
+            fp32_per_core: 40e9,
+            int8_per_core: Some(160e9),
+            fp32_median_per_core: fp32_median,
+            int8_median_per_core: fp32_median.map(|f| 4.0 * f),
+        }],
+        wall_seconds: 1.0,
+        measured_unix: 0,
+    }
+}
+
+#[test]
+fn typical_figures_are_the_medians_for_the_chosen_cores() {
+    let m = measured(Some(15e9), Some(30e9));
+    assert_eq!(
+        m.typical(),
+        Typical {
+            read: 15e9,
+            fp32: 60e9, // 2 chosen cores × 30 GFLOP/s
+            ops: 240e9, // 2 × 120 GOP/s INT8
+        }
+    );
+    // The best figures are unchanged beside them.
+    assert_eq!((m.bandwidth.read, m.compute_fp32()), (20e9, 80e9));
+}
+
+#[test]
+fn a_result_cached_before_the_medians_plans_with_its_best_figures() {
+    let m = measured(None, None);
+    assert_eq!(
+        m.typical(),
+        Typical {
+            read: 20e9,
+            fp32: 80e9,
+            ops: 320e9,
+        }
+    );
+    // And such a result, as the store kept it (no median fields), still reads.
+    let mut json: serde_json::Value = serde_json::to_value(&m).unwrap();
+    json["bandwidth"]
+        .as_object_mut()
+        .unwrap()
+        .remove("read_median");
+    json["compute"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("fp32_median_per_core");
+    json["compute"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("int8_median_per_core");
+    let old: Measurement = serde_json::from_value(json).unwrap();
+    assert_eq!(old, m);
 }

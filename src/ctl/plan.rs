@@ -35,6 +35,11 @@ pub struct Bench {
     /// Op/s of the inference cores (INT8 dot where the CPU has it) and FP32 flop/s.
     pub compute_ops: f64,
     pub compute_fp32: f64,
+    /// The median runs' read bandwidth, FP32 and quantized rates: what the planner divides
+    /// by (the figures above are each kernel's best run); 0 from a daemon without them.
+    pub typical_read: f64,
+    pub typical_fp32: f64,
+    pub typical_ops: f64,
     pub threads: u64,
     pub cpus: String,
     pub isa: String,
@@ -136,6 +141,9 @@ fn read_machine(d: &Dict) -> Machine {
         theoretical: num(d, "bandwidth_theoretical"),
         compute_ops: num(d, "compute_ops"),
         compute_fp32: num(d, "compute_fp32"),
+        typical_read: num(d, "typical_read"),
+        typical_fp32: num(d, "typical_fp32"),
+        typical_ops: num(d, "typical_ops"),
         threads: num(d, "bench_threads") as u64,
         cpus: text(d, "bench_cpus").unwrap_or_default(),
         isa: text(d, "bench_isa").unwrap_or_default(),
@@ -291,6 +299,18 @@ fn machine_text_at(m: &Machine, now: i64) -> String {
                     b.compute_fp32 / 1e9
                 ),
             ));
+            if b.typical_read > 0.0 {
+                rows.push((
+                    "Typical",
+                    format!(
+                        "read {}, {:.1} GOP/s, {:.1} GFLOP/s FP32 (median runs: what the plan \
+                         divides by)",
+                        gbps(b.typical_read),
+                        b.typical_ops / 1e9,
+                        b.typical_fp32 / 1e9
+                    ),
+                ));
+            }
             rows.push((
                 "Measured",
                 format!(
@@ -500,6 +520,9 @@ pub(crate) mod tests {
         m.insert("bandwidth_theoretical".into(), 33.79e9.into());
         m.insert("compute_ops".into(), 100e9.into());
         m.insert("compute_fp32".into(), 50e9.into());
+        m.insert("typical_read".into(), 18e9.into());
+        m.insert("typical_fp32".into(), 45e9.into());
+        m.insert("typical_ops".into(), 90e9.into());
         m.insert("bench_threads".into(), 4u64.into());
         m.insert("bench_cpus".into(), s("4-7"));
         m.insert("bench_isa".into(), s("neon"));
@@ -570,6 +593,8 @@ pub(crate) mod tests {
             "   Bandwidth: read 20.0 GB/s, copy 15.0 GB/s, triad 16.0 GB/s (STREAM counting)\n",
             " Theoretical: 33.8 GB/s; read is 59 % of it\n",
             "     Compute: 100.0 GOP/s (INT8 dot or best), 50.0 GFLOP/s FP32\n",
+            "     Typical: read 18.0 GB/s, 90.0 GOP/s, 45.0 GFLOP/s FP32 (median runs: what the \
+             plan divides by)\n",
             "    Measured: cached, 3 h ago, on CPUs 4-7 (4 threads, neon, 256 MiB) in 0.95 s\n",
             "  Efficiency: cpu: memory 0.75, compute 0.500, prefill 0.40, overhead 25.0 ns/row; \
              calibrated from 3 answers\n",

@@ -5,7 +5,8 @@
 //! Each (board, backend, model) keeps one smoothed sample (store table `calibration`). The fit
 //! looks for the memory efficiency `em`, compute efficiency `ec` and per-row overhead `or`
 //! that minimise the squared relative error of max(B/(bw·em), W/(C·ec)) + or·R over the
-//! samples (R: the model's matrix rows, [`super::ModelFacts::matrix_rows`]), plus a light
+//! samples (R: the model's matrix rows and its attention at the planned depth in rows' worth,
+//! [`super::ModelFacts::work_rows`]), plus a light
 //! pull toward the first boot's figures so one sample cannot swing the parameters it says
 //! nothing about. `em` may exceed 1 on machines whose caches hold part of a small model (a VM
 //! with a 300 MiB L3): it is an effective figure, not a physical one.

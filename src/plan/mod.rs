@@ -20,6 +20,15 @@ use serde::{Deserialize, Serialize};
 pub use calibrate::{Efficiencies, Sample, fit, smooth};
 pub use voice::{FIRST_CHUNK_TOKENS, VoiceCosts};
 
+/// A decoded token's attention over one cached position of one layer costs what this many
+/// matrix rows do. llama.cpp's CPU attention for one query (2 threads, AVX2, F16 cache, flash
+/// attention on or off alike) slowed decoding per layer per cell by 0.49 µs on SmolLM2-135M,
+/// 0.53 on Qwen2.5-Coder-0.5B and 0.42 on 1.5B (llama-bench `-d 0,256,512`), about as much
+/// whatever the head count, where a row cost 30.8 ns on the same cores: ~16 rows. SmolLM2
+/// decodes 25 % slower at 256 tokens of context than at none, which the cache's bytes
+/// (6 % more read) did not explain (docs/benchmarks.md, "Decoding at depth").
+pub const ATTENTION_ROWS_PER_CELL: f64 = 16.0;
+
 /// What the planner needs to know about a model (from the catalog).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelFacts {
@@ -59,6 +68,14 @@ impl ModelFacts {
     /// once, and the KV cache written so far.
     pub fn bytes_per_token(&self, position: u32) -> f64 {
         self.streamed_bytes as f64 + self.kv_cache_bytes(position) as f64
+    }
+
+    /// What a token at `position` tokens of context costs in per-row terms: its matrices'
+    /// rows, and the attention over the KV cache, [`ATTENTION_ROWS_PER_CELL`] rows' worth per
+    /// layer per cell. Both are core time the per-row overhead prices.
+    pub fn work_rows(&self, position: u32) -> f64 {
+        self.matrix_rows as f64
+            + ATTENTION_ROWS_PER_CELL * f64::from(self.layers) * f64::from(position)
     }
 
     /// Work per token: a multiply-add (2 operations) per parameter.
@@ -190,7 +207,7 @@ pub fn predict(
     } else {
         Roof::Compute
     };
-    let overhead_seconds = eff.overhead_per_row * m.matrix_rows as f64;
+    let overhead_seconds = eff.overhead_per_row * m.work_rows(t.prompt_tokens);
     let per_token = bandwidth_seconds.max(compute_seconds) + overhead_seconds;
     let tokens_per_second = 1.0 / per_token;
     // The prompt is processed in batches: compute-bound, at the prefill efficiency; then

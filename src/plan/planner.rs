@@ -212,10 +212,12 @@ impl Planner {
     /// Takes a benchmark result and rebuilds the machine figures from it.
     pub fn set_measurement(&mut self, m: Measurement, origin: Origin) {
         let mem_available = MemInfo::read(&self.paths).map_or(0, |i| i.available);
+        // The typical (median) figures, not the best: a plan is for minutes of decoding.
+        let typical = m.typical();
         self.machine = Some(Machine {
-            bandwidth: m.bandwidth.read,
-            cpu_ops: m.compute_ops(),
-            cpu_fp32: m.compute_fp32(),
+            bandwidth: typical.read,
+            cpu_ops: typical.ops,
+            cpu_fp32: typical.fp32,
             npu_ops: self.profile.npu_tops_int8 * 1e12,
             gpu_ops: self.profile.gpu_tflops_fp16 * 1e12,
             mem_available,
@@ -263,14 +265,14 @@ impl Planner {
                 Backend::Cpu => Efficiencies::first_boot_cpu(cpu_fp32),
                 _ => Efficiencies::default(),
             };
-            // Each sample with its model's matrix rows; a model no longer planned (gone from
+            // Each sample with its model's work in rows at the planned depth; a model no longer planned (gone from
             // the catalog) says nothing the fit can place.
             let of_backend: Vec<_> = samples
                 .iter()
                 .filter(|(backend, _)| backend == b.as_str())
                 .filter_map(|(_, s)| {
                     let f = self.facts.iter().find(|f| f.name == s.model)?;
-                    Some((s.clone(), f.matrix_rows as f64))
+                    Some((s.clone(), f.work_rows(self.targets.prompt_tokens)))
                 })
                 .collect();
             self.efficiencies

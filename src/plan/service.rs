@@ -479,6 +479,7 @@ impl Service {
             tracing::warn!("cannot keep the benchmark result: {e}");
         }
         let b = &m.bandwidth;
+        let typical = m.typical();
         let theoretical =
             m.theoretical
                 .map_or("unknown (no DDR clock for this board)".to_string(), |t| {
@@ -496,12 +497,15 @@ impl Service {
             bandwidth_theoretical = m.theoretical.unwrap_or(0.0),
             compute_ops = m.compute_ops(),
             compute_fp32 = m.compute_fp32(),
+            bandwidth_read_typical = typical.read,
+            compute_fp32_typical = typical.fp32,
             bench_cpus = %crate::platform::topology::format_cpu_list(&m.cpus),
             bench_working_set = b.working_set_bytes,
             bench_seconds = m.wall_seconds,
             bench_cached = origin == Origin::Cached,
             "memory bandwidth {}: read {}, copy {}, triad {} on CPUs {} ({} threads, {}, {} MiB, \
-             {}); theoretical {theoretical}; compute {:.0} GOP/s INT8, {:.0} GFLOP/s FP32",
+             {}); theoretical {theoretical}; compute {:.0} GOP/s INT8, {:.0} GFLOP/s FP32; \
+             typical (median run, what the plan uses): read {}, {:.0} GFLOP/s FP32",
             if origin == Origin::Cached { "(cached)" } else { "measured" },
             bench::gbps(b.read),
             bench::gbps(b.copy),
@@ -513,6 +517,8 @@ impl Service {
             m.working_set_rule,
             m.compute_ops() / 1e9,
             m.compute_fp32() / 1e9,
+            bench::gbps(typical.read),
+            typical.fp32 / 1e9,
         );
         if m.ddr_floating && m.theoretical.is_some() {
             tracing::warn!(
@@ -903,6 +909,9 @@ impl Service {
                 ),
                 ("compute_ops".to_string(), m.compute_ops().into()),
                 ("compute_fp32".to_string(), m.compute_fp32().into()),
+                ("typical_read".to_string(), m.typical().read.into()),
+                ("typical_fp32".to_string(), m.typical().fp32.into()),
+                ("typical_ops".to_string(), m.typical().ops.into()),
                 ("bench_threads".to_string(), (b.threads as u64).into()),
                 (
                     "bench_cpus".to_string(),

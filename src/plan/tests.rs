@@ -609,3 +609,49 @@ fn the_first_boot_row_cost_follows_the_fp32_probe() {
         (d.memory, d.compute, d.prefill, 0)
     );
 }
+
+#[test]
+fn the_planner_divides_by_the_typical_figures_not_the_best() {
+    let profile = crate::platform::profile::Profiles::builtin()
+        .get("generic")
+        .unwrap()
+        .clone();
+    let mut planner = planner::Planner::new(&crate::config::Config::default(), profile, vec![4, 5]);
+    let m = crate::bench::tests::measured(Some(15e9), Some(30e9));
+    planner.set_measurement(m, crate::bench::Origin::Measured);
+    let machine = planner.machine.clone().unwrap();
+    // Median read 15 GB/s (best 20); 2 cores × 30 GFLOP/s (best 40) and × 120 GOP/s (best 160).
+    assert_eq!(
+        (machine.bandwidth, machine.cpu_fp32, machine.cpu_ops),
+        (15e9, 60e9, 240e9)
+    );
+}
+
+#[test]
+fn attention_at_depth_costs_sixteen_rows_per_layer_per_cell() {
+    let m = qwen7b();
+    // 1,542,656 rows, + 16 × 28 layers × 128 cells = 57,344 at a 128-token prompt.
+    assert_eq!(m.work_rows(0), 1_542_656.0);
+    assert_eq!(m.work_rows(128), 1_600_000.0);
+    // 25 ns a row, no bandwidth or compute cost: 38.566 ms a token with no context,
+    // 40.0 ms at 128 tokens.
+    let free = Machine {
+        bandwidth: f64::INFINITY,
+        cpu_ops: f64::INFINITY,
+        ..rk3588()
+    };
+    let eff = Efficiencies {
+        overhead_per_row: 25e-9,
+        ..no_overhead(1.0)
+    };
+    let at = |prompt_tokens| {
+        let t = Targets {
+            prompt_tokens,
+            ..targets()
+        };
+        predict(&m, &free, &eff, &no_voice(), &t)
+    };
+    assert!((at(0).overhead_seconds - 0.038_566_4).abs() < 1e-9);
+    assert!((at(128).overhead_seconds - 0.04).abs() < 1e-9);
+    assert!((at(128).tokens_per_second - 25.0).abs() < 1e-6);
+}
