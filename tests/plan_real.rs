@@ -310,21 +310,19 @@ fn fetched_language_models() -> Vec<(String, std::path::PathBuf)> {
         .collect()
 }
 
-/// The goal (issue 19) is a first-boot error within 20 %, and on a quiet machine it is met
-/// (session 12: -1.4 %, +6.3 %, +0.1 % in a debug build). CI runs on shared VMs, and there
-/// the boot benchmark's best-of repetitions see the host's quiet moments while the answers pay
-/// its neighbours: a clean CI-style run here measured SmolLM2 at 57-60 tok/s in the suite
-/// (70-84 alone) against 84-90 predicted. A timed test cannot judge 20 % on such a host (speed
-/// goals are judged by benchmarks: `scripts/plan-bench.sh` prints the first-boot error beside
-/// ggufit's and llama-roofline's). So this test prints each error against the 20 % goal and
-/// fails at 60 %: above any error a shared host gave here (+51 % in its worst attempt), and
-/// below the model this issue replaced (+114 %, +68 %, +67 % on the three registry models).
+/// The goal (issue 19): each fetched model's first-boot prediction (a fresh store, no
+/// calibration) within 20 % of its measured decode speed. Three things made that hold on the
+/// shared 2-core VMs CI runs on (docs/benchmarks.md, "Session 15"): the engine is built
+/// optimised in test builds too (a debug engine decoded ~20 % slower than the one that
+/// ships), the plan is asked at the answers' depth (`PLANNED_DEPTH`), and it divides by the
+/// boot benchmark's median repetitions, not its best. The host's own speed still moves by
+/// ±15 % from one minute to the next, so each model gets up to three fresh first boots, every
+/// one printed, and fails when none is within 20 %.
 #[test]
 fn first_boot_predicts_each_fetched_model_near_its_decode_speed() {
     let _g = serial();
     engine_binary();
     const GOAL: f64 = 0.20;
-    const FAILS: f64 = 0.60;
     let mut report = Vec::new();
     for (name, file) in fetched_language_models() {
         // Up to three fresh first boots, every one printed: a neighbour's burst during one
@@ -352,16 +350,15 @@ fn first_boot_predicts_each_fetched_model_near_its_decode_speed() {
             "{name}: first-boot error {:+.1} %: goal (within {:.0} %) {}",
             100.0 * best,
             100.0 * GOAL,
-            if best.abs() <= GOAL {
-                "met"
-            } else {
-                "NOT met on this host"
-            }
+            if best.abs() <= GOAL { "met" } else { "NOT met" }
         );
         report.push((name, best, attempts));
     }
-    let off: Vec<_> = report.iter().filter(|(_, e, _)| e.abs() > FAILS).collect();
-    assert!(off.is_empty(), "more than 60 % off at first boot: {off:?}");
+    let off: Vec<_> = report.iter().filter(|(_, e, _)| e.abs() > GOAL).collect();
+    assert!(
+        off.is_empty(),
+        "more than 20 % off at first boot in three fresh boots: {off:?}"
+    );
 }
 
 /// The first-boot answers' length, and the context depth the plan is asked to predict at:
