@@ -281,8 +281,9 @@ fn calibration_from_real_answers_moves_the_prediction_and_survives_a_restart() {
         err(after)
     );
     // The fit's grid (memory efficiency in steps of 0.01) and its light pull toward the
-    // defaults keep it from matching the smoothed sample exactly, but not by 15 %.
-    assert!(err(after) < 0.15, "after calibration: {:.3}", err(after));
+    // defaults keep it from matching the smoothed sample exactly, but not by the 10 % the
+    // calibrated prediction must be within (issue 19).
+    assert!(err(after) < 0.10, "after calibration: {:.3}", err(after));
 
     // The next boot predicts with the calibration (and the cached benchmark).
     let mut notify2 = NotifySocket::new();
