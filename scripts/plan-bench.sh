@@ -115,7 +115,10 @@ for m in "${MODELS[@]}"; do
     log "$m: predicted at first boot, then measured: ${FIRST[$m]}"
 done
 log "pass 2, calibrated: every model answers again on one store, then predicts at its next start"
-for m in "${MODELS[@]}"; do run_model "$m" "$RUN/state" >/dev/null; done
+for m in "${MODELS[@]}"; do
+    # What calibration fits to: a host whose speed moves between the passes shows here.
+    log "$m: predicted, then the answers calibration takes: $(run_model "$m" "$RUN/state")"
+done
 declare -A CAL
 for m in "${MODELS[@]}"; do
     read -r CAL[$m] _ <<<"$(run_model "$m" "$RUN/state")"
