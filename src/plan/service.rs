@@ -898,6 +898,7 @@ impl Service {
             ]);
         }
         if let Some((m, origin)) = &p.measurement {
+            let typical = m.typical();
             let b = &m.bandwidth;
             machine.extend([
                 ("bandwidth_read".to_string(), b.read.into()),
@@ -909,9 +910,9 @@ impl Service {
                 ),
                 ("compute_ops".to_string(), m.compute_ops().into()),
                 ("compute_fp32".to_string(), m.compute_fp32().into()),
-                ("typical_read".to_string(), m.typical().read.into()),
-                ("typical_fp32".to_string(), m.typical().fp32.into()),
-                ("typical_ops".to_string(), m.typical().ops.into()),
+                ("typical_read".to_string(), typical.read.into()),
+                ("typical_fp32".to_string(), typical.fp32.into()),
+                ("typical_ops".to_string(), typical.ops.into()),
                 ("bench_threads".to_string(), (b.threads as u64).into()),
                 (
                     "bench_cpus".to_string(),
