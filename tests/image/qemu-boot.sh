@@ -27,8 +27,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${TUTORD_TEST_CACHE:-/var/cache/tutord-test}
 FAILED=0
+FAILS=
 ok()   { echo "ok: $*"; }
-fail() { echo "FAIL: $*"; FAILED=1; }
+fail() { echo "FAIL: $*"; FAILED=1; FAILS="$FAILS
+FAIL: $*"; }
 die()  { echo "FAIL: $*"; exit 1; }
 skip() { echo "SKIP: $*"; exit 77; }
 
@@ -221,6 +223,13 @@ if [ "$FAILED" != 0 ]; then
     echo "---- console (ttyS0), last 80 lines ----"; tr -d '\r' <"$WORK/console.log" 2>/dev/null | tail -n 80
     echo "---- qemu ----"; cat "$WORK/qemu.log"
     echo "(console, report and qemu output kept in $WORK)"
+    # Again at the very end: CI shows only the tail of a long log, and the dumps above pushed
+    # the first list out of it (an image tier failed with no visible reason that way).
+    echo "---- the failed checks (of the report's $(printf '%s\n' "$report" | wc -l) lines; boot section below) ----"
+    printf '%s\n' "$FAILS" | sed '/^$/d' | cut -c1-400
+    section boot
+    echo "sections as they arrived (with when each began): $(printf '%s\n' "$report" | grep '^=== ' | sed 's/^=== //' | tr '\n' ' ')"
     exit 1
 fi
+echo "sections as they arrived (with when each began): $(printf '%s\n' "$report" | grep '^=== ' | sed 's/^=== //' | tr '\n' ' ')"
 echo "qemu-boot.sh: all checks passed (boot to poweroff $boot_fmt)"
