@@ -3,13 +3,18 @@
 # use, in one run on the same cores (issue 19). For every model:
 #   first boot  tutord's prediction on a fresh store (no calibration: the defaults and the
 #               measured bandwidth and compute probe only), then 4 answers measured;
-#   calibrated  tutord's prediction at the next start, with every model's answers calibrated;
+#   calibrated  tutord's prediction at the next start, with every model's answers calibrated,
+#               then 4 answers measured (`meas cal`);
 #   ggufit      PyPI ggufit 0.3.0's estimate (its own bandwidth benchmark, `--quant q4`, the
 #               middle of the range it prints), for models in its catalogue;
 #   roofline    PyPI llama-roofline 0.2.3's ceiling (`membw` measures the read bandwidth,
 #               `inspect FILE --peak-bw` divides it by the bytes a token streams);
 #   measured    tutord's decode tokens/s in the first-boot answers (LastTokensPerSecond), the
 #               median of all but the first (it pages the model in).
+# Each of tutord's predictions is set against the answers that follow it (first boot against
+# `measured`, calibrated against `meas cal`): a shared host's speed moves by 10-25 % between
+# the passes, and a prediction is of what comes next. The tools' figures, taken at the end,
+# are set against `measured`.
 # Both tools are installed from PyPI into a venv of their own, as their users would.
 #
 #   bash scripts/plan-bench.sh            (fetches the three registry models: ~1.7 GB, once)
@@ -121,7 +126,8 @@ for m in "${MODELS[@]}"; do
 done
 declare -A CAL
 for m in "${MODELS[@]}"; do
-    read -r CAL[$m] _ <<<"$(run_model "$m" "$RUN/state")"
+    CAL[$m]=$(run_model "$m" "$RUN/state")
+    log "$m: calibrated prediction, then measured: ${CAL[$m]}"
 done
 
 log "the tools: llama-roofline membw, then inspect; ggufit with its own bandwidth benchmark"
@@ -145,19 +151,25 @@ err() {  # PREDICTED MEASURED: |error| in %
     awk -v p="$1" -v m="$2" 'BEGIN { if (p == "-") { print "-"; exit } d = (p - m) / m; if (d < 0) d = -d; printf "%.1f", 100 * d }'
 }
 
-printf '\n%-30s %9s %9s %9s %9s %9s | %8s %8s %8s %8s\n' model "1st boot" calibr ggufit roofline measured \
-    "e(1st)" "e(cal)" "e(ggufit)" "e(roof)"
+# median_after_first "PREDICTED A1 A2 ...": the median of A2... (A1 pages the model in from
+# the file).
+median_after_first() {
+    echo "$1" | tr ' ' '\n' | tail -n +3 | sort -g |
+        awk '{v[NR]=$1} END {printf "%.1f", (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'
+}
+printf '\n%-30s %9s %9s %9s %9s %9s %9s | %8s %8s %8s %8s\n' model "1st boot" calibr ggufit roofline measured \
+    "meas cal" "e(1st)" "e(cal)" "e(ggufit)" "e(roof)"
 worst_first=0; worst_cal=0; beaten=0
 for m in "${MODELS[@]}"; do
-    read -r first rest <<<"${FIRST[$m]}"
-    # The median of the answers after the first (which pages the model in from the file).
-    meas=$(echo "$rest" | tr ' ' '\n' | tail -n +2 | sort -g |
-        awk '{v[NR]=$1} END {printf "%.1f", (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}')
+    read -r first _ <<<"${FIRST[$m]}"
+    read -r cal _ <<<"${CAL[$m]}"
+    meas=$(median_after_first "${FIRST[$m]}")
+    meas_cal=$(median_after_first "${CAL[$m]}")
     g=$(ggufit "$m"); r=$(roofline "$m" || echo -)
     [ "$r" = - ] || r=$(printf '%.1f' "$r")
-    e0=$(err "$first" "$meas"); e1=$(err "${CAL[$m]}" "$meas"); eg=$(err "$g" "$meas"); er=$(err "$r" "$meas")
-    printf '%-30s %9.1f %9.1f %9s %9s %9.1f | %7s%% %7s%% %8s%% %7s%%\n' "$m" "$first" "${CAL[$m]}" "$g" \
-        "$r" "$meas" "$e0" "$e1" "$eg" "$er"
+    e0=$(err "$first" "$meas"); e1=$(err "$cal" "$meas_cal"); eg=$(err "$g" "$meas"); er=$(err "$r" "$meas")
+    printf '%-30s %9.1f %9.1f %9s %9s %9.1f %9.1f | %7s%% %7s%% %8s%% %7s%%\n' "$m" "$first" "$cal" "$g" \
+        "$r" "$meas" "$meas_cal" "$e0" "$e1" "$eg" "$er"
     worst_first=$(awk -v a="$worst_first" -v b="$e0" 'BEGIN{print (b>a)?b:a}')
     worst_cal=$(awk -v a="$worst_cal" -v b="$e1" 'BEGIN{print (b>a)?b:a}')
     if awk -v a="$e0" -v g="$eg" -v r="$er" 'BEGIN{exit !((g == "-" || a < g) && (r == "-" || a < r))}'; then

@@ -5,11 +5,11 @@
 //! Each (board, backend, model) keeps one smoothed sample (store table `calibration`). The fit
 //! looks for the memory efficiency `em`, compute efficiency `ec` and per-row overhead `or`
 //! that minimise the squared relative error of max(B/(bw·em), W/(C·ec)) + or·R over the
-//! samples (R: the model's matrix rows and its attention at the planned depth in rows' worth,
-//! [`super::ModelFacts::work_rows`]), plus a light
-//! pull toward the first boot's figures so one sample cannot swing the parameters it says
-//! nothing about. `em` may exceed 1 on machines whose caches hold part of a small model (a VM
-//! with a 300 MiB L3): it is an effective figure, not a physical one.
+//! samples (R: the model's matrix rows and its attention, in rows' worth, at the depth the
+//! sample's answers decoded at, [`super::ModelFacts::work_rows`]), plus a light pull toward
+//! the first boot's figures so one sample cannot swing the parameters it says nothing about.
+//! `em` may exceed 1 on machines whose caches hold part of a small model (a VM with a
+//! 300 MiB L3): it is an effective figure, not a physical one.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +91,10 @@ pub fn merge(old: Option<Sample>, new: &Sample) -> Sample {
                 old.prefill_seconds_per_token,
                 new.prefill_seconds_per_token,
             ) {
+                (Some(o), Some(n)) => Some(smooth(o, n, old.count)),
+                (o, n) => n.or(o),
+            },
+            depth: match (old.depth, new.depth) {
                 (Some(o), Some(n)) => Some(smooth(o, n, old.count)),
                 (o, n) => n.or(o),
             },

@@ -265,14 +265,16 @@ impl Planner {
                 Backend::Cpu => Efficiencies::first_boot_cpu(cpu_fp32),
                 _ => Efficiencies::default(),
             };
-            // Each sample with its model's work in rows at the planned depth; a model no longer planned (gone from
-            // the catalog) says nothing the fit can place.
+            // Each sample with its model's work in rows at the depth its answers decoded at
+            // (the planned one for samples stored without it); a model no longer planned
+            // (gone from the catalog) says nothing the fit can place.
             let of_backend: Vec<_> = samples
                 .iter()
                 .filter(|(backend, _)| backend == b.as_str())
                 .filter_map(|(_, s)| {
                     let f = self.facts.iter().find(|f| f.name == s.model)?;
-                    Some((s.clone(), f.work_rows(self.targets.prompt_tokens)))
+                    let depth = s.depth.map_or(self.targets.prompt_tokens, cells);
+                    Some((s.clone(), f.work_rows(depth)))
                 })
                 .collect();
             self.efficiencies
@@ -286,7 +288,7 @@ impl Planner {
             .or_else(|| Some(VoiceCosts::from_probe(self.machine.as_ref()?.cpu_fp32)))
     }
 
-    fn predict_all(&mut self) {
+    pub(super) fn predict_all(&mut self) {
         let (Some(machine), Some(voice)) = (&self.machine, self.voice_costs()) else {
             self.predictions.clear();
             return;
@@ -362,9 +364,14 @@ impl Planner {
             "cuda" => machine.gpu_ops,
             _ => machine.cpu_ops,
         };
+        // The cache's depth halfway through the answer: what it held before (kept or
+        // processed now) and half of what the answer added.
+        let depth = f64::from(stats.prompt_tokens)
+            + f64::from(stats.reused_tokens)
+            + f64::from(stats.generated_tokens) / 2.0;
         let sample = super::Sample {
             model: model.to_string(),
-            bytes_per_token: facts.bytes_per_token(self.targets.prompt_tokens),
+            bytes_per_token: facts.bytes_per_token(cells(depth)),
             ops_per_token: facts.ops_per_token(),
             bandwidth: machine.bandwidth,
             compute,
@@ -372,6 +379,7 @@ impl Planner {
             prefill_seconds_per_token: (stats.prompt_tokens >= 16
                 && stats.prompt_tokens_per_second > 0.0)
                 .then(|| 1.0 / stats.prompt_tokens_per_second),
+            depth: Some(depth),
             count: 1,
         };
         let stored = store
@@ -397,6 +405,11 @@ impl Planner {
         let after = self.prediction(model, backend)?.tokens_per_second;
         Some((before, after))
     }
+}
+
+/// A smoothed depth as whole KV cache cells.
+fn cells(depth: f64) -> u32 {
+    depth.round().clamp(0.0, f64::from(u32::MAX)) as u32
 }
 
 /// A GGUF file's header and the file's size.

@@ -353,6 +353,7 @@ fn sample(name: &str, bytes: f64, ops: f64, seconds: f64) -> Sample {
         compute: 100e9,
         seconds_per_token: seconds,
         prefill_seconds_per_token: Some(ops / (100e9 * 0.2)),
+        depth: None,
         count: 5,
     }
 }
@@ -654,4 +655,53 @@ fn attention_at_depth_costs_sixteen_rows_per_layer_per_cell() {
     assert!((at(0).overhead_seconds - 0.038_566_4).abs() < 1e-9);
     assert!((at(128).overhead_seconds - 0.04).abs() < 1e-9);
     assert!((at(128).tokens_per_second - 25.0).abs() < 1e-6);
+}
+
+#[test]
+fn calibration_fits_each_answer_at_the_depth_it_decoded_at() {
+    // A long lesson: Qwen2.5 7B's answers decoded with 1000 cells in the cache (40 new prompt
+    // tokens, 936 kept, 48 generated), while the plan predicts at 128. The truth here is the
+    // first boot's own figures, so a fit that prices each answer at its real depth has
+    // nothing to move; priced at 128, the deeper answers' attention read as a slower board.
+    let profile = crate::platform::profile::Profiles::builtin()
+        .get("generic")
+        .unwrap()
+        .clone();
+    let store = crate::store::Store::in_memory().unwrap();
+    let mut planner = planner::Planner::new(&crate::config::Config::default(), profile, vec![4, 5]);
+    planner.set_measurement(
+        crate::bench::tests::measured(Some(15e9), Some(30e9)),
+        crate::bench::Origin::Measured,
+    );
+    planner.facts = vec![qwen7b()];
+    assert_eq!(planner.targets.prompt_tokens, 128);
+    let tps_at = |planner: &mut planner::Planner, depth| {
+        planner.targets.prompt_tokens = depth;
+        planner.predict_all();
+        planner
+            .prediction("qwen2.5-7b-q4", "cpu")
+            .unwrap()
+            .tokens_per_second
+    };
+    let deep = tps_at(&mut planner, 1000);
+    let before = tps_at(&mut planner, 128);
+    // The attention of 872 more cells: 3.4 % slower.
+    assert!((before / deep - 1.034).abs() < 0.002, "{before} {deep}");
+    let stats = crate::engine::GenStats {
+        prompt_tokens: 40,
+        reused_tokens: 936,
+        generated_tokens: 48,
+        decode_tokens_per_second: deep,
+        ..crate::engine::GenStats::default()
+    };
+    for _ in 0..3 {
+        planner.record_answer(&store, "qwen2.5-7b-q4", "cpu", &stats);
+    }
+    let (_, s) = &store.calibration_samples("generic").unwrap()[0];
+    assert_eq!((s.depth, s.count), (Some(1000.0), 3));
+    let after = planner
+        .prediction("qwen2.5-7b-q4", "cpu")
+        .unwrap()
+        .tokens_per_second;
+    assert!((after / before - 1.0).abs() < 0.005, "{before} -> {after}");
 }

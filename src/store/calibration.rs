@@ -15,6 +15,10 @@ pub struct CalibrationSample {
     pub seconds_per_token: f64,
     /// Smoothed measured prompt seconds per prompt token, when known.
     pub prefill_seconds_per_token: Option<f64>,
+    /// Smoothed KV cache depth (cells) the answers decoded at: the prompt, the kept
+    /// conversation and half the answer. None in samples stored before it was recorded
+    /// (schema 5): the planner then takes its planned depth.
+    pub depth: Option<f64>,
     pub count: u32,
 }
 
@@ -28,7 +32,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT backend, model, bytes_per_token, flops_per_token, bandwidth, compute, \
-                 seconds_per_token, prefill_seconds_per_token, samples \
+                 seconds_per_token, prefill_seconds_per_token, samples, depth \
                  FROM calibration WHERE board = ?1 ORDER BY backend, model",
             )
             .map_err(err)?;
@@ -45,6 +49,7 @@ impl Store {
                         seconds_per_token: r.get(6)?,
                         prefill_seconds_per_token: r.get(7)?,
                         count: r.get(8)?,
+                        depth: r.get(9)?,
                     },
                 ))
             })
@@ -63,14 +68,14 @@ impl Store {
             .execute(
                 "INSERT INTO calibration (board, backend, model, bytes_per_token, \
                  flops_per_token, bandwidth, compute, seconds_per_token, \
-                 prefill_seconds_per_token, samples) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 prefill_seconds_per_token, samples, depth) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
                  ON CONFLICT (board, backend, model) DO UPDATE SET \
                  bytes_per_token = excluded.bytes_per_token, \
                  flops_per_token = excluded.flops_per_token, bandwidth = excluded.bandwidth, \
                  compute = excluded.compute, seconds_per_token = excluded.seconds_per_token, \
                  prefill_seconds_per_token = excluded.prefill_seconds_per_token, \
-                 samples = excluded.samples, \
+                 samples = excluded.samples, depth = excluded.depth, \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
                 rusqlite::params![
                     board,
@@ -83,6 +88,7 @@ impl Store {
                     merged.seconds_per_token,
                     merged.prefill_seconds_per_token,
                     merged.count,
+                    merged.depth,
                 ],
             )
             .map_err(|source| query_err(&self.path, "storing the calibration", source))?;

@@ -83,6 +83,10 @@ pub const MIGRATIONS: &[&str] = &[
         timings             TEXT
     );
     CREATE INDEX turns_by_session ON turns (session_id, id);",
+    // 5: the KV cache depth a calibration sample's answers decoded at (smoothed, in cells):
+    // attention over the cache costs time per cached token, so the fit needs each sample's
+    // own depth, not the planned one. NULL in the rows stored before.
+    "ALTER TABLE calibration ADD COLUMN depth REAL;",
 ];
 
 /// The version a fully migrated database has.

@@ -130,3 +130,33 @@ fn turn_ids_go_on_from_the_highest_stored_one() {
     let store = Store::open(dir.path(), T).unwrap();
     assert_eq!(store.last_turn_number().unwrap(), 12);
 }
+
+#[test]
+fn a_schema_4_calibration_keeps_its_samples_and_gains_their_depth() {
+    // A board's database from before schema 5: its calibration rows have no depth.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        for sql in &schema::MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute(
+            "INSERT INTO calibration (board, backend, model, bytes_per_token, flops_per_token, \
+             bandwidth, compute, seconds_per_token, samples) \
+             VALUES ('rock5b', 'cpu', 'm', 1e8, 2e8, 2e10, 1e11, 0.01, 4)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path(), T).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 5);
+    let rows = store.calibration_samples("rock5b").unwrap();
+    assert_eq!(rows.len(), 1);
+    let (backend, mut s) = rows[0].clone();
+    assert_eq!((backend.as_str(), s.count, s.depth), ("cpu", 4, None));
+    s.depth = Some(77.5);
+    store.calibration_put("rock5b", "cpu", &s).unwrap();
+    let (_, back) = &store.calibration_samples("rock5b").unwrap()[0];
+    assert_eq!(back, &s);
+}
