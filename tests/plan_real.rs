@@ -400,13 +400,27 @@ fn first_boot(name: &str, file: &Path) -> (f64, f64, Vec<f64>) {
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     let m = &plan["machine"];
     let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+    // The CPU by name: these figures differ between the hosts CI runs on.
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|n| n.trim().to_string())
+        })
+        .unwrap_or_default();
     eprintln!(
-        "{name}: benchmark read {:.1} GB/s best, {:.1} typical; FP32 {:.0} GFLOP/s best, {:.0} \
-         typical",
+        "{name}: on {cpu:?}: benchmark read {:.1} GB/s best, {:.1} typical; FP32 {:.0} GFLOP/s \
+         best, {:.0} typical; INT8 {:.0} GOP/s typical; scalar chain {:.2} Gop/s typical (the \
+         row cost scales by it: {:.1} ns)",
         f("bandwidth_read") / 1e9,
         f("typical_read") / 1e9,
         f("compute_fp32") / 1e9,
-        f("typical_fp32") / 1e9
+        f("typical_fp32") / 1e9,
+        f("typical_ops") / 1e9,
+        f("typical_scalar") / 1e9,
+        f("overhead_per_row_seconds_cpu") * 1e9
     );
     let answers = answer_figures(
         &bus,

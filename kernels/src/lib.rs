@@ -1,5 +1,5 @@
-//! tutord's benchmark inner loops: memory streaming (read, copy, triad) and arithmetic peaks (FP32 FMA,
-//! INT8 dot), vectorized for the CPU found at run time.
+//! tutord's benchmark inner loops: memory streaming (read, copy, triad), arithmetic peaks (FP32 FMA,
+//! INT8 dot) and a scalar dependency chain (the core's clock), vectorized for the CPU found at run time.
 //!
 //! The read kernel is what decoding does: stream every weight once, with loads that do not
 //! depend on each other. It XORs loads into four accumulators so the compiler cannot drop
@@ -135,6 +135,22 @@ fn fma_scalar(iters: u64) -> f64 {
     }
     black_box(acc);
     iters as f64 * 8.0 * 2.0
+}
+
+/// Runs `iters` rounds of a chain of scalar integer operations, each needing the result of
+/// the one before; returns the operations done (3 a round on x86-64: shift, xor, add).
+/// Nothing runs in parallel, so the rate is the core's clock times its one-cycle ALU latency,
+/// whatever its vector units: a matrix row's fixed cost in a dot product (the loop's start,
+/// the horizontal sum, the scale) is such a chain, and it does not grow with FMA ports or
+/// vector width, which the FP32 probe measures. Comparable between CPUs of one architecture
+/// only (aarch64 folds the shift into the xor).
+pub fn scalar_chain(iters: u64) -> f64 {
+    let mut x = black_box(1u64);
+    for _ in 0..iters {
+        x = (x ^ (x >> 7)).wrapping_add(0x9E37_79B9);
+    }
+    black_box(x);
+    iters as f64 * 3.0
 }
 
 /// Runs `iters` rounds of INT8 multiply-accumulate (the work of quantized matrix products);
@@ -401,6 +417,7 @@ mod tests {
         copy(&mut d, &buf);
         assert_eq!(d, buf);
         assert_eq!(fp32_fma(isa, 10), fp32_fma(isa, 20) / 2.0);
+        assert_eq!(scalar_chain(10), 30.0);
     }
 }
 

@@ -1,6 +1,7 @@
-//! Arithmetic peaks per cluster: FP32 FMA and INT8 dot on one core of each cluster (cores of
-//! a cluster are alike), scaled by the cluster's core count. Used for the compute roof of the
-//! plan, for prompt-processing time, and to rank cores when sysfs does not say which are big.
+//! Arithmetic peaks per cluster: FP32 FMA, INT8 dot and a scalar dependency chain on one core
+//! of each cluster (cores of a cluster are alike), scaled by the cluster's core count. Used for
+//! the compute roof of the plan, for prompt-processing time, for the first boot's cost of a
+//! matrix row (the chain), and to rank cores when sysfs does not say which are big.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,13 @@ pub struct ClusterPeak {
     pub fp32_median_per_core: Option<f64>,
     #[serde(default)]
     pub int8_median_per_core: Option<f64>,
+    /// The scalar chain's op/s of one core (`kernels::scalar_chain`), best and median run:
+    /// the core's clock, whatever its vector units. None in results cached before it was
+    /// measured.
+    #[serde(default)]
+    pub scalar_per_core: Option<f64>,
+    #[serde(default)]
+    pub scalar_median_per_core: Option<f64>,
 }
 
 impl ClusterPeak {
@@ -44,6 +52,13 @@ impl ClusterPeak {
     pub fn typical_fp32_per_core(&self) -> f64 {
         self.fp32_median_per_core.unwrap_or(self.fp32_per_core)
     }
+
+    /// The median run's scalar chain rate of one core, else the best; 0 when not measured.
+    pub fn typical_scalar_per_core(&self) -> f64 {
+        self.scalar_median_per_core
+            .or(self.scalar_per_core)
+            .unwrap_or(0.0)
+    }
 }
 
 /// Measures each cluster, spending about `budget` in all. Runs on a thread of its own so
@@ -52,7 +67,7 @@ pub fn measure(clusters: &[Vec<usize>], budget: Duration) -> Vec<ClusterPeak> {
     let clusters = clusters.to_vec();
     std::thread::spawn(move || {
         let isa = Isa::detect();
-        let per = budget.div_f64((clusters.len().max(1) * 2) as f64);
+        let per = budget.div_f64((clusters.len().max(1) * 3) as f64);
         clusters
             .into_iter()
             .map(|cpus| {
@@ -62,12 +77,15 @@ pub fn measure(clusters: &[Vec<usize>], budget: Duration) -> Vec<ClusterPeak> {
                 let fp32 = rate(per, |n| kernels::fp32_fma(isa, n));
                 let int8 = kernels::int8_dot(isa, 1)
                     .map(|_| rate(per, |n| kernels::int8_dot(isa, n).unwrap_or(0.0)));
+                let scalar = rate(per, kernels::scalar_chain);
                 ClusterPeak {
                     cpus,
                     fp32_per_core: fp32.best,
                     int8_per_core: int8.map(|r| r.best),
                     fp32_median_per_core: fp32.median,
                     int8_median_per_core: int8.and_then(|r| r.median),
+                    scalar_per_core: Some(scalar.best),
+                    scalar_median_per_core: scalar.median,
                 }
             })
             .collect()

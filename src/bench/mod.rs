@@ -89,6 +89,11 @@ impl Measurement {
                 .iter()
                 .map(|c| c.typical_quantized_ops() / c.cpus.len().max(1) as f64 * chosen(c) as f64)
                 .sum(),
+            scalar: self
+                .compute
+                .iter()
+                .map(|c| c.typical_scalar_per_core() * chosen(c) as f64)
+                .sum(),
         }
     }
 
@@ -112,6 +117,8 @@ pub struct Typical {
     pub fp32: f64,
     /// Quantized-matmul op/s of the chosen cores.
     pub ops: f64,
+    /// Scalar chain op/s of the chosen cores (their clocks, summed); 0 when not measured.
+    pub scalar: f64,
 }
 
 /// The median of `values` (the mean of the middle two for an even count); None when empty.

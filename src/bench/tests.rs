@@ -129,7 +129,9 @@ fn the_median_of_odd_and_even_counts() {
 }
 
 /// A measurement with the given figures: one cluster of cores 4-7, two of them chosen (read
-/// 20 GB/s best, FP32 40 GFLOP/s and INT8 160 GOP/s per core best; the medians given).
+/// 20 GB/s best, FP32 40 GFLOP/s and INT8 160 GOP/s per core best; the medians given; with
+/// FP32's median, the scalar chain at 3.0 Gop/s best, 2.5 median, else none, as a result
+/// cached before either was measured).
 pub(crate) fn measured(read_median: Option<f64>, fp32_median: Option<f64>) -> Measurement {
     Measurement {
         board: "rk3588".into(),
@@ -158,6 +160,8 @@ pub(crate) fn measured(read_median: Option<f64>, fp32_median: Option<f64>) -> Me
             int8_per_core: Some(160e9),
             fp32_median_per_core: fp32_median,
             int8_median_per_core: fp32_median.map(|f| 4.0 * f),
+            scalar_per_core: fp32_median.map(|_| 3.0e9),
+            scalar_median_per_core: fp32_median.map(|_| 2.5e9),
         }],
         wall_seconds: 1.0,
         measured_unix: 0,
@@ -171,8 +175,9 @@ fn typical_figures_are_the_medians_for_the_chosen_cores() {
         m.typical(),
         Typical {
             read: 15e9,
-            fp32: 60e9, // 2 chosen cores × 30 GFLOP/s
-            ops: 240e9, // 2 × 120 GOP/s INT8
+            fp32: 60e9,  // 2 chosen cores × 30 GFLOP/s
+            ops: 240e9,  // 2 × 120 GOP/s INT8
+            scalar: 5e9, // 2 × 2.5 Gop/s
         }
     );
     // The best figures are unchanged beside them.
@@ -188,6 +193,7 @@ fn a_result_cached_before_the_medians_plans_with_its_best_figures() {
             read: 20e9,
             fp32: 80e9,
             ops: 320e9,
+            scalar: 0.0,
         }
     );
     // And such a result, as the store kept it (no median fields), still reads.
@@ -204,6 +210,9 @@ fn a_result_cached_before_the_medians_plans_with_its_best_figures() {
         .as_object_mut()
         .unwrap()
         .remove("int8_median_per_core");
+    for field in ["scalar_per_core", "scalar_median_per_core"] {
+        json["compute"][0].as_object_mut().unwrap().remove(field);
+    }
     let old: Measurement = serde_json::from_value(json).unwrap();
     assert_eq!(old, m);
 }

@@ -40,6 +40,9 @@ pub struct Bench {
     pub typical_read: f64,
     pub typical_fp32: f64,
     pub typical_ops: f64,
+    /// The scalar chain's op/s on the inference cores (their clocks): what the first boot
+    /// scales a matrix row's cost by; 0 when not measured.
+    pub typical_scalar: f64,
     pub threads: u64,
     pub cpus: String,
     pub isa: String,
@@ -144,6 +147,7 @@ fn read_machine(d: &Dict) -> Machine {
         typical_read: num(d, "typical_read"),
         typical_fp32: num(d, "typical_fp32"),
         typical_ops: num(d, "typical_ops"),
+        typical_scalar: num(d, "typical_scalar"),
         threads: num(d, "bench_threads") as u64,
         cpus: text(d, "bench_cpus").unwrap_or_default(),
         isa: text(d, "bench_isa").unwrap_or_default(),
@@ -303,11 +307,12 @@ fn machine_text_at(m: &Machine, now: i64) -> String {
                 rows.push((
                     "Typical",
                     format!(
-                        "read {}, {:.1} GOP/s, {:.1} GFLOP/s FP32 (median runs: what the plan \
-                         divides by)",
+                        "read {}, {:.1} GOP/s, {:.1} GFLOP/s FP32, scalar chain {:.1} Gop/s \
+                         (median runs: what the plan divides by)",
                         gbps(b.typical_read),
                         b.typical_ops / 1e9,
-                        b.typical_fp32 / 1e9
+                        b.typical_fp32 / 1e9,
+                        b.typical_scalar / 1e9
                     ),
                 ));
             }
@@ -523,6 +528,7 @@ pub(crate) mod tests {
         m.insert("typical_read".into(), 18e9.into());
         m.insert("typical_fp32".into(), 45e9.into());
         m.insert("typical_ops".into(), 90e9.into());
+        m.insert("typical_scalar".into(), 9.6e9.into());
         m.insert("bench_threads".into(), 4u64.into());
         m.insert("bench_cpus".into(), s("4-7"));
         m.insert("bench_isa".into(), s("neon"));
@@ -593,8 +599,8 @@ pub(crate) mod tests {
             "   Bandwidth: read 20.0 GB/s, copy 15.0 GB/s, triad 16.0 GB/s (STREAM counting)\n",
             " Theoretical: 33.8 GB/s; read is 59 % of it\n",
             "     Compute: 100.0 GOP/s (INT8 dot or best), 50.0 GFLOP/s FP32\n",
-            "     Typical: read 18.0 GB/s, 90.0 GOP/s, 45.0 GFLOP/s FP32 (median runs: what the \
-             plan divides by)\n",
+            "     Typical: read 18.0 GB/s, 90.0 GOP/s, 45.0 GFLOP/s FP32, scalar chain 9.6 Gop/s \
+             (median runs: what the plan divides by)\n",
             "    Measured: cached, 3 h ago, on CPUs 4-7 (4 threads, neon, 256 MiB) in 0.95 s\n",
             "  Efficiency: cpu: memory 0.75, compute 0.500, prefill 0.40, overhead 25.0 ns/row; \
              calibrated from 3 answers\n",

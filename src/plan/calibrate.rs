@@ -53,23 +53,29 @@ impl Default for Efficiencies {
     }
 }
 
-/// The FP32 probe's figure (2 threads, AVX2) on the VM the first-boot row cost was fitted on.
-pub const FITTED_ON_FP32: f64 = 203e9;
+/// The scalar chain rate (2 cores, op/s) at which a matrix row costs the fitted 25 ns. The
+/// 25 ns was fitted on a VM whose chain was not measured; session 16's VM and its CI host
+/// (AMD EPYC, FP32 probe 95 GFLOP/s, read 24 GB/s) ran the chain at 5.9 Gop/s and decoded
+/// SmolLM2 at 24.9 and 27.8 ns a row beyond its bytes (mean 26.4): 25 ns at 6.2 Gop/s.
+pub const FITTED_ON_SCALAR: f64 = 6.2e9;
 
 impl Efficiencies {
-    /// The first boot's figures for the CPU backend on cores whose FP32 probe reads
-    /// `cpu_fp32` (FLOP/s): a row's fixed cost is core time, so the fitted 25 ns scales with
-    /// the cores' measured speed, as the voice's costs do (`VoiceCosts::from_probe`). On a
-    /// shared VM whose neighbours slowed it (FP32 probe 174 instead of 203 GFLOP/s), a fixed
-    /// 25 ns predicted SmolLM2 at 92 tok/s where llama-bench measured 82; scaled, 85. No
-    /// probe (0, or infinite: a board planned from its nominal figures) keeps the fit.
-    pub fn first_boot_cpu(cpu_fp32: f64) -> Self {
+    /// The first boot's figures for the CPU backend on cores whose scalar chain runs at
+    /// `cpu_scalar` op/s (`kernels::scalar_chain`, the chosen cores together): a row's fixed
+    /// cost is a chain of dependent instructions (the loop's start, the horizontal sum, the
+    /// scale), so the fitted 25 ns scales with the cores' clock, and with the share of it a
+    /// shared host's neighbours leave. Not with the FP32 probe, which counts FMA ports and
+    /// vector width: a CI host whose FP32 probe read 95 GFLOP/s (203 where this was fitted)
+    /// decoded SmolLM2 at 88 tok/s, the row cost ~27 ns; scaled by FP32 it predicted 57.
+    /// No probe (0, or infinite: a board planned from its nominal figures, or a benchmark
+    /// cached before the chain was measured) keeps the fit.
+    pub fn first_boot_cpu(cpu_scalar: f64) -> Self {
         let fitted = Self::default();
-        if !(cpu_fp32.is_finite() && cpu_fp32 > 0.0) {
+        if !(cpu_scalar.is_finite() && cpu_scalar > 0.0) {
             return fitted;
         }
         Self {
-            overhead_per_row: fitted.overhead_per_row * FITTED_ON_FP32 / cpu_fp32,
+            overhead_per_row: fitted.overhead_per_row * FITTED_ON_SCALAR / cpu_scalar,
             ..fitted
         }
     }

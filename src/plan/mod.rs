@@ -94,6 +94,9 @@ pub struct Machine {
     pub cpu_ops: f64,
     /// The CPU's measured FP32 peak, FLOP/s: speech recognition and synthesis run in floats.
     pub cpu_fp32: f64,
+    /// The chosen cores' scalar chain rate, op/s (their clocks): what the first boot scales a
+    /// matrix row's fixed cost by; 0 or infinite = unknown (the fitted cost is kept).
+    pub cpu_scalar: f64,
     pub npu_ops: f64,
     pub gpu_ops: f64,
     /// `MemAvailable` at planning time (swap never counts); 0 = unknown (no /proc/meminfo

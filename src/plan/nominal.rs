@@ -96,6 +96,7 @@ pub fn board_plan(
         // Unknown until the board measures it: the compute roof does not bind here.
         cpu_ops: f64::INFINITY,
         cpu_fp32: f64::INFINITY,
+        cpu_scalar: f64::INFINITY,
         npu_ops: profile.npu_tops_int8 * 1e12,
         gpu_ops: profile.gpu_tflops_fp16 * 1e12,
         mem_available,

@@ -218,6 +218,7 @@ impl Planner {
             bandwidth: typical.read,
             cpu_ops: typical.ops,
             cpu_fp32: typical.fp32,
+            cpu_scalar: typical.scalar,
             npu_ops: self.profile.npu_tops_int8 * 1e12,
             gpu_ops: self.profile.gpu_tflops_fp16 * 1e12,
             mem_available,
@@ -259,10 +260,10 @@ impl Planner {
             None => Vec::new(),
         };
         self.efficiencies.clear();
-        let cpu_fp32 = self.machine.as_ref().map_or(0.0, |m| m.cpu_fp32);
+        let cpu_scalar = self.machine.as_ref().map_or(0.0, |m| m.cpu_scalar);
         for b in self.backends() {
             let first_boot = match b {
-                Backend::Cpu => Efficiencies::first_boot_cpu(cpu_fp32),
+                Backend::Cpu => Efficiencies::first_boot_cpu(cpu_scalar),
                 _ => Efficiencies::default(),
             };
             // Each sample with its model's work in rows at the depth its answers decoded at

@@ -499,13 +499,15 @@ impl Service {
             compute_fp32 = m.compute_fp32(),
             bandwidth_read_typical = typical.read,
             compute_fp32_typical = typical.fp32,
+            compute_scalar_typical = typical.scalar,
             bench_cpus = %crate::platform::topology::format_cpu_list(&m.cpus),
             bench_working_set = b.working_set_bytes,
             bench_seconds = m.wall_seconds,
             bench_cached = origin == Origin::Cached,
             "memory bandwidth {}: read {}, copy {}, triad {} on CPUs {} ({} threads, {}, {} MiB, \
              {}); theoretical {theoretical}; compute {:.0} GOP/s INT8, {:.0} GFLOP/s FP32; \
-             typical (median run, what the plan uses): read {}, {:.0} GFLOP/s FP32",
+             typical (median run, what the plan uses): read {}, {:.0} GFLOP/s FP32, scalar chain \
+             {:.1} Gop/s",
             if origin == Origin::Cached { "(cached)" } else { "measured" },
             bench::gbps(b.read),
             bench::gbps(b.copy),
@@ -519,6 +521,7 @@ impl Service {
             m.compute_fp32() / 1e9,
             bench::gbps(typical.read),
             typical.fp32 / 1e9,
+            typical.scalar / 1e9,
         );
         if m.ddr_floating && m.theoretical.is_some() {
             tracing::warn!(
@@ -913,6 +916,7 @@ impl Service {
                 ("typical_read".to_string(), typical.read.into()),
                 ("typical_fp32".to_string(), typical.fp32.into()),
                 ("typical_ops".to_string(), typical.ops.into()),
+                ("typical_scalar".to_string(), typical.scalar.into()),
                 ("bench_threads".to_string(), (b.threads as u64).into()),
                 (
                     "bench_cpus".to_string(),

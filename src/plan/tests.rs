@@ -23,6 +23,7 @@ fn rk3588() -> Machine {
         bandwidth: 33_792_000_000.0,
         cpu_ops: 4.0 * 2.4e9 * 64.0, // 4 A76, 4 × 16 int8 MACs... per cycle: plenty
         cpu_fp32: 4.0 * 2.4e9 * 16.0, // 2 × 4-lane FMA a cycle
+        cpu_scalar: 4.0 * 2.4e9,     // one dependent op a cycle
         npu_ops: 6e12,
         gpu_ops: 0.0,
         mem_available: 14 << 30,
@@ -592,19 +593,19 @@ fn a_general_model_is_chosen_over_a_code_model_of_its_size_not_over_a_larger_one
 }
 
 #[test]
-fn the_first_boot_row_cost_follows_the_fp32_probe() {
-    // Fitted at 25 ns a row with the probe at 203 GFLOP/s; cores that probe at 174 (the same
-    // VM with busy neighbours) pay 25 × 203 / 174 = 29.17 ns.
-    let at = |fp32: f64| Efficiencies::first_boot_cpu(fp32).overhead_per_row;
-    assert!((at(203e9) - 25e-9).abs() < 1e-15);
-    assert!((at(174e9) - 29.166_666e-9).abs() < 1e-14, "{}", at(174e9));
-    assert!((at(406e9) - 12.5e-9).abs() < 1e-15);
+fn the_first_boot_row_cost_follows_the_cores_clock() {
+    // 25 ns a row with the scalar chain at 6.2 Gop/s (2 cores); cores that run it at 5.0
+    // (slower clocks, or busy neighbours) pay 25 × 6.2 / 5.0 = 31 ns.
+    let at = |scalar: f64| Efficiencies::first_boot_cpu(scalar).overhead_per_row;
+    assert!((at(6.2e9) - 25e-9).abs() < 1e-15);
+    assert!((at(5.0e9) - 31e-9).abs() < 1e-15, "{}", at(5.0e9));
+    assert!((at(12.4e9) - 12.5e-9).abs() < 1e-15);
     // No probe (a board planned from its nominal figures): the fitted figure.
     assert_eq!(at(0.0), 25e-9);
     assert_eq!(at(f64::INFINITY), 25e-9);
     // Only the row cost moves.
     let d = Efficiencies::default();
-    let s = Efficiencies::first_boot_cpu(174e9);
+    let s = Efficiencies::first_boot_cpu(5.0e9);
     assert_eq!(
         (s.memory, s.compute, s.prefill, s.samples),
         (d.memory, d.compute, d.prefill, 0)
