@@ -13,7 +13,8 @@
 #   --image    boot this already-built image (its vmlinuz, initrd.img and cmdline beside it)
 #              instead of building one
 # Environment: TUTORD_TEST_CACHE (default /var/cache/tutord-test), TUTORD_QEMU_TIMEOUT
-#   (seconds for the whole boot, default 900 on x86-64, 2400 on arm64), TUTORD_QEMU_MEM (MiB,
+#   (seconds for the whole boot, default 900 on x86-64, 2880 on arm64: above the report
+#   unit's own 45 min), TUTORD_QEMU_MEM (MiB,
 #   default 2048 on x86-64, 3072 on arm64).
 # Prints "ok: ..." / "FAIL: ..." lines and timings; exit 0 only when every check passed.
 #
@@ -104,7 +105,7 @@ if [ "$ARCH" = amd64 ]; then
         -serial "file:$WORK/console.log" -serial "file:$WORK/report.log" \
         </dev/null >"$WORK/qemu.log" 2>&1
 else
-    TIMEOUT=${TUTORD_QEMU_TIMEOUT:-2400}
+    TIMEOUT=${TUTORD_QEMU_TIMEOUT:-2880}
     # `virt` has one UART (ttyAMA0, the console); the report goes to a virtio console (hvc0).
     # cortex-a76: the Rock 5B's big core, with the dot-product extension tutord's INT8 probe
     # and llama.cpp's arm64 build (armv8.2-a+dotprod+fp16) need.
