@@ -140,6 +140,9 @@ struct Tutord {
     tg_reported: Samples,
     /// The shortest answer seen (the model may end one before `GEN_TOKENS`).
     generated: u32,
+    /// Milliseconds of the prompt stage when only its last token is decoded
+    /// (`Tutord::prompt_stage_alone`).
+    stage_ms: Samples,
 }
 
 fn greedy(max_tokens: u32) -> Sampling {
@@ -186,6 +189,7 @@ impl Tutord {
             tg: Samples::default(),
             tg_reported: Samples::default(),
             generated: GEN_TOKENS,
+            stage_ms: Samples::default(),
         })
     }
 
@@ -221,6 +225,34 @@ impl Tutord {
             self.ttft_ms.0.push(stats.time_to_first_token * 1e3);
             self.tg.0.push(between);
             self.tg_reported.0.push(stats.decode_tokens_per_second);
+        }
+        Ok(())
+    }
+}
+
+impl Tutord {
+    /// What the engine's prompt stage costs beside llama.cpp's decode of the prompt: the same
+    /// chat asked again on the cache the answer before left, so that the engine applies the
+    /// chat template, tokenises, trims the cache and decodes only the prompt's last token.
+    /// That time less one decode (at the table's decode rate) is what `pp64` pays that
+    /// llama-bench's does not.
+    fn prompt_stage_alone(&mut self, reps: usize) -> Result<(), String> {
+        for _ in 0..reps {
+            self.engine.reset();
+            self.engine
+                .generate(&self.chat, &greedy(1), &mut |_| true)
+                .map_err(|e| e.to_string())?;
+            let again = self
+                .engine
+                .generate(&self.chat, &greedy(1), &mut |_| true)
+                .map_err(|e| e.to_string())?;
+            if again.prompt_tokens != 1 || again.prompt_tokens_per_second <= 0.0 {
+                return Err(format!(
+                    "asked again, {} prompt tokens processed; expected 1",
+                    again.prompt_tokens
+                ));
+            }
+            self.stage_ms.0.push(1e3 / again.prompt_tokens_per_second);
         }
         Ok(())
     }
@@ -508,6 +540,18 @@ fn report(cfg: &Config, t: &Tutord, l: &LlamaBench) {
         l.pp_ms.show(1),
         Some(l.pp_ms.median() / t.ttft_ms.median()),
     );
+    // The prompt stage beside llama.cpp's decode (`Tutord::prompt_stage_alone`).
+    let decode_ms = 1e3 / t.tg.median();
+    let prompt_ms = f64::from(t.prompt_tokens) * 1e3 / t.pp.median();
+    let beside = t.stage_ms.median() - decode_ms;
+    println!();
+    println!(
+        "tutord's prompt stage with one token to decode: {} ms, less one decode ({decode_ms:.1} \
+         ms): {beside:.1} ms of chat template, tokenising and cache trim, {:.1} % of its pp64 \
+         time ({prompt_ms:.1} ms)",
+        t.stage_ms.show(1),
+        100.0 * beside / prompt_ms
+    );
     println!();
     let goal = |ratio: f64, goal: f64| if ratio >= goal { "met" } else { "NOT met" };
     println!(
@@ -568,6 +612,9 @@ fn run() -> Result<(), String> {
             }
         }
     }
+    tutord
+        .prompt_stage_alone(cfg.rounds * cfg.reps)
+        .map_err(|e| format!("tutord engine: {e}"))?;
     report(&cfg, &tutord, &llama);
     Ok(())
 }
