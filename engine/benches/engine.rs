@@ -7,6 +7,8 @@
 //!   `${TUTORD_MODELS_DIR:-/var/cache/tutord-dev/models}/SmolLM2-135M-Instruct.Q4_1.gguf`)
 //! - `TUTORD_BENCH_THREADS`: threads for both (default: every CPU this process may use)
 //! - `TUTORD_BENCH_REPS`: repetitions per round and side (default 3: `llama-bench -r 3`)
+//! - `TUTORD_BENCH_CONTEXT`: tutord's context in tokens (default 2048, the daemon's); llama-bench
+//!   sizes its own to each test's tokens
 //! - `TUTORD_BENCH_ROUNDS`: rounds (default 3); the two sides take turns, in alternating
 //!   order, so that a slow spell of the machine does not land on one side only
 //! - `LLAMA_BENCH`: a `llama-bench` binary; default: the one `scripts/llama-bench.sh` builds
@@ -63,6 +65,7 @@ struct Config {
     threads: usize,
     reps: usize,
     rounds: usize,
+    context: u32,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             threads: env_number("TUTORD_BENCH_THREADS", all)?,
             reps: env_number("TUTORD_BENCH_REPS", 3)?,
             rounds: env_number("TUTORD_BENCH_ROUNDS", 3)?,
+            context: env_number("TUTORD_BENCH_CONTEXT", CONTEXT as usize)? as u32,
         })
     }
 }
@@ -158,7 +162,7 @@ impl Tutord {
         let spec = LoadSpec {
             backend: BackendKind::Cpu,
             model_path: cfg.model.clone(),
-            context_length: CONTEXT,
+            context_length: cfg.context,
             // One llama.cpp thread per listed CPU. The bench does not pin, nor does
             // llama-bench by default; in tutord the supervisor pins the worker.
             placement: Placement {
