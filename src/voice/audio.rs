@@ -254,6 +254,15 @@ impl Loudspeaker {
         Ok(completed)
     }
 
+    /// Interrupted between sentences: drops what the card holds and closes it at once (the
+    /// next `play` opens it again).
+    pub fn stop(&self) {
+        let mut slot = self.pcm.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((pcm, _)) = slot.take() {
+            let _ = pcm.drop();
+        }
+    }
+
     /// The answer is over: waits until the card has played what it holds, then closes it.
     pub fn finish(&self) {
         let mut slot = self.pcm.lock().unwrap_or_else(|p| p.into_inner());

@@ -63,7 +63,13 @@ impl Mouth {
     }
 }
 
-/// Plays sentences in order; the tutor is `speaking` from the first to the end.
+/// How often a wait for the next sentence looks at `cancel`.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Plays sentences in order; the tutor is `speaking` from the first to the end. Once
+/// `cancel` is set (a barge-in), the card is stopped within `CANCEL_POLL`, also while the
+/// next sentence is still being synthesized: the text's end can be seconds away on a loaded
+/// board (a CI run saw the card kept open 3.8 s after the interruption).
 async fn play(
     mut rx: mpsc::UnboundedReceiver<Speech>,
     loudspeaker: Option<Arc<Loudspeaker>>,
@@ -71,7 +77,25 @@ async fn play(
     activity: watch::Sender<Activity>,
 ) {
     let mut speaking = false;
-    while let Some(speech) = rx.recv().await {
+    let mut stopped = false;
+    loop {
+        let speech = match tokio::time::timeout(CANCEL_POLL, rx.recv()).await {
+            Ok(Some(speech)) => Some(speech),
+            Ok(None) => break,
+            Err(_) => None,
+        };
+        if cancel.load(Ordering::Relaxed) {
+            if !stopped {
+                stopped = true;
+                if let Some(ls) = loudspeaker.clone() {
+                    let _ = tokio::task::spawn_blocking(move || ls.stop()).await;
+                }
+            }
+            continue;
+        }
+        let Some(speech) = speech else {
+            continue;
+        };
         if !speaking {
             speaking = true;
             activity.send_modify(|a| a.speaking += 1);
@@ -79,9 +103,6 @@ async fn play(
         let Some(ls) = loudspeaker.clone() else {
             continue;
         };
-        if cancel.load(Ordering::Relaxed) {
-            continue;
-        }
         let c = cancel.clone();
         let played =
             tokio::task::spawn_blocking(move || ls.play(&speech.samples, speech.sample_rate, &c))
@@ -91,7 +112,7 @@ async fn play(
             tracing::warn!("{e}");
         }
     }
-    if let Some(ls) = loudspeaker {
+    if let (Some(ls), false) = (loudspeaker, stopped) {
         let _ = tokio::task::spawn_blocking(move || ls.finish()).await;
     }
     if speaking {
