@@ -93,20 +93,24 @@ pub fn merge(old: Option<Sample>, new: &Sample) -> Sample {
         },
         Some(old) => Sample {
             seconds_per_token: smooth(old.seconds_per_token, new.seconds_per_token, old.count),
-            prefill_seconds_per_token: match (
+            prefill_seconds_per_token: smooth_known(
                 old.prefill_seconds_per_token,
                 new.prefill_seconds_per_token,
-            ) {
-                (Some(o), Some(n)) => Some(smooth(o, n, old.count)),
-                (o, n) => n.or(o),
-            },
-            depth: match (old.depth, new.depth) {
-                (Some(o), Some(n)) => Some(smooth(o, n, old.count)),
-                (o, n) => n.or(o),
-            },
+                old.count,
+            ),
+            depth: smooth_known(old.depth, new.depth, old.count),
             count: old.count.saturating_add(1),
             ..new.clone()
         },
+    }
+}
+
+/// `smooth` for a figure an answer may lack (samples stored before it was kept): the one
+/// that is there when only one is.
+fn smooth_known(old: Option<f64>, new: Option<f64>, count_before: u32) -> Option<f64> {
+    match (old, new) {
+        (Some(o), Some(n)) => Some(smooth(o, n, count_before)),
+        (o, n) => n.or(o),
     }
 }
 
