@@ -34,6 +34,11 @@ const ABORT_DEADLINE: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(2);
 /// A worker that has not answered a ping for this long is considered hung.
 const PING_DEADLINE: Duration = Duration::from_secs(10);
+/// The same deadline in pings: the supervisor counts the pings it sent since the last pong,
+/// not the seconds, so a supervisor that itself got no CPU for a while (a loaded host, a call
+/// storm's 16 MiB message being parsed) does not blame the worker for the pongs it has not
+/// read yet. CI saw a worker killed that way while both were starved.
+const PINGS_BEFORE_HUNG: u32 = (PING_DEADLINE.as_secs() / PING_EVERY.as_secs()) as u32;
 /// Workers in a row that were killed for a missed heartbeat before the engine counts as hung
 /// for the watchdog. One hang is the supervisor's to mend (kill, start another); when the
 /// replacement hangs too, a new worker does not help (a runtime wedged in a driver, a stuck
@@ -131,6 +136,8 @@ pub struct EngineStatus {
     pub restarts: u32,
     /// When the worker last answered a ping (None before the first).
     pub last_pong: Option<Instant>,
+    /// Pings sent to the worker since its last pong: over `PINGS_BEFORE_HUNG`, it is hung.
+    pub pings_unanswered: u32,
     /// Workers killed in a row for a missed heartbeat; 0 again at the next answered ping.
     pub hangs_in_a_row: u32,
 }
@@ -268,10 +275,7 @@ impl EngineHandle {
         if s.hangs_in_a_row >= HANGS_BEFORE_WATCHDOG {
             return false;
         }
-        match (s.worker_pid, s.last_pong) {
-            (Some(_), Some(t)) => t.elapsed() < PING_DEADLINE,
-            _ => true,
-        }
+        s.worker_pid.is_none() || s.pings_unanswered <= PINGS_BEFORE_HUNG
     }
 }
 
@@ -395,6 +399,7 @@ async fn run_worker(
     status.send_modify(|s| {
         s.worker_pid = pid;
         s.last_pong = Some(Instant::now());
+        s.pings_unanswered = 0;
     });
     tracing::info!(worker_pid = pid, model = %config.spec.model_path.display(), "engine worker started, loading the model");
     // Events are read by their own task: reading a frame is not cancel-safe in a select!.
@@ -433,6 +438,9 @@ async fn run_worker(
     let mut progress = Instant::now();
     let mut abort_sent: Option<Instant> = None;
     let mut ping = tokio::time::interval(PING_EVERY);
+    // A late supervisor sends its next ping a period after it woke, not a burst of the
+    // missed ones: each counted ping is one the worker had PING_EVERY to answer.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     // Counts asked of this worker and not answered yet; dropped with it (the askers then
     // hear that it went away).
@@ -543,6 +551,7 @@ async fn run_worker(
                 Some(Ok(Event::Pong { .. })) => {
                     status.send_modify(|s| {
                         s.last_pong = Some(Instant::now());
+                        s.pings_unanswered = 0;
                         s.hangs_in_a_row = 0;
                     });
                 }
@@ -554,6 +563,7 @@ async fn run_worker(
                 if worker::send(&mut writer, &Request::Ping { seq }).await.is_err() {
                     break "the worker does not read its socket".into();
                 }
+                status.send_modify(|s| s.pings_unanswered += 1);
                 if !loaded && started.elapsed() > config.load_deadline {
                     let _ = w.child.start_kill();
                     return Outcome::LoadFailed(EngineFailure::Load(format!(
@@ -579,12 +589,14 @@ async fn run_worker(
                         break format!("{why} (the engine is wedged): killed it");
                     }
                 }
-                let stale = status.borrow().last_pong.is_some_and(|t| t.elapsed() > PING_DEADLINE);
+                let stale = status.borrow().pings_unanswered > PINGS_BEFORE_HUNG;
                 if stale {
                     status.send_modify(|s| s.hangs_in_a_row += 1);
                     hung = true;
                     let _ = w.child.start_kill();
-                    break format!("no heartbeat for {PING_DEADLINE:?}: killed it");
+                    break format!(
+                        "no heartbeat for {PING_DEADLINE:?}: killed it ({PINGS_BEFORE_HUNG} pings unanswered)"
+                    );
                 }
             }
         }
