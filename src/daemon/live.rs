@@ -2,11 +2,9 @@
 //! `ListenWav`'s, its answer spoken on the loudspeaker. The daemon wires the two domains
 //! here so that the voice never depends on the tutor.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
 use tokio::sync::oneshot;
 
+use crate::sync::Cancel;
 use crate::tutor::{AskOptions, Origin, Service};
 use crate::voice::pipeline::Heard;
 
@@ -25,11 +23,7 @@ impl crate::voice::live::Host for Host {
         self.tutor.abort();
     }
 
-    fn ask(
-        &self,
-        heard: Heard,
-        cancel: Arc<AtomicBool>,
-    ) -> Result<(String, oneshot::Receiver<()>), String> {
+    fn ask(&self, heard: Heard, cancel: Cancel) -> Result<(String, oneshot::Receiver<()>), String> {
         let (done, rx) = oneshot::channel();
         let text = heard.text.clone();
         let origin = Origin::Live {

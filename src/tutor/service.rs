@@ -4,7 +4,7 @@
 //! here too, so that the tutor's one voice never talks over an answer.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, oneshot, watch};
@@ -14,6 +14,7 @@ use crate::config::{LlmConfig, TutorConfig};
 use crate::engine::GenStats;
 use crate::state::Activity;
 use crate::store::{SessionRow, Store};
+use crate::sync::Cancel;
 pub(crate) use crate::sync::lock;
 use crate::voice::Voice;
 use crate::voice::pipeline::Heard;
@@ -85,7 +86,7 @@ pub enum Origin {
     /// `done` is told when it has been spoken (or was stopped).
     Live {
         heard: Heard,
-        cancel: Arc<AtomicBool>,
+        cancel: Cancel,
         done: oneshot::Sender<()>,
     },
 }
@@ -235,7 +236,7 @@ impl Service {
         let id = turn.id.clone();
         let (heard, aloud, cancel, done) = match origin {
             Origin::Typed => (None, false, None, None),
-            Origin::Recording(h) => (Some(h), false, Some(Arc::default()), None),
+            Origin::Recording(h) => (Some(h), false, Some(Cancel::new()), None),
             Origin::Live {
                 heard,
                 cancel,
@@ -308,12 +309,7 @@ impl Service {
         }
     }
 
-    fn mouth(
-        &self,
-        id: &str,
-        aloud: bool,
-        cancel: Arc<AtomicBool>,
-    ) -> Option<crate::voice::mouth::Mouth> {
+    fn mouth(&self, id: &str, aloud: bool, cancel: Cancel) -> Option<crate::voice::mouth::Mouth> {
         let events = self.inner.events.clone();
         self.inner
             .voice
@@ -339,7 +335,7 @@ impl Service {
         }
         let n = self.inner.next_speech.fetch_add(1, Ordering::Relaxed);
         let id = format!("speak-{n}");
-        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel = Cancel::new();
         let mut mouth = self
             .mouth(&id, true, cancel.clone())
             .ok_or(SpeakError::NoVoice)?;

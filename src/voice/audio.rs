@@ -13,6 +13,8 @@ use std::ffi::CString;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::sync::Cancel;
 use std::time::{Duration, Instant};
 
 use alsa::pcm::{Access, Format, HwParams, PCM};
@@ -216,12 +218,7 @@ impl Loudspeaker {
 
     /// Plays mono `samples` at `rate` Hz; blocking. Returns false when `cancel` was set
     /// (the rest is not played and the card's buffer is dropped).
-    pub fn play(
-        &self,
-        samples: &[f32],
-        rate: u32,
-        cancel: &AtomicBool,
-    ) -> Result<bool, AudioError> {
+    pub fn play(&self, samples: &[f32], rate: u32, cancel: &Cancel) -> Result<bool, AudioError> {
         let mut slot = self.pcm.lock().unwrap_or_else(|p| p.into_inner());
         if slot.as_ref().is_some_and(|(_, r)| *r != rate) {
             // A new voice rate: let the old audio finish first.
@@ -273,7 +270,7 @@ impl Loudspeaker {
 }
 
 /// Writes `samples` in short chunks, checking `cancel` between them; false when cancelled.
-fn write_all(pcm: &PCM, samples: &[f32], rate: u32, cancel: &AtomicBool) -> alsa::Result<bool> {
+fn write_all(pcm: &PCM, samples: &[f32], rate: u32, cancel: &Cancel) -> alsa::Result<bool> {
     let io = pcm.io_i16()?;
     let pcm16: Vec<i16> = samples
         .iter()
@@ -282,7 +279,8 @@ fn write_all(pcm: &PCM, samples: &[f32], rate: u32, cancel: &AtomicBool) -> alsa
     let chunk = (rate * PLAY_CHUNK_MS / 1000).max(1) as usize;
     let mut rest = &pcm16[..];
     while !rest.is_empty() {
-        if cancel.load(Ordering::Relaxed) {
+        // Blocking code: the cancel is looked at between chunks (20 ms of audio each).
+        if cancel.is_cancelled() {
             return Ok(false);
         }
         let n = rest.len().min(chunk);

@@ -16,7 +16,6 @@
 //! the voice stays below the tutor, and this module free of D-Bus.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +26,7 @@ use super::pipeline::Heard;
 use super::service::Voice;
 use super::vad::{Vad, VadEvent};
 use crate::config::ListenMode;
+use crate::sync::Cancel;
 
 /// Push-to-talk gives up when no speech starts this long after `Listen()`.
 pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,11 +38,7 @@ pub trait Host: Send + Sync + 'static {
     /// Asks what was heard as a spoken turn (its transcript is published); its answer is
     /// spoken on the loudspeaker until `cancel` is set. Returns the turn id and a receiver
     /// that completes when the answer has been spoken (or was aborted).
-    fn ask(
-        &self,
-        heard: Heard,
-        cancel: Arc<AtomicBool>,
-    ) -> Result<(String, oneshot::Receiver<()>), String>;
+    fn ask(&self, heard: Heard, cancel: Cancel) -> Result<(String, oneshot::Receiver<()>), String>;
 }
 
 enum Phase {
@@ -54,7 +50,7 @@ enum Phase {
     Transcribing,
     /// A question is being answered; the VAD runs for barge-in. `turn` tells this answer's
     /// completion from an interrupted one's.
-    Answering { turn: u64, cancel: Arc<AtomicBool> },
+    Answering { turn: u64, cancel: Cancel },
 }
 
 /// Opens the configured devices and starts the loop when there is a microphone.
@@ -160,8 +156,8 @@ impl Loop {
     }
 
     /// Stops the answer being spoken: its playback and its generation.
-    fn interrupt(&self, cancel: Arc<AtomicBool>, by: &str) {
-        cancel.store(true, Ordering::Relaxed);
+    fn interrupt(&self, cancel: Cancel, by: &str) {
+        cancel.cancel();
         self.host.abort();
         tracing::info!("barge-in: {by} stopped the answer being spoken");
     }
@@ -256,7 +252,7 @@ impl Loop {
                 return;
             }
         };
-        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel = Cancel::new();
         match self.host.ask(heard, cancel.clone()) {
             Ok((_turn, done)) => {
                 self.turns += 1;

@@ -3,7 +3,6 @@
 //! running ahead of the next so that the sentences follow each other without gaps.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, watch};
 
@@ -11,6 +10,7 @@ use super::audio::Loudspeaker;
 use super::speaker::{Speaker, Spoken};
 use super::tts::{Speech, Synthesizer};
 use crate::state::Activity;
+use crate::sync::Cancel;
 
 pub struct Mouth {
     speaker: Speaker,
@@ -22,7 +22,7 @@ impl Mouth {
         tts: Arc<dyn Synthesizer>,
         id: &str,
         loudspeaker: Option<Arc<Loudspeaker>>,
-        cancel: Arc<AtomicBool>,
+        cancel: Cancel,
         activity: watch::Sender<Activity>,
         emit: impl Fn(&str, &Speech) + Send + Sync + 'static,
     ) -> Mouth {
@@ -33,7 +33,7 @@ impl Mouth {
         let speaker = Speaker::start_cancellable(tts, cancel.clone(), move |speech: Speech| {
             let (emit, id, tx, cancel) = (emit.clone(), id.clone(), tx.clone(), cancel.clone());
             async move {
-                if cancel.load(Ordering::Relaxed) {
+                if cancel.is_cancelled() {
                     return;
                 }
                 emit(&id, &speech);
@@ -63,39 +63,37 @@ impl Mouth {
     }
 }
 
-/// How often a wait for the next sentence looks at `cancel`.
-const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
-
 /// Plays sentences in order; the tutor is `speaking` from the first to the end. Once
-/// `cancel` is set (a barge-in), the card is stopped within `CANCEL_POLL`, also while the
-/// next sentence is still being synthesized: the text's end can be seconds away on a loaded
-/// board (a CI run saw the card kept open 3.8 s after the interruption).
+/// `cancel` is set (a barge-in), the card is stopped at once, also while the next sentence
+/// is still being synthesized: the text's end can be seconds away on a loaded board (a CI
+/// run saw the card kept open 3.8 s after the interruption when only the text's end closed
+/// it). What still arrives after that is not played.
 async fn play(
     mut rx: mpsc::UnboundedReceiver<Speech>,
     loudspeaker: Option<Arc<Loudspeaker>>,
-    cancel: Arc<AtomicBool>,
+    cancel: Cancel,
     activity: watch::Sender<Activity>,
 ) {
     let mut speaking = false;
     let mut stopped = false;
     loop {
-        let speech = match tokio::time::timeout(CANCEL_POLL, rx.recv()).await {
-            Ok(Some(speech)) => Some(speech),
-            Ok(None) => break,
-            Err(_) => None,
-        };
-        if cancel.load(Ordering::Relaxed) {
-            if !stopped {
+        let speech = tokio::select! {
+            biased;
+            () = cancel.cancelled(), if !stopped => {
                 stopped = true;
                 if let Some(ls) = loudspeaker.clone() {
                     let _ = tokio::task::spawn_blocking(move || ls.stop()).await;
                 }
+                continue;
             }
+            speech = rx.recv() => match speech {
+                Some(speech) => speech,
+                None => break,
+            },
+        };
+        if cancel.is_cancelled() {
             continue;
         }
-        let Some(speech) = speech else {
-            continue;
-        };
         if !speaking {
             speaking = true;
             activity.send_modify(|a| a.speaking += 1);

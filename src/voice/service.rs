@@ -19,6 +19,7 @@ use super::vad::VadConfig;
 use crate::config::VoiceConfig;
 use crate::models::Catalog;
 use crate::state::Activity;
+use crate::sync::Cancel;
 use crate::sync::lock;
 
 struct Inner {
@@ -31,7 +32,7 @@ struct Inner {
     live: Mutex<Result<LiveHandle, String>>,
     /// The stop switches of the `Speak()` texts being spoken: barge-in and `Listen()` stop
     /// them as they stop an answer.
-    speeches: Mutex<Vec<Arc<AtomicBool>>>,
+    speeches: Mutex<Vec<Cancel>>,
     /// Whether a recording (`ListenWav`) is being transcribed: one at a time. Whisper takes
     /// every core it is given, so a second one would only slow both down while each holds
     /// its recording in memory; it is refused with Busy instead of queued.
@@ -259,7 +260,7 @@ impl Voice {
         &self,
         id: &str,
         aloud: bool,
-        cancel: Arc<AtomicBool>,
+        cancel: Cancel,
         emit: impl Fn(&str, &Speech) + Send + Sync + 'static,
     ) -> Option<Mouth> {
         let tts = lock(&self.inner.tts).as_ref().ok().cloned()?;
@@ -279,12 +280,12 @@ impl Voice {
     }
 
     /// Registers a `Speak()` text being spoken, so that barge-in can stop it.
-    pub fn add_speech(&self, cancel: Arc<AtomicBool>) {
+    pub fn add_speech(&self, cancel: Cancel) {
         lock(&self.inner.speeches).push(cancel);
     }
 
-    pub fn remove_speech(&self, cancel: &Arc<AtomicBool>) {
-        lock(&self.inner.speeches).retain(|s| !Arc::ptr_eq(s, cancel));
+    pub fn remove_speech(&self, cancel: &Cancel) {
+        lock(&self.inner.speeches).retain(|s| !s.same(cancel));
     }
 
     /// Whether `Speak()` texts are being spoken.
@@ -296,7 +297,7 @@ impl Voice {
     pub fn hush(&self) -> usize {
         let mut s = lock(&self.inner.speeches);
         for c in s.iter() {
-            c.store(true, Ordering::Relaxed);
+            c.cancel();
         }
         std::mem::take(&mut *s).len()
     }

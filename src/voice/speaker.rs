@@ -3,13 +3,13 @@
 //! the model still writes the rest.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::tts::{Speech, Synthesizer};
 use crate::sentence;
+use crate::sync::Cancel;
 
 /// What speaking a turn took.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,16 +139,12 @@ impl Speaker {
         F: FnMut(Speech) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
-        Self::start_cancellable(tts, Arc::new(AtomicBool::new(false)), emit)
+        Self::start_cancellable(tts, Cancel::new(), emit)
     }
 
     /// Like `start`; once `cancel` is set the sentences left are not synthesized (an
     /// interrupted answer must not keep the cores from the next question).
-    pub fn start_cancellable<F, Fut>(
-        tts: Arc<dyn Synthesizer>,
-        cancel: Arc<AtomicBool>,
-        mut emit: F,
-    ) -> Self
+    pub fn start_cancellable<F, Fut>(tts: Arc<dyn Synthesizer>, cancel: Cancel, mut emit: F) -> Self
     where
         F: FnMut(Speech) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
@@ -157,7 +153,7 @@ impl Speaker {
         let task = tokio::spawn(async move {
             let mut spoken = Spoken::default();
             while let Some(sentence) = rx.recv().await {
-                if cancel.load(Ordering::Relaxed) {
+                if cancel.is_cancelled() {
                     continue;
                 }
                 let tts = tts.clone();
