@@ -134,8 +134,6 @@ pub struct EngineStatus {
     pub crashes_in_a_row: u32,
     pub worker_pid: Option<u32>,
     pub restarts: u32,
-    /// When the worker last answered a ping (None before the first).
-    pub last_pong: Option<Instant>,
     /// Pings sent to the worker since its last pong: over `PINGS_BEFORE_HUNG`, it is hung.
     pub pings_unanswered: u32,
     /// Workers killed in a row for a missed heartbeat; 0 again at the next answered ping.
@@ -322,7 +320,6 @@ async fn supervise(
                 status.send_modify(|s| {
                     s.model = None;
                     s.worker_pid = None;
-                    s.last_pong = None;
                     s.restarts += 1;
                     s.last_error = Some(e.to_string());
                 });
@@ -350,7 +347,6 @@ async fn give_up(
         s.gave_up_because = Some(because);
         s.model = None;
         s.worker_pid = None;
-        s.last_pong = None;
         s.last_error = Some(e.to_string());
     });
     let not_loaded = || EngineFailure::NotLoaded(e.to_string());
@@ -398,7 +394,6 @@ async fn run_worker(
     let pid = w.child.id();
     status.send_modify(|s| {
         s.worker_pid = pid;
-        s.last_pong = Some(Instant::now());
         s.pings_unanswered = 0;
     });
     tracing::info!(worker_pid = pid, model = %config.spec.model_path.display(), "engine worker started, loading the model");
@@ -550,7 +545,6 @@ async fn run_worker(
                 }
                 Some(Ok(Event::Pong { .. })) => {
                     status.send_modify(|s| {
-                        s.last_pong = Some(Instant::now());
                         s.pings_unanswered = 0;
                         s.hangs_in_a_row = 0;
                     });

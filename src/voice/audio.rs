@@ -13,8 +13,6 @@ use std::ffi::CString;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::sync::Cancel;
 use std::time::{Duration, Instant};
 
 use alsa::pcm::{Access, Format, HwParams, PCM};
@@ -22,6 +20,7 @@ use alsa::{Direction, ValueOr};
 use tokio::sync::mpsc;
 
 use super::vad;
+use crate::sync::{Cancel, lock};
 
 /// Why a sound device failed; every variant names the device.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -219,7 +218,7 @@ impl Loudspeaker {
     /// Plays mono `samples` at `rate` Hz; blocking. Returns false when `cancel` was set
     /// (the rest is not played and the card's buffer is dropped).
     pub fn play(&self, samples: &[f32], rate: u32, cancel: &Cancel) -> Result<bool, AudioError> {
-        let mut slot = self.pcm.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.pcm);
         if slot.as_ref().is_some_and(|(_, r)| *r != rate) {
             // A new voice rate: let the old audio finish first.
             if let Some((pcm, _)) = slot.take() {
@@ -244,9 +243,7 @@ impl Loudspeaker {
         })?;
         if !completed {
             // Interrupted: what the card still holds is dropped, not played out.
-            if let Some((pcm, _)) = slot.take() {
-                let _ = pcm.drop();
-            }
+            drop_held(&mut slot);
         }
         Ok(completed)
     }
@@ -254,18 +251,22 @@ impl Loudspeaker {
     /// Interrupted between sentences: drops what the card holds and closes it at once (the
     /// next `play` opens it again).
     pub fn stop(&self) {
-        let mut slot = self.pcm.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((pcm, _)) = slot.take() {
-            let _ = pcm.drop();
-        }
+        drop_held(&mut lock(&self.pcm));
     }
 
     /// The answer is over: waits until the card has played what it holds, then closes it.
     pub fn finish(&self) {
-        let mut slot = self.pcm.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.pcm);
         if let Some((pcm, _)) = slot.take() {
             let _ = pcm.drain();
         }
+    }
+}
+
+/// Drops what the open card holds (not played out) and closes it.
+fn drop_held(slot: &mut Option<(PCM, u32)>) {
+    if let Some((pcm, _)) = slot.take() {
+        let _ = pcm.drop();
     }
 }
 

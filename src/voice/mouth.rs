@@ -67,7 +67,7 @@ impl Mouth {
 /// `cancel` is set (a barge-in), the card is stopped at once, also while the next sentence
 /// is still being synthesized: the text's end can be seconds away on a loaded board (a CI
 /// run saw the card kept open 3.8 s after the interruption when only the text's end closed
-/// it). What still arrives after that is not played.
+/// it). Nothing is played after that.
 async fn play(
     mut rx: mpsc::UnboundedReceiver<Speech>,
     loudspeaker: Option<Arc<Loudspeaker>>,
@@ -75,25 +75,16 @@ async fn play(
     activity: watch::Sender<Activity>,
 ) {
     let mut speaking = false;
-    let mut stopped = false;
-    loop {
+    // Whether the text ended (the card plays out what it holds) or was cancelled (dropped).
+    let ended = loop {
         let speech = tokio::select! {
             biased;
-            () = cancel.cancelled(), if !stopped => {
-                stopped = true;
-                if let Some(ls) = loudspeaker.clone() {
-                    let _ = tokio::task::spawn_blocking(move || ls.stop()).await;
-                }
-                continue;
-            }
+            () = cancel.cancelled() => break false,
             speech = rx.recv() => match speech {
                 Some(speech) => speech,
-                None => break,
+                None => break true,
             },
         };
-        if cancel.is_cancelled() {
-            continue;
-        }
         if !speaking {
             speaking = true;
             activity.send_modify(|a| a.speaking += 1);
@@ -109,10 +100,14 @@ async fn play(
         if let Err(e) = played {
             tracing::warn!("{e}");
         }
+    };
+    if let Some(ls) = loudspeaker {
+        let _ =
+            tokio::task::spawn_blocking(move || if ended { ls.finish() } else { ls.stop() }).await;
     }
-    if let (Some(ls), false) = (loudspeaker, stopped) {
-        let _ = tokio::task::spawn_blocking(move || ls.finish()).await;
-    }
+    // The tutor stays `speaking` until the text's end, as before a cancel: what the speaker
+    // still sends (it synthesizes nothing more once cancelled) is taken and not played.
+    while rx.recv().await.is_some() {}
     if speaking {
         activity.send_modify(|a| a.speaking = a.speaking.saturating_sub(1));
     }
