@@ -165,4 +165,11 @@ fn main() {
         m.compute_ops() / 1e9,
         m.compute_fp32() / 1e9
     );
+    // What the planner divides by (scripts/row-cost.sh reads this line).
+    let t = m.typical();
+    println!(
+        "typical (the planner's): read {:.2} GB/s, scalar chain {:.2} Gop/s",
+        t.read / 1e9,
+        t.scalar / 1e9
+    );
 }

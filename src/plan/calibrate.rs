@@ -29,10 +29,11 @@ pub struct Efficiencies {
     pub samples: u32,
 }
 
-/// The first boot's figures, before any answer: fitted with `scripts/plan-bench.sh` to the
-/// decode speed of SmolLM2-135M (205k rows a token, 100 MB), Qwen2.5-Coder-0.5B (456k, 393 MB)
-/// and 1.5B (797k, 984 MB) on the x86-64 development VM: all three within 4.3 % (a model of
-/// bytes alone was 2× off on the smallest; docs/benchmarks.md, "First boot").
+/// The first boot's figures, before any answer: fitted with `scripts/row-cost.sh` to
+/// llama-bench's decode speed of random-weight models of one quantisation type each (Q4_0 to
+/// Q6_K, in SmolLM2-135M's, Qwen2.5-0.5B's and 1.5B's shapes) on the x86-64 development VM:
+/// all 16 within 5 % with the read bandwidth at 0.88, a row's fixed cost and each type's cost
+/// per block ([`super::rows`]; docs/benchmarks.md, "Row cost by type").
 impl Default for Efficiencies {
     fn default() -> Self {
         Self {
@@ -45,30 +46,28 @@ impl Default for Efficiencies {
             // way at 0.3.
             compute: 0.3,
             prefill: 0.3,
-            // 25 ns a row: 2 threads, AVX2. A board's cores will differ: its first answers
-            // calibrate it.
-            overhead_per_row: 25e-9,
+            // A row's fixed cost: 2 threads, AVX2. A board's cores will differ: its first
+            // answers calibrate it.
+            overhead_per_row: super::rows::FIXED_NS * 1e-9,
             samples: 0,
         }
     }
 }
 
-/// The scalar chain rate (2 cores, op/s) at which a matrix row costs the fitted 25 ns. The
-/// 25 ns was fitted on a VM whose chain was not measured; session 16's VM and its CI host
-/// (AMD EPYC, FP32 probe 95 GFLOP/s, read 24 GB/s) ran the chain at 5.9 Gop/s and decoded
-/// SmolLM2 at 24.9 and 27.8 ns a row beyond its bytes (mean 26.4): 25 ns at 6.2 Gop/s.
-pub const FITTED_ON_SCALAR: f64 = 6.2e9;
+/// The scalar chain rate (2 cores, op/s) of the VM the row costs were fitted on
+/// (`scripts/row-cost.sh`; AMD EPYC, FP32 probe 79 GFLOP/s, read 21.5 GB/s).
+pub const FITTED_ON_SCALAR: f64 = 5.9e9;
 
 impl Efficiencies {
     /// The first boot's figures for the CPU backend on cores whose scalar chain runs at
     /// `cpu_scalar` op/s (`kernels::scalar_chain`, the chosen cores together): a row's fixed
     /// cost is a chain of dependent instructions (the loop's start, the horizontal sum, the
-    /// scale), so the fitted 25 ns scales with the cores' clock, and with the share of it a
+    /// scale), so the fitted cost scales with the cores' clock, and with the share of it a
     /// shared host's neighbours leave. Not with the FP32 probe, which counts FMA ports and
-    /// vector width: a CI host whose FP32 probe read 95 GFLOP/s (203 where this was fitted)
-    /// decoded SmolLM2 at 88 tok/s, 25 ns a row beyond its bytes; scaled by FP32 it predicted 57.
-    /// No probe (0, or infinite: a board planned from its nominal figures, or a benchmark
-    /// cached before the chain was measured) keeps the fit.
+    /// vector width: a CI host whose FP32 probe read 95 GFLOP/s (203 on another) decoded
+    /// SmolLM2 at the same cost a row beyond its bytes; scaled by FP32 it predicted 57 tok/s
+    /// for 88. No probe (0, or infinite: a board planned from its nominal figures, or a
+    /// benchmark cached before the chain was measured) keeps the fit.
     pub fn first_boot_cpu(cpu_scalar: f64) -> Self {
         let fitted = Self::default();
         if !(cpu_scalar.is_finite() && cpu_scalar > 0.0) {

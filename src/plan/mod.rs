@@ -12,6 +12,7 @@
 pub mod calibrate;
 pub mod nominal;
 pub mod planner;
+pub mod rows;
 pub mod service;
 pub mod voice;
 
@@ -21,13 +22,14 @@ pub use calibrate::{Efficiencies, Sample, fit, smooth};
 pub use voice::{FIRST_CHUNK_TOKENS, VoiceCosts};
 
 /// A decoded token's attention over one cached position of one layer costs what this many
-/// matrix rows do. llama.cpp's CPU attention for one query (2 threads, AVX2, F16 cache, flash
-/// attention on or off alike) slowed decoding per layer per cell by 0.49 µs on SmolLM2-135M,
-/// 0.53 on Qwen2.5-Coder-0.5B and 0.42 on 1.5B (llama-bench `-d 0,256,512`), about as much
-/// whatever the head count, where a row cost 30.8 ns on the same cores: ~16 rows. SmolLM2
-/// decodes 25 % slower at 256 tokens of context than at none, which the cache's bytes
-/// (6 % more read) did not explain (docs/benchmarks.md, "Decoding at depth").
-pub const ATTENTION_ROWS_PER_CELL: f64 = 16.0;
+/// matrix rows' fixed costs do. llama.cpp's CPU attention for one query (2 threads, AVX2, F16
+/// cache, flash attention on or off alike) slowed decoding per layer per cell by 0.49 µs on
+/// SmolLM2-135M, 0.53 on Qwen2.5-Coder-0.5B and 0.42 on 1.5B (llama-bench `-d 0,256,512`),
+/// about as much whatever the head count, where a row's fixed cost is 14.6 ns
+/// ([`rows::FIXED_NS`]): ~32 rows. SmolLM2 decodes 25 % slower at 256 tokens of context than
+/// at none, which the cache's bytes (6 % more read) did not explain (docs/benchmarks.md,
+/// "Decoding at depth").
+pub const ATTENTION_ROWS_PER_CELL: f64 = 32.0;
 
 /// What the planner needs to know about a model (from the catalog).
 #[derive(Debug, Clone, PartialEq)]
@@ -44,9 +46,10 @@ pub struct ModelFacts {
     pub layers: u32,
     pub kv_heads: u32,
     pub head_dim: u32,
-    /// Rows of the matrices a token multiplies (the header's count when the file is here,
-    /// else the catalog's): each row's dot product costs the per-row overhead.
-    pub matrix_rows: u64,
+    /// The work of the matrices a token multiplies beside their bytes, in rows' worth
+    /// ([`rows`]: each row 1, plus its blocks by their type): from the header's tensor types
+    /// and shapes when the file is here, else the catalog's row count and nominal type.
+    pub row_work: f64,
     /// The file is in the models folder (only present models can be chosen).
     pub present: bool,
     /// Tuned for code (catalog `code = true`): passed over for a general model of its size.
@@ -71,11 +74,10 @@ impl ModelFacts {
     }
 
     /// What a token at `position` tokens of context costs in per-row terms: its matrices'
-    /// rows, and the attention over the KV cache, [`ATTENTION_ROWS_PER_CELL`] rows' worth per
+    /// work, and the attention over the KV cache, [`ATTENTION_ROWS_PER_CELL`] rows' worth per
     /// layer per cell. Both are core time the per-row overhead prices.
     pub fn work_rows(&self, position: u32) -> f64 {
-        self.matrix_rows as f64
-            + ATTENTION_ROWS_PER_CELL * f64::from(self.layers) * f64::from(position)
+        self.row_work + ATTENTION_ROWS_PER_CELL * f64::from(self.layers) * f64::from(position)
     }
 
     /// Work per token: a multiply-add (2 operations) per parameter.

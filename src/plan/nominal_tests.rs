@@ -94,12 +94,13 @@ fn rock5b_at_33_8_gb_s_ships_the_3b_and_the_1_5b() {
     assert_eq!(plan.theoretical, 33.792e9);
     assert_eq!(plan.read, 25.344e9);
     assert_eq!(plan.mem_available, 7168 << 20);
-    // bytes ÷ (25.344 GB/s × 0.88) + 25 ns × rows; the 7B reads 4.690 GB a token (weights
-    // and the KV cache of a 128-token prompt) and multiplies 1.54 M rows, and its attention
-    // over 128 cells of 28 layers costs 16 rows' worth each (1.434 ms): 4.00 tok/s.
-    assert!((tps(&plan, "m-7b", "cpu") - 3.9951).abs() < 1e-3);
-    assert!((tps(&plan, "m-3b", "cpu") - 8.6809).abs() < 1e-3);
-    assert!((tps(&plan, "m-1.5b", "cpu") - 13.9621).abs() < 1e-3);
+    // bytes ÷ (25.344 GB/s × 0.88) + 13.2 ns × rows' worth; the 7B reads 4.690 GB a token
+    // (weights and the KV cache of a 128-token prompt) and multiplies 1.54 M rows of 7.6 G
+    // parameters in Q4_K_M blocks (6.7 M rows' worth more), and its attention over 128 cells
+    // of 28 layers costs 32 rows' worth each (1.514 ms): 3.12 tok/s.
+    assert!((tps(&plan, "m-7b", "cpu") - 3.1208).abs() < 1e-3);
+    assert!((tps(&plan, "m-3b", "cpu") - 7.0494).abs() < 1e-3);
+    assert!((tps(&plan, "m-1.5b", "cpu") - 12.4711).abs() < 1e-3);
     // The RK3588 profile has no GPU: CPU only.
     assert!(plan.predictions.iter().all(|p| p.backend == "cpu"));
     // The 7B misses 5 tok/s; the 3B code model is passed over for the general 3B.
@@ -141,9 +142,10 @@ fn memory_rules_out_what_does_not_fit() {
 fn orin_nano_at_68_gb_s_takes_the_7b_and_one_size_smaller() {
     let plan = board_plan(&Config::default(), &board("orin-nano"), &catalog(), None).unwrap();
     assert_eq!(plan.theoretical, 68.256e9);
-    // The GPU and the CPU share the bus: both backends are planned, at the same speed here.
-    assert_eq!(tps(&plan, "m-7b", "cuda"), tps(&plan, "m-7b", "cpu"));
+    // The GPU and the CPU share the bus: both backends are planned. The CPU also pays each
+    // row's blocks (`rows`), which the GPU multiplies in parallel: only it reaches 5 tok/s.
     assert!(tps(&plan, "m-7b", "cuda") > 5.0);
+    assert!(tps(&plan, "m-7b", "cpu") < 5.0);
     let names = plan.image_models();
     assert_eq!(names, ["m-7b", "m-3b"]);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     Choice, Efficiencies, Machine, ModelFacts, Prediction, Targets, VoiceCosts, choose, fit,
-    predict,
+    predict, rows,
 };
 use crate::bench::{self, Measurement, Origin};
 use crate::config::{BackendChoice, Config};
@@ -145,7 +145,12 @@ impl Planner {
                     layers: m.layers,
                     kv_heads: m.kv_heads,
                     head_dim: m.head_dim,
-                    matrix_rows: m.matrix_rows,
+                    row_work: rows::nominal(
+                        m.matrix_rows,
+                        m.parameters,
+                        &m.quantization,
+                        *b == Backend::Cpu,
+                    ),
                     present: false,
                     code: m.code,
                 });
@@ -173,7 +178,7 @@ impl Planner {
                 .flatten()
             {
                 f.streamed_bytes = g.streamed_bytes();
-                f.matrix_rows = g.matrix_rows();
+                f.row_work = rows::of_header(&g, f.backend == Backend::Cpu.as_str());
             }
         }
         out
@@ -202,7 +207,7 @@ impl Planner {
                 layers: shape.layers,
                 kv_heads: shape.kv_heads,
                 head_dim: shape.head_dim,
-                matrix_rows: gguf.matrix_rows(),
+                row_work: rows::of_header(&gguf, b == Backend::Cpu),
                 present: true,
                 code: false,
             })

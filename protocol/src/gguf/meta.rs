@@ -209,7 +209,7 @@ impl Gguf {
     /// (its output projection is the embedding, read whole). What `file size` overstates by
     /// the embedding: ~6 % of a 7-8B Q4_K_M, ~20 % of a 0.5B with a 150k vocabulary.
     pub fn streamed_bytes(&self) -> u64 {
-        let tied = !self.tensors.iter().any(|t| t.name == "output.weight");
+        let tied = self.tied_output();
         self.tensors
             .iter()
             .zip(self.tensor_bytes())
@@ -218,15 +218,25 @@ impl Gguf {
             .sum()
     }
 
-    /// Rows of the matrices decoding multiplies once per token (of the tensors
-    /// [`Self::streamed_bytes`] counts, those of two or more dimensions: each row is one dot
-    /// product, with a fixed cost beside its bytes).
-    pub fn matrix_rows(&self) -> u64 {
-        let tied = !self.tensors.iter().any(|t| t.name == "output.weight");
+    /// The model has no `output.weight`: its token embedding is also its output projection.
+    pub fn tied_output(&self) -> bool {
+        !self.tensors.iter().any(|t| t.name == "output.weight")
+    }
+
+    /// The matrices decoding multiplies once per token: of the tensors
+    /// [`Self::streamed_bytes`] counts, those of two or more dimensions.
+    pub fn decode_matrices(&self) -> impl Iterator<Item = &Tensor> {
+        let tied = self.tied_output();
         self.tensors
             .iter()
-            .filter(|t| tied || t.name != "token_embd.weight")
+            .filter(move |t| tied || t.name != "token_embd.weight")
             .filter(|t| t.dims.len() >= 2)
+    }
+
+    /// Rows of [`Self::decode_matrices`]: each row is one dot product, with a fixed cost
+    /// beside its bytes.
+    pub fn matrix_rows(&self) -> u64 {
+        self.decode_matrices()
             .map(|t| t.elements() / t.dims[0].max(1))
             .sum()
     }
