@@ -20,6 +20,8 @@ THREADS="${THREADS:-2}"
 apt_install "${BUILD_PACKAGES[@]}" python3-venv
 need_rust
 prepare_dirs
+# The crate flavor of llama-bench is configured like this release build of llama-cpp-sys-2.
+cargo build --release --locked --manifest-path "$REPO/Cargo.toml" -p tutord-engine
 LLAMA_BENCH="$(LLAMA_BENCH_FLAVOR=crate bash "$REPO/scripts/llama-bench.sh" | tail -1)"
 [ -x "$LLAMA_BENCH" ] || die "scripts/llama-bench.sh gave no binary"
 

@@ -31,9 +31,10 @@ pub struct Efficiencies {
 
 /// The first boot's figures, before any answer: fitted with `scripts/row-cost.sh` to
 /// llama-bench's decode speed of random-weight models of one quantisation type each (Q4_0 to
-/// Q6_K, in SmolLM2-135M's, Qwen2.5-0.5B's and 1.5B's shapes) on the x86-64 development VM:
-/// all 16 within 5 % with the read bandwidth at 0.88, a row's fixed cost and each type's cost
-/// per block ([`super::rows`]; docs/benchmarks.md, "Row cost by type").
+/// Q6_K, in SmolLM2-135M's, Qwen2.5-0.5B's and 1.5B's shapes) and of the three registry models
+/// on the x86-64 development VM, with the read bandwidth at 0.88, a row's fixed cost and each
+/// type's cost per block ([`super::rows`]): 14 of the 16 random models within 5.5 %, all
+/// within 7 %, the registry models within 11 % (docs/benchmarks.md, "Session 18").
 impl Default for Efficiencies {
     fn default() -> Self {
         Self {
@@ -54,8 +55,10 @@ impl Default for Efficiencies {
     }
 }
 
-/// The scalar chain rate (2 cores, op/s) of the VM the row costs were fitted on
-/// (`scripts/row-cost.sh`; AMD EPYC, FP32 probe 79 GFLOP/s, read 21.5 GB/s).
+/// The scalar chain rate (2 cores, op/s) of the VM the row costs were fitted on (AMD EPYC,
+/// FP32 probe 79 GFLOP/s, read 21 GB/s): session 16 measured 5.9 Gop/s on it, and the
+/// first boot's predictions right after the fit were within 3.5 and 11.3 % (plan-bench, two
+/// runs); `scripts/row-cost.sh` now prints the chain beside the read bandwidth it fits with.
 pub const FITTED_ON_SCALAR: f64 = 5.9e9;
 
 impl Efficiencies {

@@ -25,8 +25,8 @@ pub use voice::{FIRST_CHUNK_TOKENS, VoiceCosts};
 /// matrix rows' fixed costs do. llama.cpp's CPU attention for one query (2 threads, AVX2, F16
 /// cache, flash attention on or off alike) slowed decoding per layer per cell by 0.49 µs on
 /// SmolLM2-135M, 0.53 on Qwen2.5-Coder-0.5B and 0.42 on 1.5B (llama-bench `-d 0,256,512`),
-/// about as much whatever the head count, where a row's fixed cost is 14.6 ns
-/// ([`rows::FIXED_NS`]): ~32 rows. SmolLM2 decodes 25 % slower at 256 tokens of context than
+/// about as much whatever the head count, where a row's fixed cost is 13.2 ns
+/// ([`rows::FIXED_NS`]): 32 rows' worth is 0.42 µs. SmolLM2 decodes 25 % slower at 256 tokens of context than
 /// at none, which the cache's bytes (6 % more read) did not explain (docs/benchmarks.md,
 /// "Decoding at depth").
 pub const ATTENTION_ROWS_PER_CELL: f64 = 32.0;

@@ -11,7 +11,7 @@
 //! The work is counted in rows' worth: each row 1 (its fixed cost, `Efficiencies::
 //! overhead_per_row`), plus each of its blocks the block's cost as a fraction of that. The
 //! costs were fitted with `scripts/row-cost.sh` (random-weight models of one type each, in
-//! three shapes, decoded by llama-bench; docs/benchmarks.md, "Row cost by type") on the
+//! three shapes, decoded by llama-bench; docs/benchmarks.md, "Session 18") on the
 //! x86-64 development VM, 2 threads, AVX2. A board's cores weigh the types differently (NEON
 //! repacks other types): its first answers calibrate the fixed cost, not the weights. The
 //! blocks are the CPU's: a GPU or NPU multiplies a row's blocks in parallel, so for those

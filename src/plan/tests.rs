@@ -416,7 +416,7 @@ fn the_overhead_is_the_rows_a_token_multiplies() {
 #[test]
 fn first_boot_predicts_the_three_registry_models_as_measured_on_the_dev_vm() {
     // scripts/row-cost.sh on the x86-64 development VM (AMD EPYC, AVX2, typical read 21 GB/s,
-    // 2 threads; docs/benchmarks.md, "Row cost by type"): llama-bench decoded SmolLM2-135M
+    // 2 threads; docs/benchmarks.md, "Session 18"): llama-bench decoded SmolLM2-135M
     // Q4_1, Qwen2.5-Coder-0.5B and 1.5B Q4_K_M at 86.35, 24.14 and 12.26 tok/s (median of 3
     // interleaved rounds, tg32). The headers' streamed bytes and rows' worth of work
     // (`rows::of_header`): the 0.5B's fallback Q5_0 makes it 3.9 times SmolLM2's work for
