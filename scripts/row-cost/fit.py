@@ -16,21 +16,30 @@ from collections import defaultdict
 import gguf
 import numpy as np
 
-MEMORY = 0.88          # calibrate.rs Efficiencies::default().memory
-ATTENTION_NS = 32 * 13.2  # mod.rs ATTENTION_ROWS_PER_CELL × rows.rs FIXED_NS, per layer per cell
+SRC = __file__.rsplit("/scripts/", 1)[0] + "/src/plan/"
+
+
+def constant(file, pattern):
+    """A number from the planner's source, so the fit and the planner cannot disagree."""
+    return float(re.search(pattern, open(SRC + file).read()).group(1))
+
+
+MEMORY = constant("calibrate.rs", r"memory: ([0-9.]+),")  # Efficiencies::default().memory
+FIXED_NS = constant("rows.rs", r"FIXED_NS: f64 = ([0-9.]+)")
+# The attention per layer per cell: ATTENTION_ROWS_PER_CELL rows' fixed costs.
+ATTENTION_NS = constant("mod.rs", r"ATTENTION_ROWS_PER_CELL: f64 = ([0-9.]+)") * FIXED_NS
 DEPTH = 15.5           # llama-bench -n 32 from an empty cache
 REPACKS = {"Q4_0", "Q4_K"}  # what llama.cpp's CPU backend interleaves on x86-64 (--repack)
 
 
 def shipped():
     """rows.rs's FIXED_NS and block_ns table, read from the source."""
-    src = open(__file__.rsplit("/scripts/", 1)[0] + "/src/plan/rows.rs").read()
-    fixed = float(re.search(r"FIXED_NS: f64 = ([0-9.]+)", src).group(1))
+    src = open(SRC + "rows.rs").read()
     table = {}
     for kind, rep, ns in re.findall(r"\((\w+), (true|false|_)\) => ([0-9.]+)", src):
         for r in ([True, False] if rep == "_" else [rep == "true"]):
             table[(kind, r)] = float(ns)
-    return fixed, table
+    return FIXED_NS, table
 
 
 def facts(path, plain):
