@@ -53,7 +53,7 @@ const FILLER: &[&str] = &[
     "cabin", "boots", "letter", "map", "coat", "ladder", "brass", "salt", "moon", "island",
 ];
 
-// ggml's version as the linked library reports it (llama-cpp-2 does not expose it).
+// ggml's version as the linked library reports it (the engine's handles do not expose it).
 unsafe extern "C" {
     fn ggml_version() -> *const c_char;
     fn ggml_commit() -> *const c_char;

@@ -1,21 +1,16 @@
-//! llama.cpp backend (llama-cpp-2): GGUF models on the CPU, or on an NVIDIA GPU with the
+//! llama.cpp backend (through `cpp`, owned handles over llama-cpp-sys-2): GGUF models on the CPU, or on an NVIDIA GPU with the
 //! `cuda` feature. Uses the model's own chat template (or, for a base model without one, the
 //! plain transcript of `prompt`) and keeps one session's KV cache, so a follow-up question
 //! only processes the tokens the previous turn did not already have.
 
-use std::num::NonZeroU32;
+mod cpp;
+
+use std::ffi::CString;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
-use llama_cpp_2::sampling::LlamaSampler;
-use llama_cpp_2::token::LlamaToken;
+use cpp::{Batch, Context, ContextParams, CppError, Model, Sampler, Token};
 
 use crate::engine::{
     BackendKind, ChatMessage, Counter, Engine, EngineError, GenStats, LoadSpec, ModelInfo,
@@ -35,26 +30,16 @@ const MARGIN: usize = tutord_protocol::PROMPT_MARGIN as usize;
 /// fewer would save less than the search costs.
 const MIN_SHIFT_MATCH: usize = 8;
 
-/// llama.cpp's process-wide backend, initialised once (it may only be initialised once).
-fn backend() -> Result<&'static LlamaBackend, EngineError> {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    if let Some(b) = BACKEND.get() {
-        return Ok(b);
+impl From<CppError> for EngineError {
+    fn from(e: CppError) -> Self {
+        EngineError::Runtime(e.to_string())
     }
-    let mut b = LlamaBackend::init()
-        .map_err(|e| EngineError::Runtime(format!("llama.cpp backend init: {e}")))?;
-    // llama.cpp logs every tensor at load; the worker's stderr goes to the journal, so keep
-    // it quiet unless asked (TUTORD_ENGINE_LLAMA_LOG=1).
-    if std::env::var_os("TUTORD_ENGINE_LLAMA_LOG").is_none() {
-        b.void_logs();
-    }
-    Ok(BACKEND.get_or_init(|| b))
 }
 
 /// A prompt cut to the context's budget.
 enum Window {
     /// The tokens, and how many of the oldest messages were left out to fit.
-    Fits(Vec<LlamaToken>, usize),
+    Fits(Vec<Token>, usize),
     /// Even the instructions and the question alone are this many tokens, over the budget.
     TooLong(usize),
 }
@@ -62,12 +47,12 @@ enum Window {
 /// A loaded GGUF model with its context and kept session.
 pub struct LlamaEngine {
     info: ModelInfo,
-    model: &'static LlamaModel,
-    ctx: LlamaContext<'static>,
+    model: &'static Model,
+    ctx: Context<'static>,
     /// The model's chat template; None for a base model (the plain transcript is used).
-    template: Option<LlamaChatTemplate>,
+    template: Option<CString>,
     /// Tokens whose keys and values are in the KV cache, in order (sequence 0).
-    cached: Vec<LlamaToken>,
+    cached: Vec<Token>,
     /// Whether a sliding window is shifted down the KV cache (the default) or processed
     /// again from the first change: `TUTORD_ENGINE_WINDOW=reprefill` turns shifting off, for
     /// scripts/lesson-bench.sh to measure one against the other.
@@ -78,7 +63,7 @@ impl LlamaEngine {
     pub fn load(spec: &LoadSpec) -> Result<Self, EngineError> {
         let gpu_layers = match spec.backend {
             BackendKind::Cpu => 0,
-            BackendKind::Cuda if cfg!(feature = "cuda") => u32::MAX,
+            BackendKind::Cuda if cfg!(feature = "cuda") => i32::MAX,
             BackendKind::Cuda => {
                 return Err(EngineError::Unavailable {
                     backend: "cuda",
@@ -94,41 +79,38 @@ impl LlamaEngine {
         };
         let header = gguf::check_file(&spec.model_path)?;
         check_memory(&spec.model_path, header.file_bytes)?;
-        let backend = backend()?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        // llama.cpp logs every tensor at load; the worker's stderr goes to the journal, so keep
+        // it quiet unless asked (TUTORD_ENGINE_LLAMA_LOG=1).
+        cpp::init(std::env::var_os("TUTORD_ENGINE_LLAMA_LOG").is_none());
         let model =
-            LlamaModel::load_from_file(backend, &spec.model_path, &params).map_err(|e| {
-                EngineError::BadModel {
-                    path: spec.model_path.clone(),
-                    reason: format!(
-                        "llama.cpp could not load it ({e}): truncated, corrupt or an unsupported \
-                     architecture (TUTORD_ENGINE_LLAMA_LOG=1 shows llama.cpp's reason)"
-                    ),
-                }
+            Model::load(&spec.model_path, gpu_layers).map_err(|e| EngineError::BadModel {
+                path: spec.model_path.clone(),
+                reason: format!(
+                    "llama.cpp could not load it ({e}): truncated, corrupt or an unsupported \
+                 architecture (TUTORD_ENGINE_LLAMA_LOG=1 shows llama.cpp's reason)"
+                ),
             })?;
         // The worker loads one model for its whole life (switching models restarts the
         // worker), so the model lives as long as the process; leaking it lets the context
         // borrow it without a self-referential struct.
-        let model: &'static LlamaModel = Box::leak(Box::new(model));
+        let model: &'static Model = Box::leak(Box::new(model));
         // A base model (no template in its metadata) still answers, in the plain format.
-        let template = model.chat_template(None).ok();
-        let threads = threads_for(&spec.placement.cpus);
-        let n_ctx = NonZeroU32::new(spec.context_length.max(256)).expect("nonzero");
-        let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(Some(n_ctx))
-            .with_n_batch(BATCH as u32)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
-        let ctx = model
-            .new_context(backend, ctx_params)
-            .map_err(|e| EngineError::Runtime(format!("llama.cpp context: {e}")))?;
+        let template = model.chat_template();
+        let ctx = Context::new(
+            model,
+            &ContextParams {
+                n_ctx: spec.context_length.max(256),
+                n_batch: BATCH as u32,
+                threads: threads_for(&spec.placement.cpus),
+            },
+        )?;
         let info = ModelInfo {
             backend: spec.backend,
             path: spec.model_path.clone(),
             file_bytes: header.file_bytes,
             parameters: model.n_params(),
             context_length: ctx.n_ctx(),
-            runtime: format!("llama.cpp (llama-cpp-2 {})", llama_cpp_2_version()),
+            runtime: format!("llama.cpp (llama-cpp-sys-2 {})", llama_cpp_sys_2_version()),
             chat_format: match &template {
                 Some(_) => "template".into(),
                 None => prompt::PLAIN_NAME.into(),
@@ -144,23 +126,19 @@ impl LlamaEngine {
         })
     }
 
-    fn prompt_tokens(&self, chat: &[ChatMessage]) -> Result<Vec<LlamaToken>, EngineError> {
+    fn prompt_tokens(&self, chat: &[ChatMessage]) -> Result<Vec<Token>, EngineError> {
         let Some(template) = &self.template else {
             // Plain text: user text is never parsed as special tokens; BOS as the model wants.
             let text = prompt::plain(chat);
-            return Ok(self.model.vocab().tokenize(text.as_bytes(), true, false));
+            return Ok(self.model.tokenize(&text, true, false)?);
         };
-        let msgs = chat
+        let msgs: Vec<(&str, &str)> = chat
             .iter()
-            .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| EngineError::Runtime(format!("chat message: {e}")))?;
-        let prompt = self
-            .model
-            .apply_chat_template(template, &msgs, true)
-            .map_err(|e| EngineError::Runtime(format!("chat template: {e}")))?;
+            .map(|m| (m.role.as_str(), m.content.as_str()))
+            .collect();
+        let prompt = self.model.apply_chat_template(template, &msgs, true)?;
         // The template already holds the BOS/special tokens as text; parse them as specials.
-        Ok(self.model.vocab().tokenize(prompt.as_bytes(), false, true))
+        Ok(self.model.tokenize(&prompt, false, true)?)
     }
 
     /// The prompt for `chat` within `budget` tokens (`crate::window`). Returns the tokens and
@@ -169,7 +147,7 @@ impl LlamaEngine {
         let fit = crate::window::fit(chat, |w| {
             let tokens = self.prompt_tokens(w)?;
             let fits = tokens.len() <= budget;
-            Ok((tokens, fits))
+            Ok::<_, EngineError>((tokens, fits))
         })?;
         Ok(match fit {
             crate::window::Fit::Fits(tokens, left_out) => Window::Fits(tokens, left_out),
@@ -184,7 +162,7 @@ impl LlamaEngine {
     /// ~1.4 s, the shift ~1 ms; on a 7B model on a board re-processing is tens of seconds, so
     /// re-prefilling the window after every slide is not an option. Returns the tokens
     /// shifted; 0 when nothing lines up (then prefill processes what differs, as before).
-    fn slide(&mut self, tokens: &[LlamaToken]) -> usize {
+    fn slide(&mut self, tokens: &[Token]) -> usize {
         let keep = common_prefix(&self.cached, tokens);
         let (cached, rest) = (&self.cached[keep..], &tokens[keep..]);
         let Some(&first) = rest.first() else {
@@ -205,68 +183,51 @@ impl LlamaEngine {
             return 0;
         }
         let (p0, p1) = (keep as u32, (keep + cut) as u32);
-        let moved = self
-            .ctx
-            .kv_cache_seq_rm(0, Some(p0), Some(p1))
-            .and_then(|_| self.ctx.kv_cache_seq_add(0, Some(p1), None, -(cut as i32)));
-        if moved.is_err() {
+        if !self.ctx.remove(p0, Some(p1)) {
             self.reset();
             return 0;
         }
+        self.ctx.shift(p1, -(cut as i32));
         self.cached.drain(keep..keep + cut);
         run
     }
 
     /// Brings the KV cache to `tokens`, processing only what is not cached yet. Returns the
     /// number of tokens reused.
-    fn prefill(&mut self, tokens: &[LlamaToken]) -> Result<usize, EngineError> {
+    fn prefill(&mut self, tokens: &[Token]) -> Result<usize, EngineError> {
         let mut keep = common_prefix(&self.cached, tokens);
         // At least one token must be decoded to have logits to sample from.
         if keep == tokens.len() {
             keep = keep.saturating_sub(1);
         }
         if keep < self.cached.len() {
-            self.ctx
-                .kv_cache_seq_rm(0, Some(keep as u32), None)
-                .map_err(|e| EngineError::Runtime(format!("KV cache trim: {e}")))?;
+            if !self.ctx.remove(keep as u32, None) {
+                return Err(EngineError::Runtime(format!(
+                    "KV cache trim: llama.cpp could not remove the cells from position {keep}"
+                )));
+            }
             self.cached.truncate(keep);
         }
-        let mut batch = LlamaBatch::new(BATCH, 1);
+        let mut batch = Batch::new(BATCH);
         let rest = &tokens[keep..];
         for (chunk_no, chunk) in rest.chunks(BATCH).enumerate() {
             batch.clear();
             let last_chunk = (chunk_no + 1) * BATCH >= rest.len();
             for (i, t) in chunk.iter().enumerate() {
-                let pos = (keep + chunk_no * BATCH + i) as i32;
+                let pos = (keep + chunk_no * BATCH + i) as u32;
                 let logits = last_chunk && i == chunk.len() - 1;
-                batch
-                    .add(*t, pos, &[0], logits)
-                    .map_err(|e| EngineError::Runtime(format!("batch: {e}")))?;
+                batch.add(*t, pos, logits)?;
             }
             self.ctx
-                .decode(&mut batch)
+                .decode(&batch)
                 .map_err(|e| EngineError::Runtime(format!("prompt decode: {e}")))?;
             self.cached.extend_from_slice(chunk);
         }
         Ok(keep)
     }
-}
 
-impl Engine for LlamaEngine {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn counter(&self) -> Option<Counter> {
-        // The vocabulary is only read: llama.cpp tokenizes from any thread while another
-        // decodes (its server does the same), so the reader thread counts mid-answer.
-        let model = self.model;
-        Some(Arc::new(move |text: &str| {
-            model.vocab().tokenize(text.as_bytes(), false, false).len()
-        }))
-    }
-
-    fn generate(
+    /// `Engine::generate`, less putting the threads to rest after it.
+    fn answer(
         &mut self,
         chat: &[ChatMessage],
         sampling: &Sampling,
@@ -315,26 +276,28 @@ impl Engine for LlamaEngine {
             ..GenStats::default()
         };
         let mut first_piece: Option<Instant> = None;
-        let mut batch = LlamaBatch::new(1, 1);
+        let mut batch = Batch::new(1);
         let mut logits_index = batch_last_index(tokens.len() - reused);
-        let vocab = self.model.vocab();
+        let model = self.model;
+        let mut bytes = Vec::new();
         // Whether the model ended the answer itself (an end-of-generation token).
         let mut ended = false;
         while stats.generated_tokens < sampling.max_tokens {
             if self.cached.len() + 1 >= n_ctx as usize {
                 break; // context full: end the answer here rather than fail it
             }
-            let token = sampler.pick(&self.ctx, logits_index);
-            if vocab.is_eog(token) {
+            let token = sampler.pick(&mut self.ctx, logits_index)?;
+            if model.is_eog(token) {
                 ended = true;
                 break;
             }
             stats.generated_tokens += 1;
-            let (piece, end) =
-                match stop.push(&text.push(&vocab.token_to_piece(token, false, None))) {
-                    Scan::Go(p) => (p, false),
-                    Scan::End(p) => (p, true),
-                };
+            bytes.clear();
+            model.token_to_piece(token, &mut bytes);
+            let (piece, end) = match stop.push(&text.push(&bytes)) {
+                Scan::Go(p) => (p, false),
+                Scan::End(p) => (p, true),
+            };
             if end {
                 ended = true; // a base model started the next speaker's line
                 if !piece.is_empty() {
@@ -351,10 +314,8 @@ impl Engine for LlamaEngine {
                 }
             }
             batch.clear();
-            batch
-                .add(token, self.cached.len() as i32, &[0], true)
-                .map_err(|e| EngineError::Runtime(format!("batch: {e}")))?;
-            if let Err(e) = self.ctx.decode(&mut batch) {
+            batch.add(token, self.cached.len() as u32, true)?;
+            if let Err(e) = self.ctx.decode(&batch) {
                 self.reset();
                 return Err(EngineError::Runtime(format!("decode: {e}")));
             }
@@ -365,7 +326,7 @@ impl Engine for LlamaEngine {
             // The last token was decoded, so the logits of the next one are there: an answer
             // that fits `max_tokens` exactly is not reported cut when the model would have
             // stopped now.
-            ended = vocab.is_eog(sampler.pick(&self.ctx, logits_index));
+            ended = model.is_eog(sampler.pick(&mut self.ctx, logits_index)?);
         }
         // Cut by `max_tokens` or by the end of the context: the daemon ends the text at its
         // last complete sentence.
@@ -392,9 +353,39 @@ impl Engine for LlamaEngine {
         stats.peak_rss_bytes = peak_rss_bytes();
         Ok(stats)
     }
+}
+
+impl Engine for LlamaEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn counter(&self) -> Option<Counter> {
+        // The vocabulary is only read: llama.cpp tokenizes from any thread while another
+        // decodes (its server does the same), so the reader thread counts mid-answer.
+        let model = self.model;
+        Some(Arc::new(move |text: &str| {
+            // A text llama.cpp cannot take (over 2 GiB) counts as too long for any context.
+            model
+                .tokenize(text, false, false)
+                .map_or(usize::MAX, |t| t.len())
+        }))
+    }
+
+    fn generate(
+        &mut self,
+        chat: &[ChatMessage],
+        sampling: &Sampling,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenStats, EngineError> {
+        let result = self.answer(chat, sampling, on_piece);
+        // The next question may be minutes away: let llama.cpp's threads sleep till then.
+        self.ctx.rest();
+        result
+    }
 
     fn reset(&mut self) {
-        self.ctx.clear_kv_cache();
+        self.ctx.clear();
         self.cached.clear();
     }
 }
@@ -415,13 +406,13 @@ enum Picker {
     /// (590 KB for a 49k vocabulary, mapped and unmapped each time), a cost per token that
     /// llama-bench does not pay and the answer does not need.
     Greedy,
-    Sampler(LlamaSampler),
+    Sampler(Sampler),
 }
 
 impl Picker {
-    fn pick(&mut self, ctx: &LlamaContext<'_>, logits_index: i32) -> LlamaToken {
+    fn pick(&mut self, ctx: &mut Context<'_>, logits_index: i32) -> Result<Token, CppError> {
         match self {
-            Picker::Greedy => LlamaToken(first_max(ctx.get_logits_ith(logits_index)) as i32),
+            Picker::Greedy => Ok(first_max(ctx.logits(logits_index)?) as Token),
             Picker::Sampler(s) => s.sample(ctx, logits_index),
         }
     }
@@ -443,12 +434,12 @@ fn sampler_for(s: &Sampling) -> Picker {
     if s.temperature <= 0.0 {
         return Picker::Greedy;
     }
-    Picker::Sampler(LlamaSampler::chain_simple([
-        LlamaSampler::top_k(s.top_k.max(1) as i32),
-        LlamaSampler::top_p(s.top_p.clamp(0.0, 1.0), 1),
-        LlamaSampler::temp(s.temperature),
-        LlamaSampler::dist(s.seed),
-    ]))
+    Picker::Sampler(Sampler::chain(
+        s.top_k.max(1) as i32,
+        s.top_p.clamp(0.0, 1.0),
+        s.temperature,
+        s.seed,
+    ))
 }
 
 /// Threads for llama.cpp: one per placed core (the process is already pinned to them), or
@@ -461,7 +452,7 @@ fn threads_for(cpus: &[usize]) -> i32 {
     }
 }
 
-fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
@@ -496,9 +487,9 @@ fn mem_available() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn llama_cpp_2_version() -> &'static str {
-    // The crate's version pins the llama.cpp commit it bundles.
-    "0.1.160"
+fn llama_cpp_sys_2_version() -> &'static str {
+    // The crate's version pins the llama.cpp commit it bundles (Cargo.lock).
+    "0.1.161"
 }
 
 /// Turns token bytes into text pieces that never split a UTF-8 character: a token may end

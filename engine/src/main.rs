@@ -1,6 +1,6 @@
 //! `tutord-engine`: the LLM worker process that `tutord` supervises.
 //!
-//! The LLM runs outside the daemon because whisper-rs and llama-cpp-2 each link their own
+//! The LLM runs outside the daemon because whisper-rs and llama-cpp-sys-2 each link their own
 //! static ggml (the link fails on duplicate `gguf_*` symbols) and because vendor NPU runtimes
 //! crash; see docs/architecture.md, "Processes". The daemon starts it with one end of a
 //! socketpair as file descriptor `TUTORD_ENGINE_FD` (default 3) and speaks

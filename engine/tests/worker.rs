@@ -2,10 +2,12 @@
 //! `Count` is answered before a model is loaded (as a failure) and, with the real small
 //! model, by the tokenizer, also in the middle of an answer.
 
+mod common;
+
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use common::small_model;
 use tutord_engine::engine::{BackendKind, ChatMessage, LoadSpec, Placement, Sampling};
 use tutord_protocol::{Event, Request, read_msg, write_msg};
 
@@ -16,29 +18,6 @@ fn served() -> UnixStream {
     ours.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     ours
-}
-
-/// The small model from `$TUTORD_MODELS_DIR`, which the daemon's tests fetch; None (the
-/// test skips, or fails under `CI=true`) when it is not there.
-fn small_model(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("TUTORD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/models")));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.exists() {
-        return Some(path);
-    }
-    let why = format!(
-        "{} is missing (cargo test --test faults fetches it)",
-        path.display()
-    );
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: cannot run here: {why} (CI=true: a test whose environment is missing fails)"
-    );
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-    None
 }
 
 #[test]
