@@ -225,9 +225,26 @@ impl LlamaEngine {
         }
         Ok(keep)
     }
+}
 
-    /// `Engine::generate`, less putting the threads to rest after it.
-    fn answer(
+impl Engine for LlamaEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn counter(&self) -> Option<Counter> {
+        // The vocabulary is only read: llama.cpp tokenizes from any thread while another
+        // decodes (its server does the same), so the reader thread counts mid-answer.
+        let model = self.model;
+        Some(Arc::new(move |text: &str| {
+            // A text llama.cpp cannot take (over 2 GiB) counts as too long for any context.
+            model
+                .tokenize(text, false, false)
+                .map_or(usize::MAX, |t| t.len())
+        }))
+    }
+
+    fn generate(
         &mut self,
         chat: &[ChatMessage],
         sampling: &Sampling,
@@ -352,36 +369,6 @@ impl LlamaEngine {
         }
         stats.peak_rss_bytes = peak_rss_bytes();
         Ok(stats)
-    }
-}
-
-impl Engine for LlamaEngine {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn counter(&self) -> Option<Counter> {
-        // The vocabulary is only read: llama.cpp tokenizes from any thread while another
-        // decodes (its server does the same), so the reader thread counts mid-answer.
-        let model = self.model;
-        Some(Arc::new(move |text: &str| {
-            // A text llama.cpp cannot take (over 2 GiB) counts as too long for any context.
-            model
-                .tokenize(text, false, false)
-                .map_or(usize::MAX, |t| t.len())
-        }))
-    }
-
-    fn generate(
-        &mut self,
-        chat: &[ChatMessage],
-        sampling: &Sampling,
-        on_piece: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<GenStats, EngineError> {
-        let result = self.answer(chat, sampling, on_piece);
-        // The next question may be minutes away: let llama.cpp's threads sleep till then.
-        self.ctx.rest();
-        result
     }
 
     fn reset(&mut self) {

@@ -132,8 +132,8 @@ fn the_thread_pool_outlives_an_answer_and_sleeps_between_answers() {
         workers,
         "the same workers after the answer (ggml did not start and join its own)"
     );
-    // After the answer the pool rests: its workers wait on a condition variable instead of
-    // polling for the next graph (which, unpaused, they would do for a while at 100 % CPU).
+    // After the answer the pool sleeps: its workers wait on a condition variable for the
+    // next graph instead of polling for it (ggml's default, which spins for up to ~0.2 s).
     let before: Vec<u64> = workers.iter().map(|t| cpu_ticks(*t)).collect();
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(500));

@@ -17,6 +17,7 @@ use crate::platform::Paths;
 use crate::platform::memory::MemInfo;
 use crate::platform::profile::BoardProfile;
 use crate::store::Store;
+use tutord_protocol::gguf::meta::Gguf;
 
 /// Answers shorter than this say more about the first token than about decoding.
 const MIN_CALIBRATION_TOKENS: u32 = 8;
@@ -162,6 +163,9 @@ impl Planner {
     /// The catalog's (model, backend) pairs this board can run, with their presence.
     pub fn candidates(&self, catalog: &Catalog, models_dir: &Path) -> Vec<ModelFacts> {
         let mut out = self.catalog_facts(catalog);
+        // A model has one entry per backend; its file's header is read once for all of them
+        // (a 151k-token vocabulary makes it megabytes).
+        let mut headers: BTreeMap<String, Option<Gguf>> = BTreeMap::new();
         for f in &mut out {
             let Some(m) = catalog.models.iter().find(|m| m.name == f.name) else {
                 continue;
@@ -170,15 +174,17 @@ impl Planner {
                 presence(m, models_dir, false),
                 Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
             );
+            if !f.present {
+                continue;
+            }
             // A fetched GGUF says what a token reads and multiplies; otherwise the catalog's
             // size bounds the bytes, and its row count stands.
-            if let Some((g, _)) = f
-                .present
-                .then(|| header(&models_dir.join(&m.file)).ok())
-                .flatten()
-            {
+            let g = headers
+                .entry(m.file.clone())
+                .or_insert_with(|| header(&models_dir.join(&m.file)).ok().map(|(g, _)| g));
+            if let Some(g) = g {
                 f.streamed_bytes = g.streamed_bytes();
-                f.row_work = rows::of_header(&g, f.backend == Backend::Cpu.as_str());
+                f.row_work = rows::of_header(g, f.backend == Backend::Cpu.as_str());
             }
         }
         out
@@ -419,7 +425,7 @@ fn cells(depth: f64) -> u32 {
 }
 
 /// A GGUF file's header and the file's size.
-fn header(path: &Path) -> Result<(tutord_protocol::gguf::meta::Gguf, u64), String> {
+fn header(path: &Path) -> Result<(Gguf, u64), String> {
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let bytes = file.metadata().map_err(|e| e.to_string())?.len();
     let mut reader = std::io::BufReader::new(&mut file);

@@ -6,7 +6,7 @@
 //! pointer private, and the engine needs it to attach a persistent thread pool
 //! (`llama_attach_threadpool`). Without one, ggml starts and joins its worker threads for
 //! every graph, i.e. every decoded token, and decode ran at 0.96 × llama-bench, which keeps a
-//! pool (docs/benchmarks.md, "Session 19"). What the engine calls is small enough to own.
+//! pool (docs/benchmarks.md, "Figures, session 19"). What the engine calls is small enough to own.
 
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::marker::PhantomData;
@@ -265,13 +265,17 @@ fn c_len(n: usize, what: &'static str) -> Result<i32, CppError> {
 struct ThreadPool(NonNull<sys::ggml_threadpool>);
 
 impl ThreadPool {
-    /// ggml's defaults, as llama-bench uses them: no pinning of its own (the threads inherit
-    /// the process's CPUs, where the supervisor placed it), normal priority, polling 50.
+    /// No pinning of its own (the threads inherit the process's CPUs, where the supervisor
+    /// placed it), normal priority, and no polling: after each graph the workers wait on a
+    /// condition variable for the next. ggml's default (50, llama-bench's) lets them spin for
+    /// up to ~0.2 s instead. That bought no decode speed here (0.987 × llama-bench at 0, 0.997 at 1,
+    /// 1.008 at 50, all within the runs' spread), and where the engine shares two cores with
+    /// the daemon, the voice and other engines, a spinning worker takes the core from the
+    /// thread it waits for: a test's answer then took over 10 s for ten tokens.
     fn new(threads: i32) -> Option<Self> {
         // SAFETY: plain constructor of a params struct by value.
         let mut params = unsafe { sys::ggml_threadpool_params_default(threads) };
-        // Asleep until the first decode wakes it.
-        params.paused = true;
+        params.poll = 0;
         // SAFETY: `params` is initialised and outlives the call; null means no pool.
         NonNull::new(unsafe { sys::ggml_threadpool_new(&mut params) }).map(Self)
     }
@@ -298,8 +302,9 @@ pub struct ContextParams {
 /// A context: the KV cache of one session, the compute buffers and the thread pool.
 pub struct Context<'m> {
     ptr: NonNull<sys::llama_context>,
-    /// Dropped after `ptr` is freed (see `Drop`).
-    pool: Option<ThreadPool>,
+    /// Attached to `ptr`, never called directly: held so that it lives as long as the
+    /// context, and dropped after `ptr` is freed (see `Drop`).
+    _pool: Option<ThreadPool>,
     n_vocab: usize,
     /// The model must outlive its context.
     model: PhantomData<&'m Model>,
@@ -335,7 +340,7 @@ impl<'m> Context<'m> {
         let n_vocab = unsafe { sys::llama_vocab_n_tokens(model.vocab.as_ptr()) }.max(0) as usize;
         Ok(Self {
             ptr,
-            pool,
+            _pool: pool,
             n_vocab,
             model: PhantomData,
         })
@@ -400,16 +405,6 @@ impl<'m> Context<'m> {
     pub fn clear(&mut self) {
         // SAFETY: a live context and its memory.
         unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) }
-    }
-
-    /// Puts the pool's threads to sleep until the next decode (which wakes them). Between
-    /// answers they would otherwise poll for work for a while, taking a core from the
-    /// daemon and the voice beside it.
-    pub fn rest(&mut self) {
-        if let Some(pool) = &self.pool {
-            // SAFETY: a live pool; pausing between graphs is what the call is for.
-            unsafe { sys::ggml_threadpool_pause(pool.0.as_ptr()) }
-        }
     }
 }
 
