@@ -325,6 +325,45 @@ fn fetched_language_models() -> Vec<(String, std::path::PathBuf)> {
         .collect()
 }
 
+/// The catalog's shape fields are typed in from model cards; each fetched file's GGUF header
+/// must say the same, since an entry not fetched is planned from them alone.
+#[test]
+fn the_catalog_gives_each_fetched_models_shape_as_its_header_does() {
+    let catalog = Catalog::load(&Path::new(REPO).join("config/models.toml")).unwrap();
+    let models = fetched_language_models();
+    assert!(!models.is_empty(), "no language model fetched");
+    for (name, file) in models {
+        let m = catalog.get(&name).unwrap();
+        let bytes = std::fs::metadata(&file).unwrap().len();
+        let mut reader = std::io::BufReader::new(std::fs::File::open(&file).unwrap());
+        let g = tutord_protocol::gguf::meta::read(&mut reader, bytes).unwrap();
+        let shape = g.shape().unwrap();
+        let feed_forward = g
+            .get(&format!("{}.feed_forward_length", shape.architecture))
+            .and_then(|v| v.as_u64())
+            .unwrap();
+        let header = (
+            shape.layers,
+            shape.kv_heads,
+            shape.head_dim,
+            g.matrix_rows(),
+            Some((shape.embedding, feed_forward as u32)),
+        );
+        let listed = (
+            m.layers,
+            m.kv_heads,
+            m.head_dim,
+            m.matrix_rows,
+            m.widths.map(|w| (w.embedding, w.feed_forward)),
+        );
+        eprintln!("{name}: header {header:?}, catalog {listed:?}");
+        assert_eq!(
+            listed, header,
+            "{name}: (layers, kv_heads, head_dim, matrix_rows, widths)"
+        );
+    }
+}
+
 /// The goal (issue 19): each fetched model's first-boot prediction (a fresh store, no
 /// calibration) within 20 % of its measured decode speed. Three things made that hold on the
 /// shared 2-core VMs CI runs on (docs/benchmarks.md, "Session 15"): the engine is built

@@ -1,7 +1,8 @@
-//! llama.cpp backend (through `cpp`, owned handles over llama-cpp-sys-2): GGUF models on the CPU, or on an NVIDIA GPU with the
-//! `cuda` feature. Uses the model's own chat template (or, for a base model without one, the
-//! plain transcript of `prompt`) and keeps one session's KV cache, so a follow-up question
-//! only processes the tokens the previous turn did not already have.
+//! llama.cpp backend (through `cpp`, the engine's own handles over llama-cpp-sys-2): GGUF
+//! models on the CPU, or on an NVIDIA GPU with the `cuda` feature. Uses the model's own chat
+//! template (or, for a base model without one, the plain transcript of `prompt`) and keeps
+//! one session's KV cache, so a follow-up question only processes the tokens the previous
+//! turn did not already have.
 
 mod cpp;
 

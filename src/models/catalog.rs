@@ -90,6 +90,12 @@ pub struct Model {
     /// beside its bytes, which the plan counts in its overhead. The GGUF header gives it
     /// (`tutorctl plan` of the file by path).
     pub matrix_rows: u64,
+    /// The matrices' input widths, when the catalog gives them (optional): llama.cpp's
+    /// K-quants block a row in 256 weights, and a quantiser meets a width that is not a
+    /// multiple of 256 by storing those matrices in a 32-weight type instead, which a CPU
+    /// multiplies at 2-4 × the cost (Qwen2.5-0.5B's 896). The planner's estimate for an entry
+    /// not fetched applies the same rule; a fetched file's header shows the types it has.
+    pub widths: Option<Widths>,
     pub boards: Vec<String>,
     /// Empty for non-LLM entries: the planner pairs models with backends, so it never
     /// offers a speech model as the LLM.
@@ -108,6 +114,16 @@ pub struct Model {
     pub kind: Kind,
     /// How the file is made from other files when no package ships it in its final format.
     pub convert: Option<Convert>,
+}
+
+/// The input widths of a transformer's weight matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Widths {
+    /// The residual stream's width (GGUF `<arch>.embedding_length`): the Q, K, V, gate and up
+    /// projections' input, and the attention output's in the models the catalog holds.
+    pub embedding: u32,
+    /// The feed-forward width (GGUF `<arch>.feed_forward_length`): the down projection's input.
+    pub feed_forward: u32,
 }
 
 /// What a catalog entry is for.
@@ -372,6 +388,8 @@ struct RawModel {
     kv_heads: Option<u32>,
     head_dim: Option<u32>,
     matrix_rows: Option<u64>,
+    embedding_length: Option<u32>,
+    feed_forward_length: Option<u32>,
     boards: Option<Vec<String>>,
     backends: Option<Vec<Backend>>,
     default: Option<bool>,
@@ -490,7 +508,8 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                 "\"ggml\" is whisper.cpp's format: add kind = \"whisper\"",
             ));
         }
-        let (context_length, layers, kv_heads, head_dim, matrix_rows, backends) = match kind {
+        let (context_length, layers, kv_heads, head_dim, matrix_rows, widths, backends) = match kind
+        {
             Kind::Llm => {
                 let context_length =
                     positive(&at, "context_length", rm.context_length.map(u64::from))? as u32;
@@ -498,6 +517,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                 let kv_heads = positive(&at, "kv_heads", rm.kv_heads.map(u64::from))? as u32;
                 let head_dim = positive(&at, "head_dim", rm.head_dim.map(u64::from))? as u32;
                 let matrix_rows = positive(&at, "matrix_rows", rm.matrix_rows)?;
+                let widths = widths(&at, rm.embedding_length, rm.feed_forward_length)?;
                 let backends = at.required("backends", rm.backends)?;
                 check_backends(&backends, format).map_err(|r| at.err("backends", r))?;
                 (
@@ -506,6 +526,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                     kv_heads,
                     head_dim,
                     matrix_rows,
+                    widths,
                     backends,
                 )
             }
@@ -527,6 +548,8 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                     ("kv_heads", rm.kv_heads.is_some()),
                     ("head_dim", rm.head_dim.is_some()),
                     ("matrix_rows", rm.matrix_rows.is_some()),
+                    ("embedding_length", rm.embedding_length.is_some()),
+                    ("feed_forward_length", rm.feed_forward_length.is_some()),
                     ("backends", rm.backends.is_some()),
                 ] {
                     if set {
@@ -536,7 +559,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
                         ));
                     }
                 }
-                (0, 0, 0, 0, 0, Vec::new())
+                (0, 0, 0, 0, 0, None, Vec::new())
             }
         };
         let convert = convert(&at, kind, rm.convert, rm.input, &file)?;
@@ -574,6 +597,7 @@ fn validate(origin: &str, raw: RawCatalog) -> Result<Catalog, CatalogError> {
             kv_heads,
             head_dim,
             matrix_rows,
+            widths,
             boards,
             backends,
             default: rm.default.unwrap_or(false),
@@ -711,6 +735,30 @@ fn non_empty(at: &At, field: &str, value: Option<String>) -> Result<String, Cata
         return Err(at.err(field, "is empty"));
     }
     Ok(v)
+}
+
+/// `embedding_length` and `feed_forward_length`: both or neither (one alone cannot say which
+/// matrices a width applies to).
+fn widths(
+    at: &At,
+    embedding: Option<u32>,
+    feed_forward: Option<u32>,
+) -> Result<Option<Widths>, CatalogError> {
+    match (embedding, feed_forward) {
+        (None, None) => Ok(None),
+        (Some(e), Some(f)) => Ok(Some(Widths {
+            embedding: positive(at, "embedding_length", Some(u64::from(e)))? as u32,
+            feed_forward: positive(at, "feed_forward_length", Some(u64::from(f)))? as u32,
+        })),
+        (Some(_), None) => Err(at.err(
+            "feed_forward_length",
+            "missing: embedding_length and feed_forward_length go together",
+        )),
+        (None, Some(_)) => Err(at.err(
+            "embedding_length",
+            "missing: embedding_length and feed_forward_length go together",
+        )),
+    }
 }
 
 fn positive(at: &At, field: &str, value: Option<u64>) -> Result<u64, CatalogError> {

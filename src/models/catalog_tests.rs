@@ -124,7 +124,60 @@ fn shipped_catalog_holds_the_gguf_tiers_from_135m_to_8b() {
     for m in c.models.iter().filter(|m| m.kind == Kind::Llm) {
         assert_eq!(m.format, Format::Gguf);
         assert_eq!(m.backends, [Backend::Cpu, Backend::Cuda]);
+        assert!(
+            m.widths.is_some(),
+            "{}: no embedding/feed-forward widths",
+            m.name
+        );
     }
+    // The 0.5B's 896 is the one width that is not a multiple of 256.
+    let half = c.get("qwen2.5-0.5b-instruct-q4_k_m").unwrap();
+    assert_eq!(
+        half.widths,
+        Some(Widths {
+            embedding: 896,
+            feed_forward: 4864
+        })
+    );
+}
+
+#[test]
+fn widths_go_together_and_only_on_llm_entries() {
+    let both = "embedding_length = 576\nfeed_forward_length = 1536";
+    let c = Catalog::parse("models.toml", &entry("m", both, PYPI)).unwrap();
+    assert_eq!(
+        c.models[0].widths,
+        Some(Widths {
+            embedding: 576,
+            feed_forward: 1536
+        })
+    );
+    assert_eq!(
+        Catalog::parse("models.toml", &entry("m", "", PYPI))
+            .unwrap()
+            .models[0]
+            .widths,
+        None
+    );
+    assert_eq!(
+        err(&entry("m", "embedding_length = 576", PYPI)),
+        "models.toml: model `m`: `feed_forward_length`: missing: embedding_length and \
+         feed_forward_length go together"
+    );
+    let e = err(&entry("m", "feed_forward_length = 1536", PYPI));
+    assert!(e.contains("`embedding_length`: missing"), "{e}");
+    let e = err(&entry(
+        "m",
+        "embedding_length = 0\nfeed_forward_length = 1536",
+        PYPI,
+    ));
+    assert!(
+        e.contains("`embedding_length`: must be greater than 0"),
+        "{e}"
+    );
+    let conv = "convert = \"ct2-whisper\"";
+    let e = err(&whisper(&format!("{conv}\nembedding_length = 384"), INPUTS));
+    assert!(e.contains("`embedding_length`: is for LLM entries"), "{e}");
 }
 
 #[test]

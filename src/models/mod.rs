@@ -29,7 +29,7 @@ use std::path::Path;
 
 pub use catalog::{
     Backend, Catalog, CatalogError, Convert, ConvertFrom, DEFAULT_CATALOG_PATH, Format, Input,
-    Kind, Model, Part,
+    Kind, Model, Part, Widths,
 };
 pub use fetch::{
     DEFAULT_MODELS_DIR, FetchError, FetchOptions, Fetched, Outcome, Presence, fetch_all,

@@ -147,9 +147,13 @@ impl Planner {
                     kv_heads: m.kv_heads,
                     head_dim: m.head_dim,
                     row_work: rows::nominal(
-                        m.matrix_rows,
-                        m.parameters,
-                        &m.quantization,
+                        &rows::Nominal {
+                            matrix_rows: m.matrix_rows,
+                            parameters: m.parameters,
+                            layers: m.layers,
+                            quantization: &m.quantization,
+                            widths: m.widths,
+                        },
                         *b == Backend::Cpu,
                     ),
                     present: false,

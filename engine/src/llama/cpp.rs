@@ -23,8 +23,9 @@ pub type Token = sys::llama_token;
 /// What a llama.cpp call refused, in words.
 #[derive(Debug, thiserror::Error)]
 pub enum CppError {
-    #[error("llama.cpp could not load {0}")]
-    Load(String),
+    /// What went wrong loading a model file (the caller names the file).
+    #[error("{0}")]
+    Load(&'static str),
     #[error("llama.cpp could not create a context ({0})")]
     Context(String),
     #[error("{0} holds a NUL byte, which llama.cpp's C strings cannot carry")]
@@ -87,7 +88,7 @@ impl Model {
         // SAFETY: `c_path` is a NUL-terminated string that outlives the call; llama.cpp
         // returns null on failure, which NonNull turns into an error.
         let ptr = NonNull::new(unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), params) })
-            .ok_or_else(|| CppError::Load(path.display().to_string()))?;
+            .ok_or(CppError::Load("llama_model_load_from_file failed"))?;
         // SAFETY: `ptr` is a live model; its vocabulary lives as long as it does.
         let vocab = NonNull::new(unsafe { sys::llama_model_get_vocab(ptr.as_ptr()) }.cast_mut());
         match vocab {
@@ -95,10 +96,7 @@ impl Model {
             None => {
                 // SAFETY: `ptr` came from llama_model_load_from_file and is freed once, here.
                 unsafe { sys::llama_model_free(ptr.as_ptr()) };
-                Err(CppError::Load(format!(
-                    "{} (no vocabulary)",
-                    path.display()
-                )))
+                Err(CppError::Load("the model has no vocabulary"))
             }
         }
     }
