@@ -334,9 +334,7 @@ fn the_catalog_gives_each_fetched_models_shape_as_its_header_does() {
     assert!(!models.is_empty(), "no language model fetched");
     for (name, file) in models {
         let m = catalog.get(&name).unwrap();
-        let bytes = std::fs::metadata(&file).unwrap().len();
-        let mut reader = std::io::BufReader::new(std::fs::File::open(&file).unwrap());
-        let g = tutord_protocol::gguf::meta::read(&mut reader, bytes).unwrap();
+        let g = tutord_protocol::gguf::meta::read_file(&file).unwrap();
         let shape = g.shape().unwrap();
         let feed_forward = g
             .get(&format!("{}.feed_forward_length", shape.architecture))

@@ -17,7 +17,7 @@ use crate::platform::Paths;
 use crate::platform::memory::MemInfo;
 use crate::platform::profile::BoardProfile;
 use crate::store::Store;
-use tutord_protocol::gguf::meta::Gguf;
+use tutord_protocol::gguf::meta::{self, Gguf};
 
 /// Answers shorter than this say more about the first token than about decoding.
 const MIN_CALIBRATION_TOKENS: u32 = 8;
@@ -167,26 +167,27 @@ impl Planner {
     /// The catalog's (model, backend) pairs this board can run, with their presence.
     pub fn candidates(&self, catalog: &Catalog, models_dir: &Path) -> Vec<ModelFacts> {
         let mut out = self.catalog_facts(catalog);
-        // A model has one entry per backend; its file's header is read once for all of them
-        // (a 151k-token vocabulary makes it megabytes).
-        let mut headers: BTreeMap<String, Option<Gguf>> = BTreeMap::new();
+        // A model has one entry per backend; its file is looked at once for all of them: is
+        // it there, and its header (a 151k-token vocabulary makes that megabytes).
+        let mut files: BTreeMap<String, (bool, Option<Gguf>)> = BTreeMap::new();
         for f in &mut out {
             let Some(m) = catalog.models.iter().find(|m| m.name == f.name) else {
                 continue;
             };
-            f.present = matches!(
-                presence(m, models_dir, false),
-                Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
-            );
-            if !f.present {
-                continue;
-            }
-            // A fetched GGUF says what a token reads and multiplies; otherwise the catalog's
-            // size bounds the bytes, and its row count stands.
-            let g = headers
-                .entry(m.file.clone())
-                .or_insert_with(|| header(&models_dir.join(&m.file)).ok().map(|(g, _)| g));
-            if let Some(g) = g {
+            let (present, header) = files.entry(m.name.clone()).or_insert_with(|| {
+                let present = matches!(
+                    presence(m, models_dir, false),
+                    Ok(Presence::Verified | Presence::Unverified | Presence::Rechecked)
+                );
+                // A fetched GGUF says what a token reads and multiplies; otherwise the
+                // catalog's size bounds the bytes, and its row count stands.
+                let header = present
+                    .then(|| meta::read_file(&models_dir.join(&m.file)).ok())
+                    .flatten();
+                (present, header)
+            });
+            f.present = *present;
+            if let Some(g) = header {
                 f.streamed_bytes = g.streamed_bytes();
                 f.row_work = rows::of_header(g, f.backend == Backend::Cpu.as_str());
             }
@@ -199,7 +200,8 @@ impl Planner {
     /// size; parameters counted from the tensors). One entry per llama.cpp backend the board
     /// has.
     pub fn path_facts(&self, path: &Path) -> Result<Vec<ModelFacts>, String> {
-        let (gguf, bytes) = header(path)?;
+        let gguf = meta::read_file(path)?;
+        let bytes = gguf.header.file_bytes;
         let streamed = gguf.streamed_bytes();
         let shape = gguf
             .shape()
@@ -426,13 +428,4 @@ impl Planner {
 /// A smoothed depth as whole KV cache cells.
 fn cells(depth: f64) -> u32 {
     depth.round().clamp(0.0, f64::from(u32::MAX)) as u32
-}
-
-/// A GGUF file's header and the file's size.
-fn header(path: &Path) -> Result<(Gguf, u64), String> {
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let bytes = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut reader = std::io::BufReader::new(&mut file);
-    let gguf = tutord_protocol::gguf::meta::read(&mut reader, bytes)?;
-    Ok((gguf, bytes))
 }

@@ -8,6 +8,7 @@
 //! anything a user gave by path.
 
 use std::io::Read;
+use std::path::Path;
 
 use super::{Header, parse_header};
 
@@ -118,6 +119,13 @@ pub struct Shape {
     pub head_dim: u32,
     pub embedding: u32,
     pub parameters: u64,
+}
+
+/// Reads the header of the GGUF file at `path` (its size is `header.file_bytes`).
+pub fn read_file(path: &Path) -> Result<Gguf, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let bytes = file.metadata().map_err(|e| e.to_string())?.len();
+    read(&mut std::io::BufReader::new(file), bytes)
 }
 
 /// Reads the header from `r` (at the file's start); `file_bytes` is the file's size, which
